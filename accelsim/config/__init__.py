@@ -1,0 +1,1 @@
+"""YAML -> frozen, validated specs (architectures, workloads)."""

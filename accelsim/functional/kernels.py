@@ -1,0 +1,181 @@
+"""Fast int8 kernels: numba loops for im2col, requantisation and pooling, and an exact GEMM.
+
+Each wrapper (``conv2d_int8``, ``dense_int8``, ``maxpool2d_int8``, ``requantize_int8``) checks
+shapes and dtypes, allocates the output and calls an ``@njit`` kernel; ``reference.py`` holds the
+numpy specification each must equal bit for bit.
+
+The GEMM runs on float32 BLAS and is still exact: every int8 x int8 product has magnitude at most
+128 * 128 = 2^14, so any partial sum of at most 1024 of them is an integer of magnitude at most
+2^24, which float32 represents exactly. Whatever order or blocking BLAS uses, every addition is
+exact. Reductions longer than ``EXACT_K_CHUNK`` are split into chunks whose exact float32 results
+are added in float64 (exact up to 2^53).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+from accelsim.errors import ShapeError
+
+I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
+F32 = npt.NDArray[np.float32]
+
+EXACT_K_CHUNK = 1024
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+@njit(cache=True, inline="always")
+def _requant_one(acc, multiplier, shift, lo):  # noqa: ANN001, ANN202
+    """One TFLite ``MultiplyByQuantizedMultiplier`` + clamp; all int64 arithmetic."""
+    left = shift if shift > 0 else 0
+    right = -shift if shift < 0 else 0
+    x = acc << left
+    x = min(max(x, _INT32_MIN), _INT32_MAX)
+    if x == _INT32_MIN and multiplier == _INT32_MIN:
+        high = np.int64(_INT32_MAX)
+    else:
+        ab = x * multiplier
+        nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+        high = (nudged >> 31) if nudged >= 0 else -((-nudged) >> 31)
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    y = (high >> right) + (1 if (high & mask) > threshold else 0)
+    return min(max(y, lo), 127)
+
+
+@njit(cache=True, parallel=True)
+def _requant_kernel(acc, bias, multiplier, shift, lo, out):  # noqa: ANN001, ANN202
+    """acc (N, P, O) exact integers of any dtype, out (N, O, P) int8; bias added here."""
+    n_img, n_pix, n_out = acc.shape
+    for n in prange(n_img):
+        for p in range(n_pix):
+            for o in range(n_out):
+                a = np.int64(acc[n, p, o]) + np.int64(bias[o])
+                out[n, o, p] = _requant_one(a, np.int64(multiplier[o]), np.int64(shift[o]), lo)
+
+
+@njit(cache=True, parallel=True)
+def _im2col_kernel(x, kh, kw, stride, padding, out):  # noqa: ANN001, ANN202
+    """x (N, C, H, W) int8 -> out (N * OH * OW, C * KH * KW) float32, columns in (c, i, j) order."""
+    n_img, n_chan, h, w = x.shape
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (w + 2 * padding - kw) // stride + 1
+    for n in prange(n_img):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = (n * oh + oy) * ow + ox
+                col = 0
+                for c in range(n_chan):
+                    for i in range(kh):
+                        y = oy * stride - padding + i
+                        for j in range(kw):
+                            xx = ox * stride - padding + j
+                            if 0 <= y < h and 0 <= xx < w:
+                                out[row, col] = x[n, c, y, xx]
+                            else:
+                                out[row, col] = 0.0
+                            col += 1
+
+
+@njit(cache=True, parallel=True)
+def _maxpool_kernel(x, size, stride, out):  # noqa: ANN001, ANN202
+    n_img, n_chan, oh, ow = out.shape
+    for n in prange(n_img):
+        for c in range(n_chan):
+            for oy in range(oh):
+                for ox in range(ow):
+                    best = x[n, c, oy * stride, ox * stride]
+                    for i in range(size):
+                        for j in range(size):
+                            v = x[n, c, oy * stride + i, ox * stride + j]
+                            best = max(best, v)
+                    out[n, c, oy, ox] = best
+
+
+def _check(name: str, arr: np.ndarray, dtype: type, ndim: int) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
+        got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ShapeError(f"{name}: expected a {ndim}-d {np.dtype(dtype)} array, got {got}")
+
+
+def _check_channels(weight: np.ndarray, *per_channel: np.ndarray) -> None:
+    for arr in per_channel:
+        if arr.shape != (weight.shape[0],):
+            raise ShapeError(f"per-channel array of shape {arr.shape}, expected ({weight.shape[0]},)")
+
+
+def exact_matmul(a: F32, b: F32) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]:
+    """Exact integer product of (M, K) x (K, N) float32 matrices holding int8 values."""
+    k = a.shape[1]
+    if k <= EXACT_K_CHUNK:
+        return a @ b
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.float64)
+    for start in range(0, k, EXACT_K_CHUNK):
+        out += a[:, start : start + EXACT_K_CHUNK] @ b[start : start + EXACT_K_CHUNK]
+    return out
+
+
+def gemm_weights(weight: I8) -> F32:
+    """A layer's int8 weights (O, ...) as the (K, O) float32 matrix ``exact_matmul`` expects."""
+    return np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T.astype(np.float32))
+
+
+def requantize_int8(acc: np.ndarray, bias: I32, multiplier: I32, shift: I32, *, relu: bool) -> I8:
+    """(N, P, O) exact accumulators (without bias) -> (N, O, P) int8 with bias and requantisation."""
+    out = np.empty((acc.shape[0], acc.shape[2], acc.shape[1]), dtype=np.int8)
+    _requant_kernel(np.ascontiguousarray(acc), bias, multiplier, shift, 0 if relu else -128, out)
+    return out
+
+
+def conv2d_int8(
+    x: I8, weight: I8, bias: I32, multiplier: I32, shift: I32, *, stride: int, padding: int,
+    relu: bool, weight_matrix: F32 | None = None,
+) -> I8:  # fmt: skip
+    """Conv2D + requantisation: x (N, C, H, W) int8 -> (N, O, OH, OW) int8.
+
+    ``weight_matrix`` is ``gemm_weights(weight)``, precomputed by callers that reuse a layer.
+    """
+    _check("x", x, np.int8, 4)
+    _check("weight", weight, np.int8, 4)
+    _check_channels(weight, bias, multiplier, shift)
+    if x.shape[1] != weight.shape[1]:
+        raise ShapeError(f"conv2d_int8: x has {x.shape[1]} channels, weight expects {weight.shape[1]}")
+    n, _, h, w = x.shape
+    o, c, kh, kw = weight.shape
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv2d_int8: kernel {kh}x{kw} does not fit input {h}x{w} (padding {padding})")
+    cols = np.empty((n * oh * ow, c * kh * kw), dtype=np.float32)
+    _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
+    wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
+    acc = exact_matmul(cols, wm).reshape(n, oh * ow, o)
+    return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
+
+
+def dense_int8(
+    x: I8, weight: I8, bias: I32, multiplier: I32, shift: I32, *, relu: bool,
+    weight_matrix: F32 | None = None,
+) -> I8:  # fmt: skip
+    """Dense + requantisation: x (N, F) int8 -> (N, O) int8."""
+    _check("x", x, np.int8, 2)
+    _check("weight", weight, np.int8, 2)
+    _check_channels(weight, bias, multiplier, shift)
+    if x.shape[1] != weight.shape[1]:
+        raise ShapeError(f"dense_int8: x has {x.shape[1]} features, weight expects {weight.shape[1]}")
+    wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
+    acc = exact_matmul(x.astype(np.float32), wm)
+    return requantize_int8(acc[:, None, :], bias, multiplier, shift, relu=relu)[:, :, 0]
+
+
+def maxpool2d_int8(x: I8, *, size: int, stride: int) -> I8:
+    """Max pooling (no padding, floor mode): (N, C, H, W) int8 -> (N, C, OH, OW) int8."""
+    _check("x", x, np.int8, 4)
+    oh, ow = (x.shape[2] - size) // stride + 1, (x.shape[3] - size) // stride + 1
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"maxpool2d_int8: window {size} does not fit input {x.shape[2:]}")
+    out = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=np.int8)
+    _maxpool_kernel(np.ascontiguousarray(x), size, stride, out)
+    return out

@@ -1,0 +1,62 @@
+"""Quantise the trained float zoo networks and write the shipped int8 models.
+
+    python experiments/train/quantize_zoo.py lenet5 [--seed 0]
+
+Reads ``experiments/out/train/<name>.npz`` (from ``train_zoo.py``), calibrates activation scales
+on 2,000 random training images, picks the calibration percentile with the best int8 accuracy on
+2,000 other training images (never the test set), measures float and int8 accuracy on the full
+test split, and writes ``accelsim/zoo/<name>.yaml`` + ``.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from accelsim.datasets import load_dataset
+from accelsim.functional.modelio import ZOO_DIR, load_network, save_network
+from accelsim.functional.network import Accuracy, predict
+from accelsim.functional.quantize import float_accuracy, quantize_network
+from accelsim.zoo.architectures import ARCHITECTURES
+
+OUT = Path(__file__).resolve().parents[1] / "out" / "train"
+PERCENTILES = (99.9, 99.99, 99.999, 100.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    arch = ARCHITECTURES[args.name]
+    with np.load(OUT / f"{args.name}.npz", allow_pickle=False) as npz:
+        weights = {k: npz[k] for k in npz.files}
+    train = load_dataset(arch["dataset"], "train", data_dir=args.data_dir)
+    test = load_dataset(arch["dataset"], "test", data_dir=args.data_dir)
+    rng = np.random.default_rng(args.seed)
+    pick = rng.permutation(len(train))[:4000]
+    calib, held = pick[:2000], pick[2000:]
+    scores = {}
+    for pct in PERCENTILES:
+        net = quantize_network(args.name, arch, weights, train.images[calib], percentile=pct)
+        scores[pct] = float(np.mean(predict(net, train.images[held]) == train.labels[held]))
+    best = max(PERCENTILES, key=lambda p: (scores[p], p))
+    net = quantize_network(args.name, arch, weights, train.images[calib], percentile=best)
+    int8_acc = float(np.mean(predict(net, test.images) == test.labels))
+    float_acc = float_accuracy(arch, weights, test.images, test.labels)
+    acc = Accuracy(float_acc, int8_acc, "test", len(test))
+    net = quantize_network(args.name, arch, weights, train.images[calib], percentile=best, accuracy=acc)
+    path = save_network(net, ZOO_DIR / f"{args.name}.yaml")
+    reloaded = load_network(path)
+    assert np.array_equal(predict(reloaded, test.images[:500]), predict(net, test.images[:500]))
+    print(json.dumps({"name": args.name, "percentile": best, "held_out_int8": scores,
+                      "float_accuracy": float_acc, "int8_accuracy": int8_acc,
+                      "neurons": net.n_neurons, "parameters": net.n_parameters, "macs": net.macs}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
