@@ -1,0 +1,26 @@
+"""accelsim: a cycle-level simulator of an int8 DNN accelerator for fault-resilience research.
+
+Public API (the CLI and ``experiments/`` use only these names).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from accelsim.config.arch import ArchSpec, load_arch
+from accelsim.config.workload import WorkloadSpec, load_workload
+from accelsim.datasets import Dataset, load_dataset, resolve_data_dir
+from accelsim.errors import AccelsimError, ConfigError, DatasetError, ModelFormatError, ShapeError
+from accelsim.functional.modelio import load_network, network_hash, save_network
+from accelsim.functional.network import (
+    Network, classify, forward, forward_all, predict, quantize_images, replace_neurons, resume,
+)  # fmt: skip
+from accelsim.functional.quantize import quantize_network
+
+__all__ = [
+    "AccelsimError", "ArchSpec", "ConfigError", "Dataset", "DatasetError", "ModelFormatError",
+    "Network", "ShapeError", "WorkloadSpec", "__version__", "classify", "forward", "forward_all",
+    "load_arch", "load_dataset", "load_network", "load_workload", "network_hash", "predict",
+    "quantize_images", "quantize_network", "replace_neurons", "resolve_data_dir", "resume",
+    "save_network",
+]  # fmt: skip

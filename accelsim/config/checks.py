@@ -130,7 +130,7 @@ def number_list(
     for i, item in enumerate(value):
         ok = isinstance(item, int if integer else int | float) and not isinstance(item, bool)
         if not ok or not math.isfinite(item) or not lo <= item <= hi:
-            ctx.at(key).at(i).fail(f"an {kind} in [{lo}, {hi}]", item)
+            ctx.at(key).at(i).fail(f"{'an int' if integer else 'a number'} in [{lo}, {hi}]", item)
     return tuple(value)
 
 

@@ -1,0 +1,122 @@
+"""One function per CLI command: call the API, then print a table or one JSON document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from accelsim.config.workload import ZOO_NAMES, load_workload
+from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
+from accelsim.datasets.fetch import FETCHERS
+from accelsim.errors import AccelsimError, DatasetError
+from accelsim.functional.modelio import load_network, network_hash
+from accelsim.functional.network import Network, predict
+
+
+def _emit(args: argparse.Namespace, doc: Any, lines: list[str]) -> None:
+    print(json.dumps(doc, indent=2) if args.json else "\n".join(lines))
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return [fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [
+        fmt.format(*r) for r in cells[1:]
+    ]
+
+
+def _model_doc(name: str, net: Network) -> dict[str, Any]:
+    acc = net.accuracy
+    return {
+        "name": name, "dataset": net.dataset, "neurons": net.n_neurons,
+        "parameters": net.n_parameters, "macs": net.macs, "layers": len(net.layers),
+        "float_accuracy": acc.float_accuracy if acc else None,
+        "int8_accuracy": acc.int8_accuracy if acc else None,
+        "accuracy_images": acc.n_images if acc else None, "hash": network_hash(net)[:16],
+    }  # fmt: skip
+
+
+def models(args: argparse.Namespace) -> int:
+    docs = [_model_doc(name, load_network(name)) for name in ZOO_NAMES]
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+    rows = [[d["name"], d["dataset"], f"{d['neurons']:,}", f"{d['parameters']:,}", f"{d['macs']:,}",
+             pct(d["float_accuracy"]), pct(d["int8_accuracy"])] for d in docs]  # fmt: skip
+    headers = ["model", "dataset", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"]
+    _emit(args, docs, [*_table(headers, rows), "(accuracies on the full test split)"])
+    return 0
+
+
+def _workload_source(arg: str) -> tuple[str, str, int | None]:
+    """(network, split, n_images) from a workload file or a zoo name."""
+    if arg in ZOO_NAMES and not Path(arg).is_file():
+        return arg, "test", None
+    spec = load_workload(arg)
+    return spec.network, spec.dataset.split, spec.dataset.n_images
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    network, split, n_images = _workload_source(args.workload)
+    split = args.split or split
+    n_images = args.images if args.images is not None else n_images
+    if n_images is not None and n_images < 1:
+        raise AccelsimError(f"--images: expected a positive int, got {n_images}")
+    if args.batch_size < 1:
+        raise AccelsimError(f"--batch-size: expected a positive int, got {args.batch_size}")
+    net = load_network(network)
+    data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
+    start = time.perf_counter()
+    with tqdm(total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False) as bar:
+        preds = predict(net, data.images, batch_size=args.batch_size, on_batch=bar.update)
+    seconds = time.perf_counter() - start
+    correct = int(np.sum(preds == data.labels))
+    doc = {
+        "network": net.name, "hash": network_hash(net), "dataset": data.name, "split": data.split,
+        "images": len(data), "correct": correct, "int8_accuracy": correct / max(len(data), 1),
+        "seconds": seconds, "images_per_second": len(data) / seconds if seconds else None,
+        "source": data.source,
+    }  # fmt: skip
+    lines = [
+        f"{net.name} on {data.name}/{data.split} ({len(data):,} images from {data.source})",
+        f"int8 accuracy: {100 * doc['int8_accuracy']:.2f} % ({correct:,}/{len(data):,})",
+        f"time: {seconds:.2f} s ({doc['images_per_second'] or 0:,.0f} images/s)",
+    ]
+    if net.accuracy is not None:
+        lines.append(f"recorded: int8 {100 * net.accuracy.int8_accuracy:.2f} %, float "
+                     f"{100 * net.accuracy.float_accuracy:.2f} % on {net.accuracy.split} "
+                     f"({net.accuracy.n_images:,} images)")  # fmt: skip
+    _emit(args, doc, lines)
+    return 0
+
+
+def data_fetch(args: argparse.Namespace) -> int:
+    dest = resolve_data_dir(args.data_dir)
+    print(f"fetching {args.dataset} into {dest} ...", flush=True) if not args.json else None
+    written = FETCHERS[args.dataset](dest)
+    doc = {"dataset": args.dataset, "data_dir": str(dest), "files": [str(p) for p in written]}
+    _emit(args, doc, [f"verified and wrote {len(written)} files:", *(f"  {p}" for p in written)])
+    return 0
+
+
+def data_info(args: argparse.Namespace) -> int:
+    root = resolve_data_dir(args.data_dir)
+    found = []
+    for name in DATASET_NAMES:
+        for split in SPLITS:
+            if split == "sample" and name != "mnist":
+                continue
+            try:
+                ds = load_dataset(name, split, data_dir=args.data_dir)
+                found.append({"dataset": name, "split": split, "images": len(ds), "source": ds.source})
+            except DatasetError as exc:
+                found.append({"dataset": name, "split": split, "images": 0, "source": None, "error": str(exc)})
+    rows = [[f["dataset"], f["split"], f"{f['images']:,}", f["source"] or "missing"] for f in found]
+    _emit(args, {"data_dir": str(root), "splits": found},
+          [f"data folder: {root}", *_table(["dataset", "split", "images", "files"], rows)])  # fmt: skip
+    return 0

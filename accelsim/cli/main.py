@@ -1,0 +1,58 @@
+"""Argument parsing and dispatch. User errors exit with status 2 and one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from accelsim import __version__
+from accelsim.cli import commands
+from accelsim.errors import AccelsimError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m accelsim",
+        description="Cycle-level int8 DNN accelerator simulator for fault-resilience research.",
+    )
+    parser.add_argument("--version", action="version", version=f"accelsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list the model zoo: neurons, parameters, MACs, accuracy")
+    models.add_argument("--json", action="store_true", help="print one JSON document")
+    models.set_defaults(func=commands.models)
+
+    ev = sub.add_parser("eval", help="int8 accuracy of a workload's network on its dataset split")
+    ev.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml) or a zoo name")
+    ev.add_argument("--split", choices=("train", "test", "sample"), help="override dataset.split")
+    ev.add_argument("--images", type=int, help="override dataset.images (first N images)")
+    ev.add_argument("--batch-size", type=int, default=256, help="images per kernel call")
+    ev.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    ev.add_argument("--json", action="store_true", help="print one JSON document")
+    ev.set_defaults(func=commands.evaluate)
+
+    data = sub.add_parser("data", help="datasets: fetch the official files, show where they are")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = dsub.add_parser("fetch", help="download and verify the official archives")
+    fetch.add_argument("dataset", choices=("mnist", "cifar10"))
+    fetch.add_argument("--data-dir", help="destination (default: $ACCELSIM_DATA, else user cache)")
+    fetch.add_argument("--json", action="store_true", help="print one JSON document")
+    fetch.set_defaults(func=commands.data_fetch)
+    info = dsub.add_parser("info", help="which datasets and splits are found, and where")
+    info.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    info.add_argument("--json", action="store_true", help="print one JSON document")
+    info.set_defaults(func=commands.data_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AccelsimError as exc:
+        print(f"accelsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("accelsim: interrupted", file=sys.stderr)
+        return 130
