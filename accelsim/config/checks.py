@@ -48,6 +48,11 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(path, "<file>", "valid YAML", f"a syntax error at {where}") from exc
 
 
+def write_yaml(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write ``doc`` as block-style YAML that ``read_yaml`` reads back unchanged."""
+    Path(path).write_text(yaml.safe_dump(dict(doc), sort_keys=False, width=100))
+
+
 def mapping(raw: Any, ctx: Ctx) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         ctx.fail("a mapping", raw)

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from accelsim.config.checks import (
     Ctx, boolean, float_in, header, int_in, number_list, one_of, only_keys, read_yaml, string,
+    write_yaml,
 )  # fmt: skip
 from accelsim.errors import ConfigError, ModelFormatError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
@@ -267,7 +267,7 @@ def save_network(net: Network, path: Path | str) -> Path:
         body["accuracy"] = {"float": a.float_accuracy, "int8": a.int8_accuracy,
                             "split": a.split, "images": a.n_images}  # fmt: skip
     body["layers"] = layers
-    path.write_text(yaml.safe_dump({"version": 1, "network": body}, sort_keys=False, width=100))
+    write_yaml(path, {"version": 1, "network": body})
     return path
 
 

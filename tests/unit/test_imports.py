@@ -1,0 +1,54 @@
+"""Each folder imports only what STYLE.md allows; the core never imports torch."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "accelsim"
+THIRD_PARTY = {"numpy", "numba", "simpy", "yaml", "matplotlib", "tqdm", "dask", "distributed", "torch"}
+ALLOWED = {  # folder -> accelsim folders and third-party libraries it may import
+    "config": {"errors", "yaml"},
+    "functional": {"errors", "config", "numba"},
+    "datasets": {"errors"},
+    "zoo": set(),
+    "cli": {"*"},
+}
+COMMON = {"numpy"}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _targets(names: set[str]) -> set[str]:
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "accelsim" and len(parts) > 1:
+            out.add(parts[1])
+        elif parts[0] in THIRD_PARTY:
+            out.add(parts[0])
+    return out
+
+
+@pytest.mark.parametrize("folder", sorted(ALLOWED))
+def test_folder_imports_follow_the_rules(folder: str) -> None:
+    allowed = ALLOWED[folder] | COMMON | {folder}
+    for path in (PKG / folder).rglob("*.py"):
+        bad = _targets(_imports(path)) - allowed
+        if "*" not in ALLOWED[folder]:
+            assert not bad, f"{path.relative_to(PKG)} imports {sorted(bad)}"
+
+
+def test_core_never_imports_torch() -> None:
+    for path in PKG.rglob("*.py"):
+        assert not any(n.split(".")[0] == "torch" for n in _imports(path)), path
