@@ -29,6 +29,8 @@ CONV_CASES = [  # n, c, h, w, o, k, stride, padding
     (2, 5, 8, 8, 7, 3, 2, 1),
     (1, 2, 5, 6, 3, 4, 3, 2),
     (2, 130, 4, 4, 3, 3, 1, 1),  # K = 1170 > EXACT_K_CHUNK: chunked GEMM
+    (1, 2, 7, 7, 2, 5, 2, 3),  # padding wider than the stride
+    (2, 3, 6, 5, 2, 2, 3, 0),  # stride larger than the kernel
 ]
 
 
