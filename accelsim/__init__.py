@@ -13,14 +13,41 @@ from accelsim.datasets import Dataset, load_dataset, resolve_data_dir
 from accelsim.errors import AccelsimError, ConfigError, DatasetError, ModelFormatError, ShapeError
 from accelsim.functional.modelio import load_network, network_hash, save_network
 from accelsim.functional.network import (
-    Network, classify, forward, forward_all, predict, quantize_images, replace_neurons, resume,
-)  # fmt: skip
+    Network,
+    classify,
+    forward,
+    forward_all,
+    predict,
+    quantize_images,
+    replace_neurons,
+    resume,
+)
 from accelsim.functional.quantize import quantize_network
 
 __all__ = [
-    "AccelsimError", "ArchSpec", "ConfigError", "Dataset", "DatasetError", "ModelFormatError",
-    "Network", "ShapeError", "WorkloadSpec", "__version__", "classify", "forward", "forward_all",
-    "load_arch", "load_dataset", "load_network", "load_workload", "network_hash", "predict",
-    "quantize_images", "quantize_network", "replace_neurons", "resolve_data_dir", "resume",
+    "AccelsimError",
+    "ArchSpec",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "ModelFormatError",
+    "Network",
+    "ShapeError",
+    "WorkloadSpec",
+    "__version__",
+    "classify",
+    "forward",
+    "forward_all",
+    "load_arch",
+    "load_dataset",
+    "load_network",
+    "load_workload",
+    "network_hash",
+    "predict",
+    "quantize_images",
+    "quantize_network",
+    "replace_neurons",
+    "resolve_data_dir",
+    "resume",
     "save_network",
-]  # fmt: skip
+]

@@ -22,16 +22,32 @@ TINY_ARCH = {
     "mean": [0.1],
     "std": [0.5],
     "layers": [
-        {"type": "conv2d", "name": "c1", "in_channels": 1, "out_channels": 3, "kernel": 3,
-         "stride": 1, "padding": 1, "relu": True},
+        {
+            "type": "conv2d",
+            "name": "c1",
+            "in_channels": 1,
+            "out_channels": 3,
+            "kernel": 3,
+            "stride": 1,
+            "padding": 1,
+            "relu": True,
+        },
         {"type": "maxpool2d", "name": "p1", "size": 2, "stride": 2},
-        {"type": "conv2d", "name": "c2", "in_channels": 3, "out_channels": 4, "kernel": 3,
-         "stride": 2, "padding": 1, "relu": True},
+        {
+            "type": "conv2d",
+            "name": "c2",
+            "in_channels": 3,
+            "out_channels": 4,
+            "kernel": 3,
+            "stride": 2,
+            "padding": 1,
+            "relu": True,
+        },
         {"type": "flatten", "name": "flat"},
         {"type": "dense", "name": "d1", "in_features": 16, "out_features": 7, "relu": True},
         {"type": "dense", "name": "d2", "in_features": 7, "out_features": 5, "relu": False},
     ],
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -50,7 +66,9 @@ def random_float_weights(arch: dict, rng: np.random.Generator) -> dict[str, np.n
         else:
             continue
         fan_in = int(np.prod(shape[1:]))
-        weights[f"{spec['name']}.weight"] = rng.normal(0, 1.5 / np.sqrt(fan_in), shape).astype(np.float32)
+        weights[f"{spec['name']}.weight"] = rng.normal(0, 1.5 / np.sqrt(fan_in), shape).astype(
+            np.float32
+        )
         weights[f"{spec['name']}.bias"] = rng.normal(0, 0.1, shape[0]).astype(np.float32)
     return weights
 
@@ -78,5 +96,7 @@ def data_dir_or_fail() -> Path:
     if env and Path(env).is_dir():
         return Path(env)
     if os.environ.get("CI"):
-        pytest.fail("ACCELSIM_DATA is not set to a dataset folder; CI must set it (../shared/datasets)")
+        pytest.fail(
+            "ACCELSIM_DATA is not set to a dataset folder; CI must set it (../shared/datasets)"
+        )
     pytest.skip("ACCELSIM_DATA not set: real-data integration tests need MNIST/CIFAR-10")

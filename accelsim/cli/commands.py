@@ -35,19 +35,34 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def _model_doc(name: str, net: Network) -> dict[str, Any]:
     acc = net.accuracy
     return {
-        "name": name, "dataset": net.dataset, "neurons": net.n_neurons,
-        "parameters": net.n_parameters, "macs": net.macs, "layers": len(net.layers),
+        "name": name,
+        "dataset": net.dataset,
+        "neurons": net.n_neurons,
+        "parameters": net.n_parameters,
+        "macs": net.macs,
+        "layers": len(net.layers),
         "float_accuracy": acc.float_accuracy if acc else None,
         "int8_accuracy": acc.int8_accuracy if acc else None,
-        "accuracy_images": acc.n_images if acc else None, "hash": network_hash(net)[:16],
-    }  # fmt: skip
+        "accuracy_images": acc.n_images if acc else None,
+        "hash": network_hash(net)[:16],
+    }
 
 
 def models(args: argparse.Namespace) -> int:
     docs = [_model_doc(name, load_network(name)) for name in ZOO_NAMES]
     pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
-    rows = [[d["name"], d["dataset"], f"{d['neurons']:,}", f"{d['parameters']:,}", f"{d['macs']:,}",
-             pct(d["float_accuracy"]), pct(d["int8_accuracy"])] for d in docs]  # fmt: skip
+    rows = [
+        [
+            d["name"],
+            d["dataset"],
+            f"{d['neurons']:,}",
+            f"{d['parameters']:,}",
+            f"{d['macs']:,}",
+            pct(d["float_accuracy"]),
+            pct(d["int8_accuracy"]),
+        ]
+        for d in docs
+    ]
     headers = ["model", "dataset", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"]
     _emit(args, docs, [*_table(headers, rows), "(accuracies on the full test split)"])
     return 0
@@ -72,25 +87,35 @@ def evaluate(args: argparse.Namespace) -> int:
     net = load_network(network)
     data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
     start = time.perf_counter()
-    with tqdm(total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False) as bar:
+    with tqdm(
+        total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False
+    ) as bar:
         preds = predict(net, data.images, batch_size=args.batch_size, on_batch=bar.update)
     seconds = time.perf_counter() - start
     correct = int(np.sum(preds == data.labels))
     doc = {
-        "network": net.name, "hash": network_hash(net), "dataset": data.name, "split": data.split,
-        "images": len(data), "correct": correct, "int8_accuracy": correct / max(len(data), 1),
-        "seconds": seconds, "images_per_second": len(data) / seconds if seconds else None,
+        "network": net.name,
+        "hash": network_hash(net),
+        "dataset": data.name,
+        "split": data.split,
+        "images": len(data),
+        "correct": correct,
+        "int8_accuracy": correct / max(len(data), 1),
+        "seconds": seconds,
+        "images_per_second": len(data) / seconds if seconds else None,
         "source": data.source,
-    }  # fmt: skip
+    }
     lines = [
         f"{net.name} on {data.name}/{data.split} ({len(data):,} images from {data.source})",
         f"int8 accuracy: {100 * doc['int8_accuracy']:.2f} % ({correct:,}/{len(data):,})",
         f"time: {seconds:.2f} s ({doc['images_per_second'] or 0:,.0f} images/s)",
     ]
     if net.accuracy is not None:
-        lines.append(f"recorded: int8 {100 * net.accuracy.int8_accuracy:.2f} %, float "
-                     f"{100 * net.accuracy.float_accuracy:.2f} % on {net.accuracy.split} "
-                     f"({net.accuracy.n_images:,} images)")  # fmt: skip
+        lines.append(
+            f"recorded: int8 {100 * net.accuracy.int8_accuracy:.2f} %, float "
+            f"{100 * net.accuracy.float_accuracy:.2f} % on {net.accuracy.split} "
+            f"({net.accuracy.n_images:,} images)"
+        )
     _emit(args, doc, lines)
     return 0
 
@@ -113,10 +138,23 @@ def data_info(args: argparse.Namespace) -> int:
                 continue
             try:
                 ds = load_dataset(name, split, data_dir=args.data_dir)
-                found.append({"dataset": name, "split": split, "images": len(ds), "source": ds.source})
+                found.append(
+                    {"dataset": name, "split": split, "images": len(ds), "source": ds.source}
+                )
             except DatasetError as exc:
-                found.append({"dataset": name, "split": split, "images": 0, "source": None, "error": str(exc)})
+                found.append(
+                    {
+                        "dataset": name,
+                        "split": split,
+                        "images": 0,
+                        "source": None,
+                        "error": str(exc),
+                    }
+                )
     rows = [[f["dataset"], f["split"], f"{f['images']:,}", f["source"] or "missing"] for f in found]
-    _emit(args, {"data_dir": str(root), "splits": found},
-          [f"data folder: {root}", *_table(["dataset", "split", "images", "files"], rows)])  # fmt: skip
+    _emit(
+        args,
+        {"data_dir": str(root), "splits": found},
+        [f"data folder: {root}", *_table(["dataset", "split", "images", "files"], rows)],
+    )
     return 0

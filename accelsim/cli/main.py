@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"accelsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = sub.add_parser("models", help="list the model zoo: neurons, parameters, MACs, accuracy")
+    models = sub.add_parser(
+        "models", help="list the model zoo: neurons, parameters, MACs, accuracy"
+    )
     models.add_argument("--json", action="store_true", help="print one JSON document")
     models.set_defaults(func=commands.models)
 
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--json", action="store_true", help="print one JSON document")
     fetch.set_defaults(func=commands.data_fetch)
     info = dsub.add_parser("info", help="which datasets and splits are found, and where")
-    info.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    info.add_argument(
+        "--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)"
+    )
     info.add_argument("--json", action="store_true", help="print one JSON document")
     info.set_defaults(func=commands.data_info)
     return parser

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelsim.config.checks import Ctx, boolean, float_in, header, int_in, one_of, only_keys, read_yaml
+from accelsim.config.checks import (
+    Ctx,
+    boolean,
+    float_in,
+    header,
+    int_in,
+    one_of,
+    only_keys,
+    read_yaml,
+)
 
 
 class Dataflow(enum.Enum):
@@ -76,8 +85,12 @@ _BIG = 1 << 40
 
 
 def _buffer(raw: Any, ctx: Ctx) -> BufferSpec:
-    raw = only_keys(raw, ctx, required=("capacity_bytes", "bandwidth_bytes_per_cycle"),
-                    optional=("double_buffered",))  # fmt: skip
+    raw = only_keys(
+        raw,
+        ctx,
+        required=("capacity_bytes", "bandwidth_bytes_per_cycle"),
+        optional=("double_buffered",),
+    )
     spec = BufferSpec(
         int_in(raw, "capacity_bytes", ctx, 1, _BIG),
         int_in(raw, "bandwidth_bytes_per_cycle", ctx, 1, 1 << 20),
@@ -92,7 +105,11 @@ def _buffer(raw: Any, ctx: Ctx) -> BufferSpec:
 
 def _check_consistency(spec: ArchSpec, ctx: Ctx) -> None:
     """A buffer must hold at least one operand vector of the array (one value per PE edge)."""
-    edge = {"weights": spec.pe_array.cols, "inputs": spec.pe_array.rows, "outputs": spec.pe_array.cols}
+    edge = {
+        "weights": spec.pe_array.cols,
+        "inputs": spec.pe_array.rows,
+        "outputs": spec.pe_array.cols,
+    }
     for name in BUFFER_NAMES:
         buf: BufferSpec = getattr(spec, name)
         usable = buf.capacity_bytes // (2 if buf.is_double_buffered else 1)
@@ -106,18 +123,29 @@ def _check_consistency(spec: ArchSpec, ctx: Ctx) -> None:
 
 
 def parse_arch(raw: Any, ctx: Ctx, name: str) -> ArchSpec:
-    body = only_keys(header(raw, ctx, "arch"), ctx.at("arch"),
-                     required=("pe_array", "clock_mhz", "buffers", "offchip", "correction"))  # fmt: skip
+    body = only_keys(
+        header(raw, ctx, "arch"),
+        ctx.at("arch"),
+        required=("pe_array", "clock_mhz", "buffers", "offchip", "correction"),
+    )
     ctx = ctx.at("arch")
-    pe: Mapping[str, Any] = only_keys(body["pe_array"], ctx.at("pe_array"),
-                                      required=("rows", "cols", "dataflow"))  # fmt: skip
+    pe: Mapping[str, Any] = only_keys(
+        body["pe_array"], ctx.at("pe_array"), required=("rows", "cols", "dataflow")
+    )
     pctx = ctx.at("pe_array")
     flows = [d.value for d in Dataflow]
-    pe_spec = PEArraySpec(int_in(pe, "rows", pctx, 1, 4096), int_in(pe, "cols", pctx, 1, 4096),
-                          Dataflow(one_of(pe, "dataflow", pctx, flows)))  # fmt: skip
+    pe_spec = PEArraySpec(
+        int_in(pe, "rows", pctx, 1, 4096),
+        int_in(pe, "cols", pctx, 1, 4096),
+        Dataflow(one_of(pe, "dataflow", pctx, flows)),
+    )
     bufs = only_keys(body["buffers"], ctx.at("buffers"), required=BUFFER_NAMES)
-    off = only_keys(body["offchip"], ctx.at("offchip"), required=("bandwidth_bytes_per_cycle",),
-                    optional=("latency_cycles",))  # fmt: skip
+    off = only_keys(
+        body["offchip"],
+        ctx.at("offchip"),
+        required=("bandwidth_bytes_per_cycle",),
+        optional=("latency_cycles",),
+    )
     octx = ctx.at("offchip")
     corr_keys = ("lcu_lanes", "lcu_latency_cycles", "voter_lanes", "voter_latency_cycles")
     corr = only_keys(body["correction"], ctx.at("correction"), required=corr_keys)
@@ -127,10 +155,13 @@ def parse_arch(raw: Any, ctx: Ctx, name: str) -> ArchSpec:
         pe_array=pe_spec,
         clock_mhz=float_in(body, "clock_mhz", ctx, 0.0, 1e5, lo_open=True),
         **{b: _buffer(bufs[b], ctx.at("buffers").at(b)) for b in BUFFER_NAMES},
-        offchip=OffchipSpec(int_in(off, "bandwidth_bytes_per_cycle", octx, 1, 1 << 20),
-                            int_in(off, "latency_cycles", octx, 0, 1 << 20, 0)),  # fmt: skip
-        correction=CorrectionSpec(*(int_in(corr, k, cctx, 0 if "latency" in k else 1, 1 << 16)
-                                    for k in corr_keys)),  # fmt: skip
+        offchip=OffchipSpec(
+            int_in(off, "bandwidth_bytes_per_cycle", octx, 1, 1 << 20),
+            int_in(off, "latency_cycles", octx, 0, 1 << 20, 0),
+        ),
+        correction=CorrectionSpec(
+            *(int_in(corr, k, cctx, 0 if "latency" in k else 1, 1 << 16) for k in corr_keys)
+        ),
     )
     _check_consistency(spec, ctx)
     return spec

@@ -68,7 +68,9 @@ def only_keys(
     allowed = set(required) | set(optional)
     for key in raw:
         if key not in allowed:
-            ctx.at(str(key)).fail(f"one of the keys {{{', '.join(sorted(allowed))}}}", "an unknown key")
+            ctx.at(str(key)).fail(
+                f"one of the keys {{{', '.join(sorted(allowed))}}}", "an unknown key"
+            )
     for key in required:
         if key not in raw:
             ctx.at(key).fail("a value", MISSING)
@@ -83,7 +85,9 @@ def header(raw: Any, ctx: Ctx, top: str) -> Mapping[str, Any]:
     return raw[top]
 
 
-def int_in(raw: Mapping[str, Any], key: str, ctx: Ctx, lo: int, hi: int, default: Any = MISSING) -> int:
+def int_in(
+    raw: Mapping[str, Any], key: str, ctx: Ctx, lo: int, hi: int, default: Any = MISSING
+) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         ctx.at(key).fail(f"an int in [{lo}, {hi}]", value)
@@ -91,9 +95,15 @@ def int_in(raw: Mapping[str, Any], key: str, ctx: Ctx, lo: int, hi: int, default
 
 
 def float_in(
-    raw: Mapping[str, Any], key: str, ctx: Ctx, lo: float, hi: float, default: Any = MISSING,
-    *, lo_open: bool = False,
-) -> float:  # fmt: skip
+    raw: Mapping[str, Any],
+    key: str,
+    ctx: Ctx,
+    lo: float,
+    hi: float,
+    default: Any = MISSING,
+    *,
+    lo_open: bool = False,
+) -> float:
     value = raw.get(key, default)
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value > hi or value < lo or (lo_open and value == lo):
@@ -115,7 +125,9 @@ def string(raw: Mapping[str, Any], key: str, ctx: Ctx, default: Any = MISSING) -
     return value
 
 
-def one_of(raw: Mapping[str, Any], key: str, ctx: Ctx, allowed: Iterable[str], default: Any = MISSING) -> str:
+def one_of(
+    raw: Mapping[str, Any], key: str, ctx: Ctx, allowed: Iterable[str], default: Any = MISSING
+) -> str:
     allowed = tuple(allowed)
     value = raw.get(key, default)
     if value not in allowed or not isinstance(value, str):
@@ -124,9 +136,16 @@ def one_of(raw: Mapping[str, Any], key: str, ctx: Ctx, allowed: Iterable[str], d
 
 
 def number_list(
-    raw: Mapping[str, Any], key: str, ctx: Ctx, lo: float, hi: float, default: Any = MISSING,
-    *, min_len: int = 1, integer: bool = False,
-) -> tuple[float, ...]:  # fmt: skip
+    raw: Mapping[str, Any],
+    key: str,
+    ctx: Ctx,
+    lo: float,
+    hi: float,
+    default: Any = MISSING,
+    *,
+    min_len: int = 1,
+    integer: bool = False,
+) -> tuple[float, ...]:
     value = raw.get(key, default)
     kind = "int" if integer else "number"
     want = f"a list of at least {min_len} {kind}s in [{lo}, {hi}]"

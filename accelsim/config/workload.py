@@ -23,9 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from accelsim.config.checks import (
-    Ctx, boolean, float_in, header, int_in, number_list, one_of, only_keys, read_yaml, string,
+    Ctx,
+    boolean,
+    float_in,
+    header,
+    int_in,
+    number_list,
+    one_of,
+    only_keys,
+    read_yaml,
+    string,
     string_list,
-)  # fmt: skip
+)
 
 ZOO_NAMES = ("lenet5", "mlp7", "alexnet")
 SPLITS = ("train", "test", "sample")
@@ -114,7 +123,9 @@ def _network(body: Any, ctx: Ctx, base: Path) -> str:
         return value
     path = (base / value).resolve()
     if not path.is_file():
-        ctx.at("network").fail(f"a zoo name {{{', '.join(ZOO_NAMES)}}} or an existing model file", value)
+        ctx.at("network").fail(
+            f"a zoo name {{{', '.join(ZOO_NAMES)}}} or an existing model file", value
+        )
     return str(path)
 
 
@@ -139,29 +150,45 @@ def _faults(raw: Any, ctx: Ctx) -> FaultSpec:
     keys = ("site", "kind", "bits", "samples", "error_margin", "confidence", "p", "seed")
     raw = only_keys(raw, ctx, optional=keys)
     samples = raw.get("samples", "leveugle")
-    if samples not in ("leveugle", "exhaustive"):
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            ctx.at("samples").fail("leveugle, exhaustive or a positive int", samples)
+    is_count = isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1
+    if samples not in ("leveugle", "exhaustive") and not is_count:
+        ctx.at("samples").fail("leveugle, exhaustive or a positive int", samples)
     kind = FaultKind(one_of(raw, "kind", ctx, _values(FaultKind), "single_bit"))
     n_bits = int_in(raw, "bits", ctx, 1, 8, 1)
     if n_bits != 1 and kind not in (FaultKind.ADJACENT_BITS, FaultKind.RANDOM_BITS):
-        ctx.at("bits").fail(f"1 for kind {kind.value} (only adjacent_bits/random_bits take more)", n_bits)
+        ctx.at("bits").fail(
+            f"1 for kind {kind.value} (only adjacent_bits/random_bits take more)", n_bits
+        )
     return FaultSpec(
-        FaultSite(one_of(raw, "site", ctx, _values(FaultSite), "neuron_output")), kind, n_bits,
-        samples, float_in(raw, "error_margin", ctx, 0.0, 0.5, 0.01, lo_open=True),
-        float_in(raw, "confidence", ctx, 0.5, 0.9999, 0.95), float_in(raw, "p", ctx, 0.0, 1.0, 0.5, lo_open=True),
+        FaultSite(one_of(raw, "site", ctx, _values(FaultSite), "neuron_output")),
+        kind,
+        n_bits,
+        samples,
+        float_in(raw, "error_margin", ctx, 0.0, 0.5, 0.01, lo_open=True),
+        float_in(raw, "confidence", ctx, 0.5, 0.9999, 0.95),
+        float_in(raw, "p", ctx, 0.0, 1.0, 0.5, lo_open=True),
         int_in(raw, "seed", ctx, 0, 2**63 - 1, 0),
-    )  # fmt: skip
+    )
 
 
 def parse_workload(raw: Any, ctx: Ctx, name: str) -> WorkloadSpec:
-    optional = ("dataset", "analysis", "thresholds_percent", "protection", "faults",
-                "accuracy_loss_budget_percent", "output_dir")  # fmt: skip
-    body = only_keys(header(raw, ctx, "workload"), ctx.at("workload"), required=("network",), optional=optional)
+    optional = (
+        "dataset",
+        "analysis",
+        "thresholds_percent",
+        "protection",
+        "faults",
+        "accuracy_loss_budget_percent",
+        "output_dir",
+    )
+    body = only_keys(
+        header(raw, ctx, "workload"), ctx.at("workload"), required=("network",), optional=optional
+    )
     ctx = ctx.at("workload")
     protection = only_keys(body.get("protection", {}), ctx.at("protection"), optional=("modes",))
-    modes = string_list(protection, "modes", ctx.at("protection"), _values(ProtectionMode),
-                        ["none", "split", "tmr"])  # fmt: skip
+    modes = string_list(
+        protection, "modes", ctx.at("protection"), _values(ProtectionMode), ["none", "split", "tmr"]
+    )
     thresholds = number_list(body, "thresholds_percent", ctx, 0.0, 100.0, list(DEFAULT_THRESHOLDS))
     if list(thresholds) != sorted(set(thresholds)):
         ctx.at("thresholds_percent").fail("strictly increasing thresholds", list(thresholds))
@@ -173,7 +200,9 @@ def parse_workload(raw: Any, ctx: Ctx, name: str) -> WorkloadSpec:
         thresholds_percent=tuple(float(t) for t in thresholds),
         protection_modes=tuple(ProtectionMode(m) for m in modes),
         faults=_faults(body.get("faults", {}), ctx.at("faults")),
-        accuracy_loss_budget_percent=float_in(body, "accuracy_loss_budget_percent", ctx, 0.0, 100.0, 5.0),
+        accuracy_loss_budget_percent=float_in(
+            body, "accuracy_loss_budget_percent", ctx, 0.0, 100.0, 5.0
+        ),
         output_dir=Path(string(body, "output_dir", ctx, f"out/{name}")),
     )
 

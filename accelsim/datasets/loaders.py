@@ -135,7 +135,9 @@ def _load_mnist(root: Path, split: str, label: str) -> Dataset:
     img_stem, lbl_stem = _MNIST_FILES[split]
     img_path, lbl_path = _find(folder, img_stem), _find(folder, lbl_stem)
     if img_path is None or lbl_path is None:
-        raise _missing("mnist", root, [folder / (img_stem + "[.gz]"), folder / (lbl_stem + "[.gz]")])
+        raise _missing(
+            "mnist", root, [folder / (img_stem + "[.gz]"), folder / (lbl_stem + "[.gz]")]
+        )
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
         raise DatasetError(f"{img_path}: expected (N, 28, 28) images, got {images.shape}")

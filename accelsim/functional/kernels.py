@@ -28,7 +28,7 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 @njit(cache=True, inline="always")
-def _requant_one(acc, multiplier, shift, lo):  # noqa: ANN001, ANN202
+def _requant_one(acc, multiplier, shift, lo):
     """One TFLite ``MultiplyByQuantizedMultiplier`` + clamp; all int64 arithmetic."""
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
@@ -47,7 +47,7 @@ def _requant_one(acc, multiplier, shift, lo):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, parallel=True)
-def _requant_kernel(acc, bias, multiplier, shift, lo, out):  # noqa: ANN001, ANN202
+def _requant_kernel(acc, bias, multiplier, shift, lo, out):
     """acc (N, P, O) exact integers of any dtype, out (N, O, P) int8; bias added here."""
     n_img, n_pix, n_out = acc.shape
     for n in prange(n_img):
@@ -58,7 +58,7 @@ def _requant_kernel(acc, bias, multiplier, shift, lo, out):  # noqa: ANN001, ANN
 
 
 @njit(cache=True, parallel=True)
-def _im2col_kernel(x, kh, kw, stride, padding, out):  # noqa: ANN001, ANN202
+def _im2col_kernel(x, kh, kw, stride, padding, out):
     """x (N, C, H, W) int8 -> out (N * OH * OW, C * KH * KW) float32, columns in (c, i, j) order."""
     n_img, n_chan, h, w = x.shape
     oh = (h + 2 * padding - kh) // stride + 1
@@ -81,7 +81,7 @@ def _im2col_kernel(x, kh, kw, stride, padding, out):  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, parallel=True)
-def _maxpool_kernel(x, size, stride, out):  # noqa: ANN001, ANN202
+def _maxpool_kernel(x, size, stride, out):
     n_img, n_chan, oh, ow = out.shape
     for n in prange(n_img):
         for c in range(n_chan):
@@ -104,7 +104,9 @@ def _check(name: str, arr: np.ndarray, dtype: type, ndim: int) -> None:
 def _check_channels(weight: np.ndarray, *per_channel: np.ndarray) -> None:
     for arr in per_channel:
         if arr.shape != (weight.shape[0],):
-            raise ShapeError(f"per-channel array of shape {arr.shape}, expected ({weight.shape[0]},)")
+            raise ShapeError(
+                f"per-channel array of shape {arr.shape}, expected ({weight.shape[0]},)"
+            )
 
 
 def exact_matmul(a: F32, b: F32) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]:
@@ -124,16 +126,24 @@ def gemm_weights(weight: I8) -> F32:
 
 
 def requantize_int8(acc: np.ndarray, bias: I32, multiplier: I32, shift: I32, *, relu: bool) -> I8:
-    """(N, P, O) exact accumulators (without bias) -> (N, O, P) int8 with bias and requantisation."""
+    """(N, P, O) exact accumulators (no bias) -> (N, O, P) int8, bias added and requantised."""
     out = np.empty((acc.shape[0], acc.shape[2], acc.shape[1]), dtype=np.int8)
     _requant_kernel(np.ascontiguousarray(acc), bias, multiplier, shift, 0 if relu else -128, out)
     return out
 
 
 def conv2d_int8(
-    x: I8, weight: I8, bias: I32, multiplier: I32, shift: I32, *, stride: int, padding: int,
-    relu: bool, weight_matrix: F32 | None = None,
-) -> I8:  # fmt: skip
+    x: I8,
+    weight: I8,
+    bias: I32,
+    multiplier: I32,
+    shift: I32,
+    *,
+    stride: int,
+    padding: int,
+    relu: bool,
+    weight_matrix: F32 | None = None,
+) -> I8:
     """Conv2D + requantisation: x (N, C, H, W) int8 -> (N, O, OH, OW) int8.
 
     ``weight_matrix`` is ``gemm_weights(weight)``, precomputed by callers that reuse a layer.
@@ -142,12 +152,16 @@ def conv2d_int8(
     _check("weight", weight, np.int8, 4)
     _check_channels(weight, bias, multiplier, shift)
     if x.shape[1] != weight.shape[1]:
-        raise ShapeError(f"conv2d_int8: x has {x.shape[1]} channels, weight expects {weight.shape[1]}")
+        raise ShapeError(
+            f"conv2d_int8: x has {x.shape[1]} channels, weight expects {weight.shape[1]}"
+        )
     n, _, h, w = x.shape
     o, c, kh, kw = weight.shape
     oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     if oh < 1 or ow < 1:
-        raise ShapeError(f"conv2d_int8: kernel {kh}x{kw} does not fit input {h}x{w} (padding {padding})")
+        raise ShapeError(
+            f"conv2d_int8: kernel {kh}x{kw} does not fit input {h}x{w} (padding {padding})"
+        )
     cols = np.empty((n * oh * ow, c * kh * kw), dtype=np.float32)
     _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
@@ -156,15 +170,23 @@ def conv2d_int8(
 
 
 def dense_int8(
-    x: I8, weight: I8, bias: I32, multiplier: I32, shift: I32, *, relu: bool,
+    x: I8,
+    weight: I8,
+    bias: I32,
+    multiplier: I32,
+    shift: I32,
+    *,
+    relu: bool,
     weight_matrix: F32 | None = None,
-) -> I8:  # fmt: skip
+) -> I8:
     """Dense + requantisation: x (N, F) int8 -> (N, O) int8."""
     _check("x", x, np.int8, 2)
     _check("weight", weight, np.int8, 2)
     _check_channels(weight, bias, multiplier, shift)
     if x.shape[1] != weight.shape[1]:
-        raise ShapeError(f"dense_int8: x has {x.shape[1]} features, weight expects {weight.shape[1]}")
+        raise ShapeError(
+            f"dense_int8: x has {x.shape[1]} features, weight expects {weight.shape[1]}"
+        )
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
     acc = exact_matmul(x.astype(np.float32), wm)
     return requantize_int8(acc[:, None, :], bias, multiplier, shift, relu=relu)[:, :, 0]

@@ -34,9 +34,18 @@ from typing import Any
 import numpy as np
 
 from accelsim.config.checks import (
-    Ctx, boolean, float_in, header, int_in, number_list, one_of, only_keys, read_yaml, string,
+    Ctx,
+    boolean,
+    float_in,
+    header,
+    int_in,
+    number_list,
+    one_of,
+    only_keys,
+    read_yaml,
+    string,
     write_yaml,
-)  # fmt: skip
+)
 from accelsim.errors import ConfigError, ModelFormatError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
 from accelsim.functional.network import Accuracy, Network
@@ -55,9 +64,7 @@ def resolve_model_path(source: str | Path) -> Path:
         return ZOO_DIR / f"{source}.yaml"
     path = Path(source)
     if not path.is_file():
-        raise ModelFormatError(
-            path, f"no such model file (zoo names: {', '.join(ZOO_NAMES)})"
-        )
+        raise ModelFormatError(path, f"no such model file (zoo names: {', '.join(ZOO_NAMES)})")
     return path
 
 
@@ -66,14 +73,17 @@ def load_network(source: str | Path) -> Network:
     path = resolve_model_path(source)
     ctx = Ctx(path)
     body = only_keys(
-        header(read_yaml(path), ctx, "network"), ctx.at("network"),
+        header(read_yaml(path), ctx, "network"),
+        ctx.at("network"),
         required=("name", "dataset", "input", "weights", "layers"),
         optional=("weights_sha256", "accuracy"),
-    )  # fmt: skip
+    )
     ctx = ctx.at("network")
     dataset = one_of(body, "dataset", ctx, DATASETS)
     raw_input = only_keys(body["input"], ctx.at("input"), required=("shape", "mean", "std"))
-    shape = tuple(int(v) for v in number_list(raw_input, "shape", ctx.at("input"), 1, 4096, integer=True))
+    shape = tuple(
+        int(v) for v in number_list(raw_input, "shape", ctx.at("input"), 1, 4096, integer=True)
+    )
     if len(shape) != 3:
         ctx.at("input").at("shape").fail("[channels, height, width]", list(shape))
     mean = number_list(raw_input, "mean", ctx.at("input"), -1e6, 1e6)
@@ -86,9 +96,15 @@ def load_network(source: str | Path) -> Network:
     layers = _build_layers(body["layers"], shape, input_scale, arrays, ctx.at("layers"), npz_path)
     accuracy = _accuracy(body["accuracy"], ctx.at("accuracy")) if "accuracy" in body else None
     return Network(
-        string(body, "name", ctx), dataset, shape, input_scale, tuple(mean), tuple(std),
-        layers, accuracy,
-    )  # fmt: skip
+        string(body, "name", ctx),
+        dataset,
+        shape,
+        input_scale,
+        tuple(mean),
+        tuple(std),
+        layers,
+        accuracy,
+    )
 
 
 def _read_npz(path: Path, sha256: Any, ctx: Ctx) -> dict[str, np.ndarray]:
@@ -115,7 +131,9 @@ def _scalar(arrays: Mapping[str, np.ndarray], key: str, path: Path) -> float:
     return value
 
 
-def _array(arrays: Mapping[str, np.ndarray], key: str, path: Path, dtype: type, shape: Shape) -> np.ndarray:
+def _array(
+    arrays: Mapping[str, np.ndarray], key: str, path: Path, dtype: type, shape: Shape
+) -> np.ndarray:
     if key not in arrays:
         raise ModelFormatError(path, f"missing array {key!r}")
     arr = arrays[key]
@@ -129,14 +147,21 @@ def _array(arrays: Mapping[str, np.ndarray], key: str, path: Path, dtype: type, 
 def _accuracy(raw: Any, ctx: Ctx) -> Accuracy:
     raw = only_keys(raw, ctx, required=("float", "int8", "split", "images"))
     return Accuracy(
-        float_in(raw, "float", ctx, 0.0, 1.0), float_in(raw, "int8", ctx, 0.0, 1.0),
-        one_of(raw, "split", ctx, ("train", "test", "sample")), int_in(raw, "images", ctx, 1, 10**9),
-    )  # fmt: skip
+        float_in(raw, "float", ctx, 0.0, 1.0),
+        float_in(raw, "int8", ctx, 0.0, 1.0),
+        one_of(raw, "split", ctx, ("train", "test", "sample")),
+        int_in(raw, "images", ctx, 1, 10**9),
+    )
 
 
 def _layer_spec(raw: Any, ctx: Ctx, shape: Shape) -> dict[str, Any]:
     """Validate one layer entry against the shape flowing into it."""
-    kind = one_of(only_keys(raw, ctx, required=("type", "name"), optional=_ALL_LAYER_KEYS), "type", ctx, LAYER_TYPES)
+    kind = one_of(
+        only_keys(raw, ctx, required=("type", "name"), optional=_ALL_LAYER_KEYS),
+        "type",
+        ctx,
+        LAYER_TYPES,
+    )
     keys = _LAYER_KEYS[kind]
     raw = only_keys(raw, ctx, required=("type", "name", *keys[0]), optional=keys[1])
     spec: dict[str, Any] = {"type": kind, "name": string(raw, "name", ctx)}
@@ -147,7 +172,9 @@ def _layer_spec(raw: Any, ctx: Ctx, shape: Shape) -> dict[str, Any]:
     if kind == "conv2d":
         spec["in_channels"] = int_in(raw, "in_channels", ctx, shape[0], shape[0])
         spec["out_channels"] = int_in(raw, "out_channels", ctx, 1, 65536)
-        spec["kernel"] = int_in(raw, "kernel", ctx, 1, min(shape[1], shape[2]) + 2 * raw.get("padding", 0))
+        spec["kernel"] = int_in(
+            raw, "kernel", ctx, 1, min(shape[1], shape[2]) + 2 * raw.get("padding", 0)
+        )
         spec["stride"] = int_in(raw, "stride", ctx, 1, 64, 1)
         spec["padding"] = int_in(raw, "padding", ctx, 0, 64, 0)
         spec["relu"] = boolean(raw, "relu", ctx)
@@ -212,7 +239,9 @@ def _make_layer(
     out = wshape[0]
     weight = _array(arrays, f"{name}.weight", npz, np.int8, wshape)
     if weight.size and weight.min() < -127:
-        raise ModelFormatError(npz, f"{name}.weight: symmetric int8 weights lie in [-127, 127], found -128")
+        raise ModelFormatError(
+            npz, f"{name}.weight: symmetric int8 weights lie in [-127, 127], found -128"
+        )
     fields = {
         "bias": _array(arrays, f"{name}.bias", npz, np.int32, (out,)),
         "multiplier": _array(arrays, f"{name}.multiplier", npz, np.int32, (out,)),
@@ -221,14 +250,23 @@ def _make_layer(
     }
     output_scale = _scalar(arrays, f"{name}.output_scale", npz)
     _check_requant(name, scale, fields, output_scale, npz)
-    common = dict(name=name, in_shape=shape, weight=weight, input_scale=scale,
-                  output_scale=output_scale, relu=spec["relu"], **fields)  # fmt: skip
+    common = dict(
+        name=name,
+        in_shape=shape,
+        weight=weight,
+        input_scale=scale,
+        output_scale=output_scale,
+        relu=spec["relu"],
+        **fields,
+    )
     if kind == "conv2d":
         return Conv2D(**common, stride=spec["stride"], padding=spec["padding"])
     return Dense(**common)
 
 
-def _check_requant(name: str, s_in: float, f: dict[str, np.ndarray], s_out: float, npz: Path) -> None:
+def _check_requant(
+    name: str, s_in: float, f: dict[str, np.ndarray], s_out: float, npz: Path
+) -> None:
     ws = f["weight_scale"]
     if not np.all(np.isfinite(ws)) or np.any(ws <= 0):
         raise ModelFormatError(npz, f"{name}.weight_scale: scales must be positive and finite")
@@ -237,9 +275,10 @@ def _check_requant(name: str, s_in: float, f: dict[str, np.ndarray], s_out: floa
         got = (int(f["multiplier"][c]), int(f["shift"][c]))
         if want != got:
             raise ModelFormatError(
-                npz, f"{name} channel {c}: multiplier/shift {got} do not match the scales "
+                npz,
+                f"{name} channel {c}: multiplier/shift {got} do not match the scales "
                 f"(input {s_in:.6g} x weight {w_scale:.6g} / output {s_out:.6g} gives {want})",
-            )  # fmt: skip
+            )
 
 
 def save_network(net: Network, path: Path | str) -> Path:
@@ -253,19 +292,27 @@ def save_network(net: Network, path: Path | str) -> Path:
         if isinstance(layer, Conv2D | Dense):
             for key in _PER_LAYER:
                 value = getattr(layer, key)
-                arrays[f"{layer.name}.{key}"] = np.float64(value) if key == "output_scale" else value
+                arrays[f"{layer.name}.{key}"] = (
+                    np.float64(value) if key == "output_scale" else value
+                )
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     npz_path.write_bytes(buffer.getvalue())
     body: dict[str, Any] = {
-        "name": net.name, "dataset": net.dataset,
+        "name": net.name,
+        "dataset": net.dataset,
         "input": {"shape": list(net.input_shape), "mean": list(net.mean), "std": list(net.std)},
-        "weights": npz_path.name, "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
-    }  # fmt: skip
+        "weights": npz_path.name,
+        "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+    }
     if net.accuracy is not None:
         a = net.accuracy
-        body["accuracy"] = {"float": a.float_accuracy, "int8": a.int8_accuracy,
-                            "split": a.split, "images": a.n_images}  # fmt: skip
+        body["accuracy"] = {
+            "float": a.float_accuracy,
+            "int8": a.int8_accuracy,
+            "split": a.split,
+            "images": a.n_images,
+        }
     body["layers"] = layers
     write_yaml(path, {"version": 1, "network": body})
     return path
@@ -275,12 +322,25 @@ def layer_description(layer: Layer) -> dict[str, Any]:
     """The YAML entry of one layer."""
     if isinstance(layer, Conv2D):
         o, c, k, _ = layer.weight.shape
-        return {"type": "conv2d", "name": layer.name, "in_channels": c, "out_channels": o,
-                "kernel": k, "stride": layer.stride, "padding": layer.padding, "relu": layer.relu}  # fmt: skip
+        return {
+            "type": "conv2d",
+            "name": layer.name,
+            "in_channels": c,
+            "out_channels": o,
+            "kernel": k,
+            "stride": layer.stride,
+            "padding": layer.padding,
+            "relu": layer.relu,
+        }
     if isinstance(layer, Dense):
         o, f = layer.weight.shape
-        return {"type": "dense", "name": layer.name, "in_features": f, "out_features": o,
-                "relu": layer.relu}  # fmt: skip
+        return {
+            "type": "dense",
+            "name": layer.name,
+            "in_features": f,
+            "out_features": o,
+            "relu": layer.relu,
+        }
     if isinstance(layer, MaxPool2D):
         return {"type": "maxpool2d", "name": layer.name, "size": layer.size, "stride": layer.stride}
     return {"type": "flatten", "name": layer.name}

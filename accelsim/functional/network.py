@@ -86,7 +86,8 @@ def quantize_images(net: Network, images: npt.NDArray[np.uint8]) -> I8:
     """uint8 pixels (N, C, H, W) -> int8 network input, via the network's lookup table."""
     if images.dtype != np.uint8 or images.shape[1:] != net.input_shape:
         raise ShapeError(
-            f"{net.name}: expected uint8 images of shape (N, {', '.join(map(str, net.input_shape))}),"
+            f"{net.name}: expected uint8 images of shape "
+            f"(N, {', '.join(map(str, net.input_shape))}),"
             f" got {images.dtype} {images.shape}"
         )
     channels = np.arange(images.shape[1]).reshape(1, -1, 1, 1)
@@ -99,14 +100,26 @@ def apply_layer(layer: Layer, x: I8) -> I8:
         raise ShapeError(f"layer {layer.name}: expected input (N, {layer.in_shape}), got {x.shape}")
     if isinstance(layer, Conv2D):
         return kernels.conv2d_int8(
-            x, layer.weight, layer.bias, layer.multiplier, layer.shift, stride=layer.stride,
-            padding=layer.padding, relu=layer.relu, weight_matrix=layer.weight_matrix,
-        )  # fmt: skip
+            x,
+            layer.weight,
+            layer.bias,
+            layer.multiplier,
+            layer.shift,
+            stride=layer.stride,
+            padding=layer.padding,
+            relu=layer.relu,
+            weight_matrix=layer.weight_matrix,
+        )
     if isinstance(layer, Dense):
         return kernels.dense_int8(
-            x, layer.weight, layer.bias, layer.multiplier, layer.shift, relu=layer.relu,
+            x,
+            layer.weight,
+            layer.bias,
+            layer.multiplier,
+            layer.shift,
+            relu=layer.relu,
             weight_matrix=layer.weight_matrix,
-        )  # fmt: skip
+        )
     if isinstance(layer, MaxPool2D):
         return kernels.maxpool2d_int8(x, size=layer.size, stride=layer.stride)
     if isinstance(layer, Flatten):
@@ -132,8 +145,10 @@ def forward_all(
         for k, layer in enumerate(net.layers[start:stop]):
             h = apply_layer(layer, h)
             outs[k].append(h)
-    return tuple(np.concatenate(o) if o else np.empty((0, *net.layers[start + k].out_shape), np.int8)
-                 for k, o in enumerate(outs))  # fmt: skip
+    return tuple(
+        np.concatenate(o) if o else np.empty((0, *net.layers[start + k].out_shape), np.int8)
+        for k, o in enumerate(outs)
+    )
 
 
 def forward(
@@ -149,7 +164,9 @@ def forward(
         for layer in net.layers[start:stop]:
             h = apply_layer(layer, h)
         parts.append(h)
-    return np.concatenate(parts) if parts else np.empty((0, *net.layers[stop - 1].out_shape), np.int8)
+    return (
+        np.concatenate(parts) if parts else np.empty((0, *net.layers[stop - 1].out_shape), np.int8)
+    )
 
 
 def replace_neurons(outputs: I8, flat_index: npt.ArrayLike, values: npt.ArrayLike) -> I8:
@@ -171,13 +188,18 @@ def classify(logits: I8) -> npt.NDArray[np.int64]:
 
 
 def predict(
-    net: Network, images: npt.NDArray[np.uint8], *, batch_size: int = DEFAULT_BATCH,
+    net: Network,
+    images: npt.NDArray[np.uint8],
+    *,
+    batch_size: int = DEFAULT_BATCH,
     on_batch: Callable[[int], None] | None = None,
-) -> npt.NDArray[np.int64]:  # fmt: skip
+) -> npt.NDArray[np.int64]:
     """Predicted classes of uint8 images; ``on_batch(n)`` is called after every n images."""
     preds = []
     for part in _batches(images.shape[0], batch_size):
-        preds.append(classify(forward(net, quantize_images(net, images[part]), batch_size=batch_size)))
+        preds.append(
+            classify(forward(net, quantize_images(net, images[part]), batch_size=batch_size))
+        )
         if on_batch is not None:
             on_batch(part.stop - part.start)
     return np.concatenate(preds) if preds else np.empty(0, np.int64)

@@ -24,7 +24,9 @@ from accelsim.functional.reference import quantize_multiplier
 F64 = npt.NDArray[np.float64]
 
 
-def normalize_images(images: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]) -> F64:
+def normalize_images(
+    images: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]
+) -> F64:
     """uint8 (N, C, H, W) -> float64 ``(p / 255 - mean[c]) / std[c]``."""
     m = np.asarray(mean, np.float64).reshape(1, -1, 1, 1)
     s = np.asarray(std, np.float64).reshape(1, -1, 1, 1)
@@ -51,8 +53,13 @@ def float_forward_all(
     for spec in layers:
         kind, name = spec["type"], spec["name"]
         if kind == "conv2d":
-            x = _conv_float(x, weights[f"{name}.weight"].astype(np.float64),
-                            weights[f"{name}.bias"].astype(np.float64), spec["stride"], spec["padding"])  # fmt: skip
+            x = _conv_float(
+                x,
+                weights[f"{name}.weight"].astype(np.float64),
+                weights[f"{name}.bias"].astype(np.float64),
+                spec["stride"],
+                spec["padding"],
+            )
         elif kind == "dense":
             x = x @ weights[f"{name}.weight"].astype(np.float64).T + weights[f"{name}.bias"]
         elif kind == "maxpool2d":
@@ -68,9 +75,13 @@ def float_forward_all(
 
 
 def float_accuracy(
-    arch: Mapping[str, Any], weights: Mapping[str, np.ndarray], images: npt.NDArray[np.uint8],
-    labels: npt.NDArray[np.uint8], *, batch_size: int = 500,
-) -> float:  # fmt: skip
+    arch: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.uint8],
+    *,
+    batch_size: int = 500,
+) -> float:
     """Top-1 accuracy of the float network (float64 inference)."""
     correct = 0
     for i in range(0, len(labels), batch_size):
@@ -81,47 +92,69 @@ def float_accuracy(
 
 
 def _activation_ranges(
-    arch: Mapping[str, Any], weights: Mapping[str, np.ndarray], images: npt.NDArray[np.uint8],
-    percentile: float, batch_size: int = 500,
-) -> dict[str, float]:  # fmt: skip
+    arch: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    images: npt.NDArray[np.uint8],
+    percentile: float,
+    batch_size: int = 500,
+) -> dict[str, float]:
     """Calibrated |activation| bound per Conv2D/Dense layer name."""
     samples: dict[str, list[F64]] = {}
     for i in range(0, len(images), batch_size):
         x = normalize_images(images[i : i + batch_size], arch["mean"], arch["std"])
-        for spec, out in zip(arch["layers"], float_forward_all(arch["layers"], weights, x), strict=True):
+        for spec, out in zip(
+            arch["layers"], float_forward_all(arch["layers"], weights, x), strict=True
+        ):
             if spec["type"] in ("conv2d", "dense"):
                 samples.setdefault(spec["name"], []).append(np.abs(out).ravel())
-    return {name: float(np.percentile(np.concatenate(v), percentile)) for name, v in samples.items()}
+    return {
+        name: float(np.percentile(np.concatenate(v), percentile)) for name, v in samples.items()
+    }
 
 
-def _quantize_layer(spec: Mapping[str, Any], w: F64, b: F64, s_in: float, s_out: float, shape: Shape) -> Layer:
+def _quantize_layer(
+    spec: Mapping[str, Any], w: F64, b: F64, s_in: float, s_out: float, shape: Shape
+) -> Layer:
     out = w.shape[0]
     absmax = np.abs(w.reshape(out, -1)).max(axis=1)
     w_scale = np.where(absmax > 0, absmax / 127.0, 1.0)
-    wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(
+        np.int8
+    )
     bq = np.clip(np.round(b / (s_in * w_scale)), -(2**31), 2**31 - 1).astype(np.int32)
     mult_shift = [quantize_multiplier(s_in * float(ws) / s_out) for ws in w_scale]
     common = dict(
-        name=spec["name"], in_shape=shape, weight=wq, bias=bq,
+        name=spec["name"],
+        in_shape=shape,
+        weight=wq,
+        bias=bq,
         multiplier=np.array([m for m, _ in mult_shift], np.int32),
         shift=np.array([s for _, s in mult_shift], np.int32),
-        weight_scale=w_scale.astype(np.float64), input_scale=s_in, output_scale=s_out,
+        weight_scale=w_scale.astype(np.float64),
+        input_scale=s_in,
+        output_scale=s_out,
         relu=bool(spec["relu"]),
-    )  # fmt: skip
+    )
     if spec["type"] == "conv2d":
         return Conv2D(**common, stride=spec["stride"], padding=spec["padding"])
     return Dense(**common)
 
 
 def quantize_network(
-    name: str, arch: Mapping[str, Any], weights: Mapping[str, np.ndarray],
-    calibration: npt.NDArray[np.uint8], *, percentile: float = 100.0,
+    name: str,
+    arch: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    calibration: npt.NDArray[np.uint8],
+    *,
+    percentile: float = 100.0,
     accuracy: Accuracy | None = None,
-) -> Network:  # fmt: skip
+) -> Network:
     """Quantise float ``weights`` (``<layer>.weight`` / ``.bias``, PyTorch layouts) of ``arch``
     (a zoo architecture: dataset, input_shape, mean, std, layers) using ``calibration`` images."""
     if calibration.shape[1:] != tuple(arch["input_shape"]):
-        raise ShapeError(f"calibration images {calibration.shape} do not fit input {arch['input_shape']}")
+        raise ShapeError(
+            f"calibration images {calibration.shape} do not fit input {arch['input_shape']}"
+        )
     ranges = _activation_ranges(arch, weights, calibration, percentile)
     mean, std = np.asarray(arch["mean"]), np.asarray(arch["std"])
     extremes = np.abs(np.stack([(0 - mean) / std, (1 - mean) / std]))
@@ -141,5 +174,13 @@ def quantize_network(
             layer = Flatten(spec["name"], shape)
         layers.append(layer)
         shape = layer.out_shape
-    return Network(name, arch["dataset"], tuple(arch["input_shape"]), input_scale,
-                   tuple(arch["mean"]), tuple(arch["std"]), tuple(layers), accuracy)  # fmt: skip
+    return Network(
+        name,
+        arch["dataset"],
+        tuple(arch["input_shape"]),
+        input_scale,
+        tuple(arch["mean"]),
+        tuple(arch["std"]),
+        tuple(layers),
+        accuracy,
+    )

@@ -22,13 +22,15 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
-    """TFLite ``QuantizeMultiplier``: real M -> (int32 q in [2^30, 2^31), shift), M ~ q 2^(shift-31)."""
+    """TFLite ``QuantizeMultiplier``: M -> (q in [2^30, 2^31), shift) with M ~ q 2^(shift-31)."""
     if real_multiplier < 0 or not math.isfinite(real_multiplier):
-        raise ValueError(f"requantisation multiplier must be finite and >= 0, got {real_multiplier}")
+        raise ValueError(
+            f"requantisation multiplier must be finite and >= 0, got {real_multiplier}"
+        )
     if real_multiplier == 0.0:
         return 0, 0
     q, shift = math.frexp(real_multiplier)
-    q_fixed = int(math.floor(q * (1 << 31) + 0.5))  # std::round: half away from zero, q > 0
+    q_fixed = math.floor(q * (1 << 31) + 0.5)  # std::round: half away from zero, q > 0
     if q_fixed == 1 << 31:
         q_fixed //= 2
         shift += 1
@@ -67,12 +69,14 @@ def requantize_ref(acc: I32 | I64, multiplier: I32, shift: I32, *, relu: bool) -
     m = np.asarray(multiplier, np.int64).reshape(1, -1, *extra)
     s = np.asarray(shift, np.int64).reshape(1, -1, *extra)
     x = np.clip(np.asarray(acc, np.int64) << np.maximum(s, 0), INT32_MIN, INT32_MAX)
-    y = rounding_divide_by_pot_ref(saturating_rounding_doubling_high_mul_ref(x, m), np.maximum(-s, 0))
+    y = rounding_divide_by_pot_ref(
+        saturating_rounding_doubling_high_mul_ref(x, m), np.maximum(-s, 0)
+    )
     return np.clip(y, 0 if relu else -128, 127).astype(np.int8)
 
 
 def conv2d_acc_ref(x: I8, weight: I8, bias: I32, *, stride: int, padding: int) -> I64:
-    """int32-range accumulators of a Conv2D: x (N, C, H, W), weight (O, C, KH, KW) -> (N, O, OH, OW)."""
+    """Conv2D accumulators: x (N, C, H, W), weight (O, C, KH, KW) -> int64 (N, O, OH, OW)."""
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -88,7 +92,15 @@ def conv2d_acc_ref(x: I8, weight: I8, bias: I32, *, stride: int, padding: int) -
 
 
 def conv2d_ref(
-    x: I8, weight: I8, bias: I32, multiplier: I32, shift: I32, *, stride: int, padding: int, relu: bool
+    x: I8,
+    weight: I8,
+    bias: I32,
+    multiplier: I32,
+    shift: I32,
+    *,
+    stride: int,
+    padding: int,
+    relu: bool,
 ) -> I8:
     """Conv2D with fused requantisation (and ReLU): int8 (N, O, OH, OW)."""
     acc = conv2d_acc_ref(x, weight, bias, stride=stride, padding=padding)

@@ -19,6 +19,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -39,41 +40,43 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 
 def _layer_calls(layer: Conv2D | Dense, x: np.ndarray) -> tuple[Callable, Callable, Callable]:
-    args = (layer.weight, layer.bias, layer.multiplier, layer.shift)
+    """(numba kernel, numpy reference, float32 BLAS GEMM of the same shape) for one layer."""
+    args = (x, layer.weight, layer.bias, layer.multiplier, layer.shift)
     if isinstance(layer, Conv2D):
         kw = {"stride": layer.stride, "padding": layer.padding, "relu": layer.relu}
-        fast = lambda: kernels.conv2d_int8(x, *args, **kw, weight_matrix=layer.weight_matrix)  # noqa: E731
-        ref = lambda: reference.conv2d_ref(x, *args, **kw)  # noqa: E731
+        fast = partial(kernels.conv2d_int8, *args, **kw, weight_matrix=layer.weight_matrix)
+        ref = partial(reference.conv2d_ref, *args, **kw)
         m = x.shape[0] * int(np.prod(layer.out_shape[1:]))
     else:
-        fast = lambda: kernels.dense_int8(x, *args, relu=layer.relu, weight_matrix=layer.weight_matrix)  # noqa: E731
-        ref = lambda: reference.dense_ref(x, *args, relu=layer.relu)  # noqa: E731
+        fast = partial(
+            kernels.dense_int8, *args, relu=layer.relu, weight_matrix=layer.weight_matrix
+        )
+        ref = partial(reference.dense_ref, *args, relu=layer.relu)
         m = x.shape[0]
-    a = np.random.default_rng(0).standard_normal((m, layer.weight_matrix.shape[0]), dtype=np.float32)
-    b = layer.weight_matrix
-    blas = lambda: a @ b  # noqa: E731
-    return fast, ref, blas
+    a = np.random.default_rng(0).standard_normal((m, layer.weight_matrix.shape[0]), np.float32)
+    return fast, ref, partial(np.matmul, a, layer.weight_matrix)
 
 
 def bench_layers(repeats: int) -> None:
     rng = np.random.default_rng(0)
-    print(f"{'layer':<16}{'batch':>6}{'MMAC':>9}{'numba GMAC/s':>14}{'numpy ref':>11}"
-          f"{'f32 BLAS':>10}{'numba/BLAS':>12}{'numba/ref':>11}")  # fmt: skip
+    header = ("layer", "batch", "MMAC", "numba GMAC/s", "numpy ref", "f32 BLAS", "numba/BLAS")
+    print("{:<16}{:>6}{:>9}{:>14}{:>11}{:>10}{:>12}".format(*header))
     for name in ("lenet5", "mlp7", "alexnet"):
         net = load_network(name)
         for layer in net.layers:
             if not isinstance(layer, Conv2D | Dense):
                 continue
-            batch = 256 if isinstance(layer, Dense) else max(8, min(256, int(2e8 // max(layer.macs, 1))))
+            batch = 256 if isinstance(layer, Dense) else max(8, min(256, int(2e8 // layer.macs)))
             x = rng.integers(-128, 128, (batch, *layer.in_shape), dtype=np.int8)
             fast, ref, blas = _layer_calls(layer, x)
-            macs = layer.macs * batch
+            gmacs = layer.macs * batch / 1e9
             t_fast = _median_seconds(fast, repeats)
             t_ref = _median_seconds(ref, max(1, repeats // 2))
             t_blas = _median_seconds(blas, repeats)
-            g = lambda t: macs / t / 1e9  # noqa: E731
-            print(f"{name + '.' + layer.name:<16}{batch:>6}{macs / 1e6:>9.1f}{g(t_fast):>14.2f}{g(t_ref):>11.2f}"
-                  f"{g(t_blas):>10.2f}{t_blas / t_fast:>12.2f}{t_ref / t_fast:>11.1f}")  # fmt: skip
+            print(
+                f"{name + '.' + layer.name:<16}{batch:>6}{gmacs * 1e3:>9.1f}{gmacs / t_fast:>14.2f}"
+                f"{gmacs / t_ref:>11.2f}{gmacs / t_blas:>10.2f}{t_blas / t_fast:>12.2f}"
+            )
 
 
 def bench_inference(n_images: int) -> None:
@@ -83,14 +86,19 @@ def bench_inference(n_images: int) -> None:
             images = load_dataset(net.dataset, "test").images[:n_images]
             source = "test split"
         except DatasetError:
-            images = np.random.default_rng(0).integers(0, 256, (n_images, *net.input_shape), dtype=np.uint8)
+            images = np.random.default_rng(0).integers(
+                0, 256, (n_images, *net.input_shape), dtype=np.uint8
+            )
             source = "random images"
         predict(net, images[:256])  # warm-up
         start = time.perf_counter()
         predict(net, images)
         seconds = time.perf_counter() - start
-        print(f"{name}: {len(images):,} images ({source}) in {seconds:.2f} s = {len(images) / seconds:,.0f} img/s, "
-              f"{net.macs * len(images) / seconds / 1e9:.1f} GMAC/s")  # fmt: skip
+        print(
+            f"{name}: {len(images):,} images ({source}) in {seconds:.2f} s = "
+            f"{len(images) / seconds:,.0f} img/s, "
+            f"{net.macs * len(images) / seconds / 1e9:.1f} GMAC/s"
+        )
 
 
 def main() -> None:
@@ -99,7 +107,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--skip-layers", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}"
+    )
     if not args.skip_layers:
         bench_layers(args.repeats)
     bench_inference(args.images)

@@ -49,13 +49,26 @@ def main() -> None:
     int8_acc = float(np.mean(predict(net, test.images) == test.labels))
     float_acc = float_accuracy(arch, weights, test.images, test.labels)
     acc = Accuracy(float_acc, int8_acc, "test", len(test))
-    net = quantize_network(args.name, arch, weights, train.images[calib], percentile=best, accuracy=acc)
+    net = quantize_network(
+        args.name, arch, weights, train.images[calib], percentile=best, accuracy=acc
+    )
     path = save_network(net, ZOO_DIR / f"{args.name}.yaml")
     reloaded = load_network(path)
     assert np.array_equal(predict(reloaded, test.images[:500]), predict(net, test.images[:500]))
-    print(json.dumps({"name": args.name, "percentile": best, "held_out_int8": scores,
-                      "float_accuracy": float_acc, "int8_accuracy": int8_acc,
-                      "neurons": net.n_neurons, "parameters": net.n_parameters, "macs": net.macs}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "name": args.name,
+                "percentile": best,
+                "held_out_int8": scores,
+                "float_accuracy": float_acc,
+                "int8_accuracy": int8_acc,
+                "neurons": net.n_neurons,
+                "parameters": net.n_parameters,
+                "macs": net.macs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,13 @@ def build(name: str, batchnorm: bool, dropout: float) -> nn.Sequential:
     for layer in ARCHITECTURES[name]["layers"]:
         kind = layer["type"]
         if kind == "conv2d":
-            conv = nn.Conv2d(layer["in_channels"], layer["out_channels"], layer["kernel"],
-                             layer["stride"], layer["padding"])  # fmt: skip
+            conv = nn.Conv2d(
+                layer["in_channels"],
+                layer["out_channels"],
+                layer["kernel"],
+                layer["stride"],
+                layer["padding"],
+            )
             mods += [conv] + ([nn.BatchNorm2d(layer["out_channels"])] if batchnorm else [])
         elif kind == "dense":
             if dropout and layer["in_features"] > 64:
@@ -68,7 +73,11 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     padded = nn.functional.pad(x, (4, 4, 4, 4))
     dy = torch.randint(0, 9, (n,), generator=gen)
     dx = torch.randint(0, 9, (n,), generator=gen)
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 8)
+    rows = (
+        (dy.view(n, 1) + torch.arange(h).view(1, h))
+        .view(n, 1, h, 1)
+        .expand(n, x.shape[1], h, w + 8)
+    )
     out = torch.gather(padded, 2, rows)
     cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
     out = torch.gather(out, 3, cols)
@@ -147,13 +156,23 @@ def main() -> None:
             sched.step()
             total += float(loss) * len(idx)
         acc = evaluate(model, xte, yte)
-        print(f"{args.name} epoch {epoch + 1}/{epochs} loss {total / len(xtr):.4f} "
-              f"test acc {acc:.4f} ({time.time() - start:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"{args.name} epoch {epoch + 1}/{epochs} loss {total / len(xtr):.4f} "
+            f"test acc {acc:.4f} ({time.time() - start:.0f} s)",
+            flush=True,
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez(OUT / f"{args.name}.npz", **export(model, args.name))
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    meta = {"name": args.name, "seed": args.seed, "epochs": epochs, "train_images": len(xtr),
-            "torch_test_accuracy": acc, "git": commit.strip(), "seconds": time.time() - start}  # fmt: skip
+    meta = {
+        "name": args.name,
+        "seed": args.seed,
+        "epochs": epochs,
+        "train_images": len(xtr),
+        "torch_test_accuracy": acc,
+        "git": commit.strip(),
+        "seconds": time.time() - start,
+    }
     (OUT / f"{args.name}.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta))
 

@@ -39,7 +39,7 @@ def test_bundled_sample_is_the_official_test_head() -> None:
     np.testing.assert_array_equal(sample.labels, official.labels[:2000])
 
 
-def test_fetch_verifies_the_official_mnist_checksums(tmp_path) -> None:  # noqa: ANN001
+def test_fetch_verifies_the_official_mnist_checksums(tmp_path) -> None:
     source = data_dir_or_fail() / "mnist"
     written = fetch_mnist(tmp_path, mirrors=(source.as_uri() + "/",))
     assert len(written) == 4

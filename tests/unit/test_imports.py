@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "accelsim"
-THIRD_PARTY = {"numpy", "numba", "simpy", "yaml", "matplotlib", "tqdm", "dask", "distributed", "torch"}
+THIRD_PARTY = {
+    "numpy",
+    "numba",
+    "simpy",
+    "yaml",
+    "matplotlib",
+    "tqdm",
+    "dask",
+    "distributed",
+    "torch",
+}
 ALLOWED = {  # folder -> accelsim folders and third-party libraries it may import
     "config": {"errors", "yaml"},
     "functional": {"errors", "config", "numba"},

@@ -25,7 +25,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def test_help_lists_commands() -> None:
-    proc = subprocess.run([sys.executable, "-m", "accelsim", "--help"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelsim", "--help"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0
     for command in ("models", "eval", "data"):
         assert command in proc.stdout
@@ -40,7 +42,10 @@ def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     for doc in docs.values():
         assert {"parameters", "macs", "float_accuracy", "int8_accuracy"} <= set(doc)
         assert 0.5 < doc["int8_accuracy"] <= 1.0
-    assert docs["lenet5"]["macs"] == 6 * 24 * 24 * 25 + 16 * 8 * 8 * 150 + 256 * 120 + 120 * 84 + 84 * 10
+    assert (
+        docs["lenet5"]["macs"]
+        == 6 * 24 * 24 * 25 + 16 * 8 * 8 * 150 + 256 * 120 + 120 * 84 + 84 * 10
+    )
 
 
 def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +56,9 @@ def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_eval_on_bundled_sample_matches_predict(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "eval", str(REPO / "workloads" / "lenet5.yaml"), "--images", "300", "--json")
+    code, out, _ = _run(
+        capsys, "eval", str(REPO / "workloads" / "lenet5.yaml"), "--images", "300", "--json"
+    )
     assert code == 0
     doc = json.loads(out)
     ds = load_dataset("mnist", "sample", n_images=300)
@@ -65,13 +72,27 @@ def test_eval_on_bundled_sample_matches_predict(capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["eval", "workloads/none.yaml"], "workloads/none.yaml: <file>: expected a readable YAML file"),
-        (["eval", "lenet5", "--split", "sample", "--images", "0"], "--images: expected a positive int, got 0"),
-        (["eval", "alexnet", "--split", "train", "--data-dir", "/nonexistent"], "cifar10 not found"),
-        (["eval", str(REPO / "tests/data/broken/workload_split.yaml")], "workload.dataset.split: expected one of"),
+        (
+            ["eval", "workloads/none.yaml"],
+            "workloads/none.yaml: <file>: expected a readable YAML file",
+        ),
+        (
+            ["eval", "lenet5", "--split", "sample", "--images", "0"],
+            "--images: expected a positive int, got 0",
+        ),
+        (
+            ["eval", "alexnet", "--split", "train", "--data-dir", "/nonexistent"],
+            "cifar10 not found",
+        ),
+        (
+            ["eval", str(REPO / "tests/data/broken/workload_split.yaml")],
+            "workload.dataset.split: expected one of",
+        ),
     ],
 )
-def test_user_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_user_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     code, out, err = _run(capsys, *argv)
     assert code == 2
     assert out == ""
@@ -81,8 +102,12 @@ def test_user_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], ar
 
 
 def test_error_through_python_m_has_no_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "accelsim", "eval", str(tmp_path / "x.yaml")],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelsim", "eval", str(tmp_path / "x.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("accelsim: error:")
@@ -98,8 +123,9 @@ def test_data_info_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert found[("cifar10", "train")] == 0
 
 
-def test_data_fetch_uses_the_resolved_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_data_fetch_uses_the_resolved_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen = []
     monkeypatch.setitem(commands.FETCHERS, "mnist", lambda dest: seen.append(dest) or [dest / "f"])
     monkeypatch.setenv("ACCELSIM_DATA", str(tmp_path))

@@ -65,13 +65,15 @@ def test_workload_defaults(tmp_path: Path) -> None:
     assert spec.output_dir == Path("out/w")
 
 
-def test_workload_network_path_is_relative_to_the_file(tmp_path: Path, tiny_net) -> None:  # noqa: ANN001
+def test_workload_network_path_is_relative_to_the_file(tmp_path: Path, tiny_net) -> None:
     from accelsim.functional.modelio import save_network
 
     (tmp_path / "models").mkdir()
     save_network(tiny_net, tmp_path / "models" / "tiny.yaml")
     path = tmp_path / "w.yaml"
-    path.write_text("version: 1\nworkload:\n  network: models/tiny.yaml\n  faults: {kind: adjacent_bits, bits: 2}\n")
+    path.write_text(
+        "version: 1\nworkload:\n  network: models/tiny.yaml\n  faults: {kind: adjacent_bits, bits: 2}\n"
+    )
     spec = load_workload(path)
     assert spec.network == str((tmp_path / "models" / "tiny.yaml").resolve())
     assert spec.faults.n_bits == 2

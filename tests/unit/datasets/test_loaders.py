@@ -20,7 +20,9 @@ def _idx(path: Path, arr: np.ndarray, *, gz: bool) -> None:
     path.write_bytes(gzip.compress(data) if gz else data)
 
 
-def _mnist(root: Path, rng: np.random.Generator, n: int = 5, *, gz: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _mnist(
+    root: Path, rng: np.random.Generator, n: int = 5, *, gz: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, n, dtype=np.uint8)
     suffix = ".gz" if gz else ""
@@ -50,7 +52,8 @@ def test_cifar_concatenates_training_batches(tmp_path: Path, rng: np.random.Gene
         records.append(rec)
         data = rec.tobytes()
         (folder / f"data_batch_{i}.bin.gz").write_bytes(gzip.compress(data)) if i == 1 else (
-            folder / f"data_batch_{i}.bin").write_bytes(data)  # fmt: skip
+            folder / f"data_batch_{i}.bin"
+        ).write_bytes(data)
     ds = load_dataset("cifar10", "train", data_dir=tmp_path)
     allrec = np.concatenate(records)
     assert ds.images.shape == (7, 3, 32, 32)
@@ -69,7 +72,9 @@ def test_bundled_sample_ships_2000_mnist_test_images() -> None:
 
 
 def test_missing_dataset_says_where_it_looked_and_how_to_fetch(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"mnist not found: looked for .*t10k-images-idx3-ubyte") as info:
+    with pytest.raises(
+        DatasetError, match=r"mnist not found: looked for .*t10k-images-idx3-ubyte"
+    ) as info:
         load_dataset("mnist", "test", data_dir=tmp_path)
     assert "python -m accelsim data fetch mnist" in str(info.value)
     with pytest.raises(DatasetError, match=r"data fetch cifar10"):
@@ -80,7 +85,10 @@ def test_missing_dataset_says_where_it_looked_and_how_to_fetch(tmp_path: Path) -
     ("content", "message"),
     [
         (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00", "bad magic"),
-        (bytes([0, 0, 8, 1]) + np.array([4], ">i4").tobytes() + b"\x01\x02", r"shape \(4,\) \(12 bytes\), file has 10"),
+        (
+            bytes([0, 0, 8, 1]) + np.array([4], ">i4").tobytes() + b"\x01\x02",
+            r"shape \(4,\) \(12 bytes\), file has 10",
+        ),
     ],
 )
 def test_malformed_idx(tmp_path: Path, content: bytes, message: str) -> None:

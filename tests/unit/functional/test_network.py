@@ -6,34 +6,50 @@ import numpy as np
 import pytest
 
 from accelsim.errors import ShapeError
-from accelsim.functional import reference as R
+from accelsim.functional import reference as ref
 from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
 from accelsim.functional.network import (
-    classify, forward, forward_all, predict, quantize_images, replace_neurons, resume,
-)  # fmt: skip
+    classify,
+    forward,
+    forward_all,
+    predict,
+    quantize_images,
+    replace_neurons,
+    resume,
+)
 from accelsim.functional.quantize import quantize_network
 from accelsim.zoo.architectures import ARCHITECTURES
 from tests.conftest import random_float_weights
 
 
-def _reference_forward(net, x):  # noqa: ANN001, ANN202
+def _reference_forward(net, x):
     """The whole network through reference.py only."""
     outs = []
     for layer in net.layers:
         if isinstance(layer, Conv2D):
-            x = R.conv2d_ref(x, layer.weight, layer.bias, layer.multiplier, layer.shift,
-                             stride=layer.stride, padding=layer.padding, relu=layer.relu)  # fmt: skip
+            x = ref.conv2d_ref(
+                x,
+                layer.weight,
+                layer.bias,
+                layer.multiplier,
+                layer.shift,
+                stride=layer.stride,
+                padding=layer.padding,
+                relu=layer.relu,
+            )
         elif isinstance(layer, Dense):
-            x = R.dense_ref(x, layer.weight, layer.bias, layer.multiplier, layer.shift, relu=layer.relu)
+            x = ref.dense_ref(
+                x, layer.weight, layer.bias, layer.multiplier, layer.shift, relu=layer.relu
+            )
         elif isinstance(layer, MaxPool2D):
-            x = R.maxpool2d_ref(x, size=layer.size, stride=layer.stride)
+            x = ref.maxpool2d_ref(x, size=layer.size, stride=layer.stride)
         else:
             x = x.reshape(x.shape[0], -1)
         outs.append(x)
     return outs
 
 
-def test_forward_all_equals_reference_network(tiny_net, tiny_images) -> None:  # noqa: ANN001
+def test_forward_all_equals_reference_network(tiny_net, tiny_images) -> None:
     x = quantize_images(tiny_net, tiny_images)
     got = forward_all(tiny_net, x, batch_size=7)
     want = _reference_forward(tiny_net, x)
@@ -46,35 +62,45 @@ def test_forward_all_equals_reference_network(tiny_net, tiny_images) -> None:  #
     assert len(np.unique(classify(got[-1]))) > 1
 
 
-def test_forward_from_any_layer_matches_full_run(tiny_net, tiny_images) -> None:  # noqa: ANN001
+def test_forward_from_any_layer_matches_full_run(tiny_net, tiny_images) -> None:
     x = quantize_images(tiny_net, tiny_images)
     outs = forward_all(tiny_net, x)
     for layer in range(len(tiny_net.layers) - 1):
         np.testing.assert_array_equal(resume(tiny_net, layer, outs[layer]), outs[-1])
-        np.testing.assert_array_equal(forward(tiny_net, outs[layer], start=layer + 1, stop=layer + 2), outs[layer + 1])
+        np.testing.assert_array_equal(
+            forward(tiny_net, outs[layer], start=layer + 1, stop=layer + 2), outs[layer + 1]
+        )
 
 
-def test_resume_with_replaced_neurons_equals_reference(tiny_net, tiny_images) -> None:  # noqa: ANN001
+def test_resume_with_replaced_neurons_equals_reference(tiny_net, tiny_images) -> None:
     x = quantize_images(tiny_net, tiny_images)
     outs = forward_all(tiny_net, x)
     layer = 0  # conv c1 output (3, 9, 9)
     changed = replace_neurons(outs[layer], [0, 100, 242], [127, 64, 0])
     assert changed.reshape(len(x), -1)[:, 100].tolist() == [64] * len(x)
     assert np.sum(changed != outs[layer]) > 0
-    np.testing.assert_array_equal(outs[layer].reshape(len(x), -1)[:, 1:100], changed.reshape(len(x), -1)[:, 1:100])
-    ref = changed
-    for later in _reference_forward_from(tiny_net, layer + 1, ref):
-        ref = later
-    np.testing.assert_array_equal(resume(tiny_net, layer, changed), ref)
+    np.testing.assert_array_equal(
+        outs[layer].reshape(len(x), -1)[:, 1:100], changed.reshape(len(x), -1)[:, 1:100]
+    )
+    expected = _reference_forward_from(tiny_net, layer + 1, changed)[-1]
+    np.testing.assert_array_equal(resume(tiny_net, layer, changed), expected)
     np.testing.assert_array_equal(forward_all(tiny_net, x)[layer], outs[layer])
 
 
-def _reference_forward_from(net, start, x):  # noqa: ANN001, ANN202
-    sub = type(net)(net.name, net.dataset, net.input_shape, net.input_scale, net.mean, net.std, net.layers[start:])
+def _reference_forward_from(net, start, x):
+    sub = type(net)(
+        net.name,
+        net.dataset,
+        net.input_shape,
+        net.input_scale,
+        net.mean,
+        net.std,
+        net.layers[start:],
+    )
     return _reference_forward(sub, x)
 
 
-def test_predict_batches_agree(tiny_net, tiny_images) -> None:  # noqa: ANN001
+def test_predict_batches_agree(tiny_net, tiny_images) -> None:
     seen = []
     a = predict(tiny_net, tiny_images, batch_size=3, on_batch=seen.append)
     b = predict(tiny_net, tiny_images, batch_size=1000)
@@ -88,7 +114,7 @@ def test_classify_breaks_ties_to_lowest_index() -> None:
     assert classify(logits).tolist() == [1, 0]
 
 
-def test_quantize_images_uses_normalisation(tiny_net) -> None:  # noqa: ANN001
+def test_quantize_images_uses_normalisation(tiny_net) -> None:
     px = np.array([0, 51, 255], dtype=np.uint8).reshape(1, 1, 1, 3)
     real = (px / 255.0 - 0.1) / 0.5
     want = np.clip(np.round(real / tiny_net.input_scale), -128, 127)
@@ -101,15 +127,19 @@ def test_quantize_images_uses_normalisation(tiny_net) -> None:  # noqa: ANN001
         quantize_images(tiny_net, img.astype(np.int8))
 
 
-def test_forward_rejects_bad_input(tiny_net) -> None:  # noqa: ANN001
+def test_forward_rejects_bad_input(tiny_net) -> None:
     with pytest.raises(ShapeError, match="layer c1: expected input"):
         forward(tiny_net, np.zeros((2, 1, 8, 8), np.int8))
-    with pytest.raises(ShapeError, match="layer range 3..2"):
+    with pytest.raises(ShapeError, match=r"layer range 3\.\.2"):
         forward_all(tiny_net, np.zeros((2, 1, 9, 9), np.int8), start=3, stop=2)
 
 
-@pytest.mark.parametrize(("name", "neurons"), [("lenet5", 4684), ("mlp7", 2816), ("alexnet", 103168)])
-def test_zoo_architectures_have_the_papers_neuron_counts(name: str, neurons: int, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize(
+    ("name", "neurons"), [("lenet5", 4684), ("mlp7", 2816), ("alexnet", 103168)]
+)
+def test_zoo_architectures_have_the_papers_neuron_counts(
+    name: str, neurons: int, rng: np.random.Generator
+) -> None:
     arch = ARCHITECTURES[name]
     calib = rng.integers(0, 256, (2, *arch["input_shape"]), dtype=np.uint8)
     net = quantize_network(name, arch, random_float_weights(arch, rng), calib)
@@ -117,7 +147,7 @@ def test_zoo_architectures_have_the_papers_neuron_counts(name: str, neurons: int
     assert net.neuron_layers[-1] < len(net.layers) - 1  # the classifier is not a neuron layer
 
 
-def test_layer_records_are_read_only(tiny_net) -> None:  # noqa: ANN001
+def test_layer_records_are_read_only(tiny_net) -> None:
     layer = tiny_net.layers[0]
     with pytest.raises(ValueError, match="read-only"):
         layer.weight[0, 0, 0, 0] = 1

@@ -6,9 +6,14 @@ import numpy as np
 import pytest
 
 from accelsim.functional.reference import (
-    conv2d_acc_ref, dense_acc_ref, maxpool2d_ref, quantize_multiplier, requantize_ref,
-    rounding_divide_by_pot_ref, saturating_rounding_doubling_high_mul_ref,
-)  # fmt: skip
+    conv2d_acc_ref,
+    dense_acc_ref,
+    maxpool2d_ref,
+    quantize_multiplier,
+    requantize_ref,
+    rounding_divide_by_pot_ref,
+    saturating_rounding_doubling_high_mul_ref,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,8 +69,12 @@ def test_requantize_hand_values() -> None:
     mult, shift = quantize_multiplier(0.1)
     acc = np.array([[1000, 1005, -1005, 5000, -5000, 4]], dtype=np.int64).reshape(1, 1, 6)
     m, s = np.array([mult], np.int32), np.array([shift], np.int32)
-    np.testing.assert_array_equal(requantize_ref(acc, m, s, relu=False), [[[100, 101, -101, 127, -128, 0]]])
-    np.testing.assert_array_equal(requantize_ref(acc, m, s, relu=True), [[[100, 101, 0, 127, 0, 0]]])
+    np.testing.assert_array_equal(
+        requantize_ref(acc, m, s, relu=False), [[[100, 101, -101, 127, -128, 0]]]
+    )
+    np.testing.assert_array_equal(
+        requantize_ref(acc, m, s, relu=True), [[[100, 101, 0, 127, 0, 0]]]
+    )
 
 
 def test_requantize_multiplier_above_one_shifts_left() -> None:
@@ -88,6 +97,8 @@ def test_conv2d_acc_hand_example() -> None:
 def test_dense_acc_and_maxpool_hand_example() -> None:
     x = np.array([[1, -2, 3]], dtype=np.int8)
     w = np.array([[1, 1, 1], [-128, 0, 127]], dtype=np.int8)
-    np.testing.assert_array_equal(dense_acc_ref(x, w, np.array([0, 1], np.int32)), [[2, -128 + 381 + 1]])
+    np.testing.assert_array_equal(
+        dense_acc_ref(x, w, np.array([0, 1], np.int32)), [[2, -128 + 381 + 1]]
+    )
     p = np.array([[[[1, -5, 3], [7, 2, -128], [0, 0, 127]]]], dtype=np.int8)
     np.testing.assert_array_equal(maxpool2d_ref(p, size=2, stride=1), [[[[7, 3], [7, 127]]]])
