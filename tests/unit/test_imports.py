@@ -18,10 +18,11 @@ THIRD_PARTY = {
     "dask",
     "distributed",
     "torch",
+    "threadpoolctl",
 }
 ALLOWED = {  # folder -> accelsim folders and third-party libraries it may import
     "config": {"errors", "yaml"},
-    "functional": {"errors", "config", "numba"},
+    "functional": {"errors", "config", "numba", "threadpoolctl"},
     "datasets": {"errors"},
     "zoo": set(),
     "cli": {"*"},
