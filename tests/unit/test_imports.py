@@ -25,6 +25,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "functional": {"errors", "config", "numba", "threadpoolctl"},
     "datasets": {"errors"},
     "zoo": set(),
+    "analysis": {"errors", "functional", "faults"},
     "cli": {"*"},
 }
 COMMON = {"numpy"}

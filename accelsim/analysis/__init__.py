@@ -1,0 +1,1 @@
+"""Resilience analysis: per-neuron vulnerability factors (NVF) and the statistics around them."""
