@@ -11,12 +11,22 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accelsim.config.workload import ZOO_NAMES, load_workload
+from accelsim.analysis.store import analysis_key, load_nvf, save_nvf, write_csv
+from accelsim.analysis.vulnerability import compute_nvf
+from accelsim.config.workload import ZOO_NAMES, BitMapping, NvfMethod, load_workload
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
 from accelsim.errors import AccelsimError, DatasetError
 from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import Network, predict
+from accelsim.functional.network import Network, predict, quantize_images
+from accelsim.report.plots import nvf_figure, save_figure
+from accelsim.report.tables import (
+    PAPER_THRESHOLDS,
+    critical_table,
+    fine_thresholds,
+    format_table,
+    needs_fine_grid,
+)
 
 
 def _emit(args: argparse.Namespace, doc: Any, lines: list[str]) -> None:
@@ -157,4 +167,71 @@ def data_info(args: argparse.Namespace) -> int:
         {"data_dir": str(root), "splits": found},
         [f"data folder: {root}", *_table(["dataset", "split", "images", "files"], rows)],
     )
+    return 0
+
+
+def analyze(args: argparse.Namespace) -> int:
+    """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
+    spec = load_workload(args.workload)
+    a = spec.analysis
+    method = NvfMethod(args.method or a.method.value)
+    mapping = BitMapping(args.mapping or a.bit_mapping.value)
+    gradient_check = a.has_gradient_check if args.gradient_check is None else args.gradient_check
+    n_images = args.images or a.n_images
+    if n_images < 1:
+        raise AccelsimError(f"--images: expected a positive int, got {n_images}")
+    net = load_network(spec.network)
+    data = load_dataset(
+        net.dataset, args.split or a.split, data_dir=args.data_dir, n_images=n_images
+    )
+    x = quantize_images(net, data.images)
+    out_dir = Path(args.output_dir or spec.output_dir) / "analysis"
+    key = analysis_key(net, x, method, mapping, gradient_check)
+    stem = out_dir / f"nvf-{net.name}-{method.value}-{key}"
+    cached = stem.with_suffix(".npz").is_file() and not args.force
+    start = time.perf_counter()
+    if cached:
+        result = load_nvf(stem.with_suffix(".npz"), key)
+    else:
+        with tqdm(total=len(x), unit="img", desc=f"NVF {net.name} ({method.value})",
+                  disable=None, leave=False) as bar:  # fmt: skip
+            result = compute_nvf(net, x, method=method, mapping=mapping,
+                                 gradient_check=gradient_check, on_progress=bar.update)  # fmt: skip
+        save_nvf(result, stem.with_suffix(".npz"), key)
+    seconds = time.perf_counter() - start
+    write_csv(result, net, stem.with_suffix(".csv"))
+    figures = save_figure(nvf_figure(result, net.name), stem)
+    nvf = result.nvf
+    table = critical_table(nvf, PAPER_THRESHOLDS, net.name)
+    fine = critical_table(nvf, fine_thresholds(nvf)) if needs_fine_grid(nvf) else ()
+    half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
+    doc = {
+        "network": net.name, "hash": network_hash(net), "method": method.value,
+        "mapping": result.mapping.value if result.mapping else None,
+        "gradient_check": result.has_gradient_check, "images": len(x),
+        "split": data.split, "key": key, "cached": cached, "seconds": seconds,
+        "median_half_width_percent": 100 * half,
+        "layers": [{"name": lay.name, "neurons": int(lay.nvf.size),
+                    "mean_nvf_percent": 100 * float(lay.nvf.mean()),
+                    "max_nvf_percent": 100 * float(lay.nvf.max())} for lay in result.layers],
+        "table": [vars(r) for r in table], "fine_table": [vars(r) for r in fine],
+        "files": [str(stem.with_suffix(s)) for s in (".npz", ".csv")] + [str(p) for p in figures],
+    }  # fmt: skip
+    lines = [
+        f"NVF of {net.n_neurons:,} neurons of {net.name} over {len(x):,} {data.split} images "
+        f"({method.value}, mapping {doc['mapping']}, gradient check "
+        f"{'on' if result.has_gradient_check else 'off'}){' [cached]' if cached else ''}",
+        f"95 % confidence half-width of the median neuron's NVF: {100 * half:.3f} "
+        "percentage points",
+        *(f"  {d['name']:>8}: {d['neurons']:>7,} neurons, mean {d['mean_nvf_percent']:.3f} %, "
+          f"max {d['max_nvf_percent']:.3f} %" for d in doc["layers"]),
+        "", *format_table(table, "Table I: critical neurons (ours | paper)"),
+    ]  # fmt: skip
+    if fine:
+        lines += [
+            "",
+            *format_table(fine, "Finer thresholds (the paper's grid selects almost nothing)"),
+        ]
+    lines += ["", "wrote: " + ", ".join(doc["files"])]
+    _emit(args, doc, lines)
     return 0

@@ -34,6 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON document")
     ev.set_defaults(func=commands.evaluate)
 
+    an = sub.add_parser("analyze", help="NVF of every neuron, Table I, CSV and figure")
+    an.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    an.add_argument(
+        "--method", choices=("linear", "exact", "exact-bits"), help="override analysis.method"
+    )
+    an.add_argument(
+        "--mapping", choices=("log2", "paper", "value"), help="override analysis.bit_mapping"
+    )
+    gc = an.add_mutually_exclusive_group()
+    gc.add_argument("--gradient-check", dest="gradient_check", action="store_true", default=None)
+    gc.add_argument("--no-gradient-check", dest="gradient_check", action="store_false")
+    an.add_argument("--images", type=int, help="override analysis.images")
+    an.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
+    an.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    an.add_argument("--output-dir", help="override the workload's output_dir")
+    an.add_argument("--force", action="store_true", help="recompute even if a saved result matches")
+    an.add_argument("--json", action="store_true", help="print one JSON document")
+    an.set_defaults(func=commands.analyze)
+
     data = sub.add_parser("data", help="datasets: fetch the official files, show where they are")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = dsub.add_parser("fetch", help="download and verify the official archives")

@@ -4,7 +4,8 @@
     workload:
       network: lenet5              # a zoo name, or a model description path relative to this file
       dataset: {split: sample, images: all}   # split: train | test | sample; images: int or all
-      analysis: {images: 1000, method: linear, bit_mapping: log2, gradient_check: true}
+      analysis: {split: train, images: 1000, method: linear, bit_mapping: log2,
+                 gradient_check: true}           # NVF over the first `images` of `split`
       thresholds_percent: [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
       protection: {modes: [none, split, tmr]}
       faults: {site: neuron_output, kind: single_bit, bits: 1, samples: leveugle,
@@ -44,6 +45,7 @@ DEFAULT_THRESHOLDS = tuple(float(t) for t in range(0, 55, 5))
 class NvfMethod(enum.Enum):
     LINEAR = "linear"
     EXACT = "exact"
+    EXACT_BITS = "exact-bits"
 
 
 class BitMapping(enum.Enum):
@@ -82,6 +84,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class AnalysisSpec:
+    split: str
     n_images: int
     method: NvfMethod
     bit_mapping: BitMapping
@@ -137,8 +140,11 @@ def _dataset(raw: Any, ctx: Ctx) -> DatasetSpec:
 
 
 def _analysis(raw: Any, ctx: Ctx) -> AnalysisSpec:
-    raw = only_keys(raw, ctx, optional=("images", "method", "bit_mapping", "gradient_check"))
+    raw = only_keys(
+        raw, ctx, optional=("split", "images", "method", "bit_mapping", "gradient_check")
+    )
     return AnalysisSpec(
+        one_of(raw, "split", ctx, SPLITS, "train"),
         int_in(raw, "images", ctx, 1, 10**6, 1000),
         NvfMethod(one_of(raw, "method", ctx, _values(NvfMethod), "linear")),
         BitMapping(one_of(raw, "bit_mapping", ctx, _values(BitMapping), "log2")),

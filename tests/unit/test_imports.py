@@ -25,7 +25,8 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "functional": {"errors", "config", "numba", "threadpoolctl"},
     "datasets": {"errors"},
     "zoo": set(),
-    "analysis": {"errors", "functional", "faults"},
+    "analysis": {"errors", "config", "functional", "faults"},
+    "report": {"errors", "analysis", "matplotlib"},
     "cli": {"*"},
 }
 COMMON = {"numpy"}

@@ -1,0 +1,87 @@
+"""Saving and reloading NVF results (``.npz`` without pickles, plus a CSV), keyed by a hash of
+the network, the analysis images and the settings, so later runs reuse them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.analysis.vulnerability import LayerNvf, Mapping, Method, NvfResult
+from accelsim.errors import ModelFormatError
+from accelsim.functional.modelio import network_hash
+from accelsim.functional.network import Network
+
+FORMAT_VERSION = 1
+_FIELDS = ("nvf", "bit_map", "n_skipped", "half_width")
+
+
+def analysis_key(
+    net: Network, x: npt.NDArray[np.int8], method: Method, mapping: Mapping, gradient_check: bool
+) -> str:
+    """Hash of everything the result depends on."""
+    h = hashlib.sha256()
+    h.update(f"v{FORMAT_VERSION}|{network_hash(net)}|{method.value}|{mapping.value}|".encode())
+    h.update(f"{gradient_check and method is not Method.EXACT_BITS}|{x.shape}".encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:20]
+
+
+def save_nvf(result: NvfResult, path: Path, key: str) -> None:
+    """Write ``path`` (.npz) atomically."""
+    arrays: dict[str, np.ndarray] = {
+        "key": np.array(key), "method": np.array(result.method.value),
+        "mapping": np.array(result.mapping.value if result.mapping else ""),
+        "gradient_check": np.array(result.has_gradient_check),
+        "n_inputs": np.array(result.n_inputs),
+        "layers": np.array([lay.layer for lay in result.layers]),
+        "names": np.array([lay.name for lay in result.layers]),
+    }  # fmt: skip
+    for lay in result.layers:
+        for f in _FIELDS:
+            arrays[f"{lay.name}.{f}"] = getattr(lay, f)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_nvf(path: Path, key: str | None = None) -> NvfResult:
+    """Read a saved result; with ``key``, refuse one computed for something else."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(path, f"not a readable NVF file ({exc})") from exc
+    if key is not None and str(data.get("key")) != key:
+        raise ModelFormatError(
+            path, "NVF file was computed for another network, images or settings"
+        )
+    layers = tuple(
+        LayerNvf(int(i), str(name), *(data[f"{name}.{f}"] for f in _FIELDS))
+        for i, name in zip(data["layers"], data["names"], strict=True)
+    )
+    mapping = str(data["mapping"])
+    return NvfResult(Method(str(data["method"])), Mapping(mapping) if mapping else None,
+                     bool(data["gradient_check"]), int(data["n_inputs"]), layers)  # fmt: skip
+
+
+def write_csv(result: NvfResult, net: Network, path: Path) -> None:
+    """One row per neuron: layer, flat index, (c, y, x) or feature, NVF %, half-width, bits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["layer", "neuron", "channel", "y", "x", "nvf_percent", "half_width_percent",
+                      *(f"bit{b}_percent" for b in range(8))])  # fmt: skip
+        for lay in result.layers:
+            shape = net.layers[lay.layer].out_shape
+            coords = np.unravel_index(np.arange(lay.nvf.size), shape)
+            for n in range(lay.nvf.size):
+                c = int(coords[0][n])
+                y, x = (int(coords[1][n]), int(coords[2][n])) if len(shape) == 3 else ("", "")
+                out.writerow([lay.name, n, c, y, x, f"{100 * lay.nvf[n]:.4f}",
+                              f"{100 * lay.half_width[n]:.4f}",
+                              *(f"{100 * v:.4f}" for v in lay.bit_map[:, n])])  # fmt: skip
