@@ -58,8 +58,16 @@ def _pool_input_grad(layer: MaxPool2D, x: I8, g_out: F64) -> F64:
     size, s = layer.size, layer.stride
     g_in = np.zeros((b, k, *layer.in_shape))
     taken = np.zeros((b, *g_out.shape[2:]), dtype=bool)
-    best = np.max(np.stack([x[:, :, i : i + s * oh : s, j : j + s * ow : s]
-                            for i in range(size) for j in range(size)]), axis=0)  # fmt: skip
+    best = np.max(
+        np.stack(
+            [
+                x[:, :, i : i + s * oh : s, j : j + s * ow : s]
+                for i in range(size)
+                for j in range(size)
+            ]
+        ),
+        axis=0,
+    )
     for i in range(size):
         for j in range(size):
             win = x[:, :, i : i + s * oh : s, j : j + s * ow : s]

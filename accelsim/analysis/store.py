@@ -33,13 +33,14 @@ def analysis_key(
 def save_nvf(result: NvfResult, path: Path, key: str) -> None:
     """Write ``path`` (.npz) atomically."""
     arrays: dict[str, np.ndarray] = {
-        "key": np.array(key), "method": np.array(result.method.value),
+        "key": np.array(key),
+        "method": np.array(result.method.value),
         "mapping": np.array(result.mapping.value if result.mapping else ""),
         "gradient_check": np.array(result.has_gradient_check),
         "n_inputs": np.array(result.n_inputs),
         "layers": np.array([lay.layer for lay in result.layers]),
         "names": np.array([lay.name for lay in result.layers]),
-    }  # fmt: skip
+    }
     for lay in result.layers:
         for f in _FIELDS:
             arrays[f"{lay.name}.{f}"] = getattr(lay, f)
@@ -65,8 +66,13 @@ def load_nvf(path: Path, key: str | None = None) -> NvfResult:
         for i, name in zip(data["layers"], data["names"], strict=True)
     )
     mapping = str(data["mapping"])
-    return NvfResult(Method(str(data["method"])), Mapping(mapping) if mapping else None,
-                     bool(data["gradient_check"]), int(data["n_inputs"]), layers)  # fmt: skip
+    return NvfResult(
+        Method(str(data["method"])),
+        Mapping(mapping) if mapping else None,
+        bool(data["gradient_check"]),
+        int(data["n_inputs"]),
+        layers,
+    )
 
 
 def write_csv(result: NvfResult, net: Network, path: Path) -> None:
@@ -74,14 +80,33 @@ def write_csv(result: NvfResult, net: Network, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["layer", "neuron", "channel", "y", "x", "nvf_percent", "half_width_percent",
-                      *(f"bit{b}_percent" for b in range(8))])  # fmt: skip
+        out.writerow(
+            [
+                "layer",
+                "neuron",
+                "channel",
+                "y",
+                "x",
+                "nvf_percent",
+                "half_width_percent",
+                *(f"bit{b}_percent" for b in range(8)),
+            ]
+        )
         for lay in result.layers:
             shape = net.layers[lay.layer].out_shape
             coords = np.unravel_index(np.arange(lay.nvf.size), shape)
             for n in range(lay.nvf.size):
                 c = int(coords[0][n])
                 y, x = (int(coords[1][n]), int(coords[2][n])) if len(shape) == 3 else ("", "")
-                out.writerow([lay.name, n, c, y, x, f"{100 * lay.nvf[n]:.4f}",
-                              f"{100 * lay.half_width[n]:.4f}",
-                              *(f"{100 * v:.4f}" for v in lay.bit_map[:, n])])  # fmt: skip
+                out.writerow(
+                    [
+                        lay.name,
+                        n,
+                        c,
+                        y,
+                        x,
+                        f"{100 * lay.nvf[n]:.4f}",
+                        f"{100 * lay.half_width[n]:.4f}",
+                        *(f"{100 * v:.4f}" for v in lay.bit_map[:, n]),
+                    ]
+                )

@@ -193,10 +193,21 @@ def analyze(args: argparse.Namespace) -> int:
     if cached:
         result = load_nvf(stem.with_suffix(".npz"), key)
     else:
-        with tqdm(total=len(x), unit="img", desc=f"NVF {net.name} ({method.value})",
-                  disable=None, leave=False) as bar:  # fmt: skip
-            result = compute_nvf(net, x, method=method, mapping=mapping,
-                                 gradient_check=gradient_check, on_progress=bar.update)  # fmt: skip
+        with tqdm(
+            total=len(x),
+            unit="img",
+            desc=f"NVF {net.name} ({method.value})",
+            disable=None,
+            leave=False,
+        ) as bar:
+            result = compute_nvf(
+                net,
+                x,
+                method=method,
+                mapping=mapping,
+                gradient_check=gradient_check,
+                on_progress=bar.update,
+            )
         save_nvf(result, stem.with_suffix(".npz"), key)
     seconds = time.perf_counter() - start
     write_csv(result, net, stem.with_suffix(".csv"))
@@ -206,27 +217,44 @@ def analyze(args: argparse.Namespace) -> int:
     fine = critical_table(nvf, fine_thresholds(nvf)) if needs_fine_grid(nvf) else ()
     half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
     doc = {
-        "network": net.name, "hash": network_hash(net), "method": method.value,
+        "network": net.name,
+        "hash": network_hash(net),
+        "method": method.value,
         "mapping": result.mapping.value if result.mapping else None,
-        "gradient_check": result.has_gradient_check, "images": len(x),
-        "split": data.split, "key": key, "cached": cached, "seconds": seconds,
+        "gradient_check": result.has_gradient_check,
+        "images": len(x),
+        "split": data.split,
+        "key": key,
+        "cached": cached,
+        "seconds": seconds,
         "median_half_width_percent": 100 * half,
-        "layers": [{"name": lay.name, "neurons": int(lay.nvf.size),
-                    "mean_nvf_percent": 100 * float(lay.nvf.mean()),
-                    "max_nvf_percent": 100 * float(lay.nvf.max())} for lay in result.layers],
-        "table": [vars(r) for r in table], "fine_table": [vars(r) for r in fine],
+        "layers": [
+            {
+                "name": lay.name,
+                "neurons": int(lay.nvf.size),
+                "mean_nvf_percent": 100 * float(lay.nvf.mean()),
+                "max_nvf_percent": 100 * float(lay.nvf.max()),
+            }
+            for lay in result.layers
+        ],
+        "table": [vars(r) for r in table],
+        "fine_table": [vars(r) for r in fine],
         "files": [str(stem.with_suffix(s)) for s in (".npz", ".csv")] + [str(p) for p in figures],
-    }  # fmt: skip
+    }
     lines = [
         f"NVF of {net.n_neurons:,} neurons of {net.name} over {len(x):,} {data.split} images "
         f"({method.value}, mapping {doc['mapping']}, gradient check "
         f"{'on' if result.has_gradient_check else 'off'}){' [cached]' if cached else ''}",
         f"95 % confidence half-width of the median neuron's NVF: {100 * half:.3f} "
         "percentage points",
-        *(f"  {d['name']:>8}: {d['neurons']:>7,} neurons, mean {d['mean_nvf_percent']:.3f} %, "
-          f"max {d['max_nvf_percent']:.3f} %" for d in doc["layers"]),
-        "", *format_table(table, "Table I: critical neurons (ours | paper)"),
-    ]  # fmt: skip
+        *(
+            f"  {d['name']:>8}: {d['neurons']:>7,} neurons, mean {d['mean_nvf_percent']:.3f} %, "
+            f"max {d['max_nvf_percent']:.3f} %"
+            for d in doc["layers"]
+        ),
+        "",
+        *format_table(table, "Table I: critical neurons (ours | paper)"),
+    ]
     if fine:
         lines += [
             "",

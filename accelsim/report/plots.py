@@ -18,8 +18,12 @@ def nvf_figure(result: NvfResult, title: str) -> Figure:
     """Left: NVF distribution per layer; right: portion of critical neurons vs threshold."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     data = [np.maximum(lay.nvf * 100, 1e-4) for lay in result.layers]
-    left.boxplot(data, tick_labels=[lay.name for lay in result.layers], showfliers=True,
-                 flierprops={"markersize": 2, "alpha": 0.4})  # fmt: skip
+    left.boxplot(
+        data,
+        tick_labels=[lay.name for lay in result.layers],
+        showfliers=True,
+        flierprops={"markersize": 2, "alpha": 0.4},
+    )
     left.set_yscale("log")
     left.set_ylabel("NVF (%) per neuron, log scale (0 drawn at 1e-4)")
     left.set_title("NVF distribution per layer")
@@ -33,9 +37,11 @@ def nvf_figure(result: NvfResult, title: str) -> Figure:
     right.set_title("critical portion vs threshold")
     right.grid(alpha=0.3)
     mapping = result.mapping.value if result.mapping else "-"
-    fig.suptitle(f"{title}: {result.method.value}, mapping {mapping}, "
-                 f"gradient check {'on' if result.has_gradient_check else 'off'}, "
-                 f"{result.n_inputs} inputs")  # fmt: skip
+    fig.suptitle(
+        f"{title}: {result.method.value}, mapping {mapping}, "
+        f"gradient check {'on' if result.has_gradient_check else 'off'}, "
+        f"{result.n_inputs} inputs"
+    )
     return fig
 
 

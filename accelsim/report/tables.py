@@ -34,8 +34,15 @@ def critical_table(
     for t in thresholds_percent:
         count = int(np.sum(nvf * 100 >= t - 1e-12))
         p_count = paper[PAPER_THRESHOLDS.index(t)] if paper and t in PAPER_THRESHOLDS else None
-        rows.append(TableRow(t, count, 100 * count / max(nvf.size, 1), p_count,
-                             None if p_count is None else 100 * p_count / paper[0]))  # fmt: skip
+        rows.append(
+            TableRow(
+                t,
+                count,
+                100 * count / max(nvf.size, 1),
+                p_count,
+                None if p_count is None else 100 * p_count / paper[0],
+            )
+        )
     return tuple(rows)
 
 
@@ -54,8 +61,11 @@ def needs_fine_grid(nvf: npt.NDArray[np.float64]) -> bool:
 def format_table(rows: tuple[TableRow, ...], title: str) -> list[str]:
     lines = [title, f"{'NVF >=':>9} {'critical':>9} {'portion':>9}   {'paper':>7} {'portion':>8}"]
     for r in rows:
-        paper = (f"{r.paper_critical:>7} {r.paper_portion_percent:>7.2f}%"
-                 if r.paper_critical is not None else f"{'-':>7} {'-':>8}")  # fmt: skip
+        paper = (
+            f"{r.paper_critical:>7} {r.paper_portion_percent:>7.2f}%"
+            if r.paper_critical is not None
+            else f"{'-':>7} {'-':>8}"
+        )
         lines.append(
             f"{r.threshold_percent:>8.3g}% {r.critical:>9} {r.portion_percent:>8.2f}%   {paper}"
         )

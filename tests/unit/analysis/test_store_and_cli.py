@@ -54,8 +54,17 @@ def test_critical_table_counts_and_paper_column() -> None:
 def test_analyze_cli_writes_files_and_reuses_them(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    argv = ["analyze", str(REPO / "workloads" / "lenet5.yaml"), "--split", "sample", "--images", "12",
-            "--output-dir", str(tmp_path), "--json"]  # fmt: skip
+    argv = [
+        "analyze",
+        str(REPO / "workloads" / "lenet5.yaml"),
+        "--split",
+        "sample",
+        "--images",
+        "12",
+        "--output-dir",
+        str(tmp_path),
+        "--json",
+    ]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["cached"] is False
