@@ -1,0 +1,142 @@
+"""How well does NVF predict real bit flips? (issue 3, item 3)
+
+    python experiments/validate_nvf.py lenet5 --images 200 [--split train] [--seed 0]
+
+Computes the ground truth ``exact-bits`` (the fraction of the 8 real bit flips of each neuron
+that change the class, averaged over the images) and every NVF variant (linear / exact x
+log2 / paper / value x gradient check on / off), then prints, per layer and overall: Spearman
+rank correlation over neurons, mean absolute error in percentage points, top-k precision
+(k = 1 %, 5 %, 20 % of the layer) and precision / recall of the critical set at thresholds where
+the true set is not empty. Writes ``experiments/out/validate_nvf/<net>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from accelsim import load_dataset, load_network, quantize_images
+from accelsim.analysis.stats import (
+    critical_set_agreement,
+    mean_absolute_error_pp,
+    spearman,
+    top_k_overlap,
+)
+from accelsim.analysis.vulnerability import Mapping, Method, NvfResult, compute_nvf_variants
+
+OUT = Path(__file__).resolve().parent / "out" / "validate_nvf"
+VARIANTS = tuple((m, c) for m in Mapping for c in (True, False))
+
+
+def _scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    n = truth.size
+    row = {"spearman": spearman(pred, truth), "mae_pp": mean_absolute_error_pp(pred, truth)}
+    for pct in (1, 5, 20):
+        row[f"top{pct}"] = top_k_overlap(pred, truth, max(1, round(n * pct / 100)))
+    return row
+
+
+def _thresholds(truth: np.ndarray) -> list[float]:
+    """The paper's grid where the true critical set is non-empty, else a fine grid below max."""
+    top = float(truth.max()) * 100
+    grid = [t for t in range(5, 55, 5) if t <= top]
+    return [float(t) for t in grid] or [round(top * f, 3) for f in (0.25, 0.5, 0.75) if top > 0]
+
+
+def evaluate(net_name: str, truth: NvfResult, variants: dict[str, NvfResult]) -> dict:
+    report: dict = {"network": net_name, "variants": {}}
+    t_all = truth.nvf
+    for label, res in variants.items():
+        rows = {"overall": _scores(res.nvf, t_all)}
+        for lay_p, lay_t in zip(res.layers, truth.layers, strict=True):
+            rows[lay_p.name] = _scores(lay_p.nvf, lay_t.nvf)
+        rows["sets"] = [
+            vars(critical_set_agreement(res.nvf, t_all, th)) for th in _thresholds(t_all)
+        ]
+        report["variants"][label] = rows
+    return report
+
+
+def markdown(report: dict, layers: list[str]) -> list[str]:
+    fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+    lines = [
+        f"### {report['network']}: {report['images']} images, truth = exact-bits",
+        "",
+        "| variant | scope | Spearman | MAE (pp) | top-1 % | top-5 % | top-20 % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, rows in report["variants"].items():
+        for scope in ["overall", *layers]:
+            r = rows[scope]
+            lines.append(
+                f"| {label} | {scope} | {fmt(r['spearman'])} | {r['mae_pp']:.4f} | "
+                f"{fmt(r['top1'])} | {fmt(r['top5'])} | {fmt(r['top20'])} |"
+            )
+    lines += [
+        "",
+        "| variant | NVF >= | predicted | actual | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, rows in report["variants"].items():
+        for s in rows["sets"]:
+            lines.append(
+                f"| {label} | {s['threshold_percent']} % | {s['predicted']} | {s['actual']} | "
+                f"{fmt(s['precision'])} | {fmt(s['recall'])} |"
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    net = load_network(args.network)
+    data = load_dataset(net.dataset, args.split, data_dir=args.data_dir, n_images=args.images)
+    x = quantize_images(net, data.images)
+    timings = {}
+    start = time.perf_counter()
+    (truth,) = compute_nvf_variants(net, x, method=Method.EXACT_BITS, variants=())
+    timings["exact-bits"] = time.perf_counter() - start
+    results = {}
+    for method in (Method.LINEAR, Method.EXACT):
+        start = time.perf_counter()
+        for res, (mapping, check) in zip(
+            compute_nvf_variants(net, x, method=method, variants=VARIANTS), VARIANTS, strict=True
+        ):
+            results[f"{method.value}/{mapping.value}/gc-{'on' if check else 'off'}"] = res
+        timings[method.value] = time.perf_counter() - start
+    report = evaluate(net.name, truth, results)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    report.update(
+        images=len(x),
+        split=data.split,
+        seconds=timings,
+        git=commit,
+        truth_mean_percent=100 * float(truth.nvf.mean()),
+        truth_max_percent=100 * float(truth.nvf.max()),
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{net.name}.json").write_text(json.dumps(report, indent=1))
+    lines = markdown(report, [lay.name for lay in truth.layers])
+    lines.append(
+        f"\ntimes (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}; "
+        f"true vulnerability mean {report['truth_mean_percent']:.3f} %, "
+        f"max {report['truth_max_percent']:.3f} %"
+    )
+    (OUT / f"{net.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
