@@ -47,7 +47,8 @@ def bench(name: str, n_images: int, methods: tuple[Method, ...]) -> None:
     print(f"{name}: {len(x)} training images, {net.n_neurons:,} neurons")
     for m, t in times.items():
         print(
-            f"  {m.value:<11} {t:8.2f} s  {t / len(x) * 1000:8.1f} ms/image  {t / base:8.1f} x linear"
+            f"  {m.value:<11} {t:8.2f} s  {t / len(x) * 1000:8.1f} ms/image  "
+            f"{t / base:8.1f} x linear"
         )
     print(f"  exhaustive  {exhaustive:8.0f} s (estimated)  {exhaustive / base:8.0f} x linear")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
