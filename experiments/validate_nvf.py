@@ -28,7 +28,13 @@ from accelsim.analysis.stats import (
     spearman,
     top_k_overlap,
 )
-from accelsim.analysis.vulnerability import Mapping, Method, NvfResult, compute_nvf_variants
+from accelsim.analysis.vulnerability import (
+    LayerNvf,
+    Mapping,
+    Method,
+    NvfResult,
+    compute_nvf_variants,
+)
 
 OUT = Path(__file__).resolve().parent / "out" / "validate_nvf"
 VARIANTS = tuple((m, c) for m in Mapping for c in (True, False))
@@ -47,6 +53,24 @@ def _thresholds(truth: np.ndarray) -> list[float]:
     top = float(truth.max()) * 100
     grid = [t for t in range(5, 55, 5) if t <= top]
     return [float(t) for t in grid] or [round(top * f, 3) for f in (0.25, 0.5, 0.75) if top > 0]
+
+
+def _restrict(result: NvfResult, sample: dict[int, np.ndarray]) -> NvfResult:
+    """The same result with each layer cut down to its sampled neurons."""
+    layers = tuple(
+        LayerNvf(
+            lay.layer,
+            lay.name,
+            lay.nvf[sample[lay.layer]],
+            lay.bit_map[:, sample[lay.layer]],
+            lay.n_skipped[sample[lay.layer]],
+            lay.half_width[sample[lay.layer]],
+        )
+        for lay in result.layers
+    )
+    return NvfResult(
+        result.method, result.mapping, result.has_gradient_check, result.n_inputs, layers
+    )
 
 
 def evaluate(net_name: str, truth: NvfResult, variants: dict[str, NvfResult]) -> dict:
@@ -98,23 +122,44 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--split", default="train")
     parser.add_argument("--data-dir")
+    parser.add_argument(
+        "--neurons-per-layer",
+        type=int,
+        default=0,
+        help="exact methods on a random sample of this many neurons per layer",
+    )
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     net = load_network(args.network)
     data = load_dataset(net.dataset, args.split, data_dir=args.data_dir, n_images=args.images)
     x = quantize_images(net, data.images)
+    rng = np.random.default_rng(args.seed)
+    sample = None
+    if args.neurons_per_layer:
+        sizes = {i: int(np.prod(net.layers[i].out_shape)) for i in net.neuron_layers}
+        sample = {
+            i: np.sort(rng.choice(n, min(n, args.neurons_per_layer), replace=False))
+            for i, n in sizes.items()
+        }
     timings = {}
     start = time.perf_counter()
-    (truth,) = compute_nvf_variants(net, x, method=Method.EXACT_BITS, variants=())
+    (truth,) = compute_nvf_variants(net, x, method=Method.EXACT_BITS, variants=(), neurons=sample)
     timings["exact-bits"] = time.perf_counter() - start
     results = {}
     for method in (Method.LINEAR, Method.EXACT):
         start = time.perf_counter()
         for res, (mapping, check) in zip(
-            compute_nvf_variants(net, x, method=method, variants=VARIANTS), VARIANTS, strict=True
+            compute_nvf_variants(net, x, method=method, variants=VARIANTS, neurons=sample),
+            VARIANTS,
+            strict=True,
         ):
             results[f"{method.value}/{mapping.value}/gc-{'on' if check else 'off'}"] = res
         timings[method.value] = time.perf_counter() - start
+    if sample is not None:
+        truth = _restrict(truth, sample)
+        results = {k: _restrict(v, sample) for k, v in results.items()}
     report = evaluate(net.name, truth, results)
+    report["neurons_per_layer"] = args.neurons_per_layer or "all"
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
