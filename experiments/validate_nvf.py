@@ -90,7 +90,8 @@ def evaluate(net_name: str, truth: NvfResult, variants: dict[str, NvfResult]) ->
 def markdown(report: dict, layers: list[str]) -> list[str]:
     fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
     lines = [
-        f"### {report['network']}: {report['images']} images, truth = exact-bits",
+        f"### {report['network']}: {report['images']} {report['split']} images, "
+        f"neurons per layer: {report['neurons_per_layer']}, truth = exact-bits",
         "",
         "| variant | scope | Spearman | MAE (pp) | top-1 % | top-5 % | top-20 % |",
         "|---|---|---|---|---|---|---|",
