@@ -26,6 +26,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "datasets": {"errors"},
     "zoo": set(),
     "analysis": {"errors", "config", "functional", "faults"},
+    "protection": {"errors", "config", "functional"},
     "report": {"errors", "analysis", "matplotlib"},
     "cli": {"*"},
 }

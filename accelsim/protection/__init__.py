@@ -1,0 +1,1 @@
+"""Protection of critical neurons: splitting + LCU, selective TMR and baselines."""

@@ -1,0 +1,81 @@
+"""LCU and voter: hand values and exhaustive flips over every int8 operand."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+from accelsim.protection.lcu import lcu
+from accelsim.protection.tables import lcu_table, voter_table
+from accelsim.protection.vote import vote
+
+ALL = np.arange(-128, 128, dtype=np.int64)
+SINGLE = [1 << b for b in range(8)]
+DOUBLE = [(1 << i) | (1 << j) for i, j in combinations(range(8), 2)]
+
+
+def test_lcu_hand_values() -> None:
+    assert lcu(np.int8(0b0010_1101), np.int8(0b0010_1101)) == 0b0010_1101
+    assert lcu(np.int8(0b0110_1101), np.int8(0b0010_1101)) == 0b0010_1101  # bit 6 0->1 in one copy
+    assert lcu(np.int8(0b0110_1101), np.int8(0b0110_1101)) == 0b0010_1101  # bit 6 is always cleared
+    assert (
+        lcu(np.int8(-128), np.int8(5)) == 0
+    )  # sign flip in one copy: ANDed away... and 5 & -128 = 0
+    assert lcu(np.int8(-1), np.int8(-1)) == np.int8(~0x40)
+
+
+def test_lcu_corrects_every_zero_to_one_flip_in_one_copy() -> None:
+    """Over every valid half h in [0, 63] and every set of 0->1 flips in one copy."""
+    for h in range(64):
+        for mask in range(1, 256):
+            if h & mask:
+                continue
+            a = np.int8(np.int64(h ^ mask).astype(np.int8))
+            assert lcu(a, np.int8(h)) == h, (h, mask)
+            assert lcu(np.int8(h), a) == h
+
+
+def test_lcu_one_to_zero_flips_only_shrink_the_value() -> None:
+    for h in range(64):
+        for mask in SINGLE + DOUBLE:
+            if h & mask == 0:
+                continue
+            a = np.int8(np.int64(h ^ mask).astype(np.int8))
+            got = int(lcu(a, np.int8(h)))
+            assert 0 <= got < h
+            assert got == h & ~mask & ~0x40
+
+
+def test_voter_corrects_any_flips_in_one_copy_for_every_int8() -> None:
+    for mask in range(1, 256):
+        a = (ALL ^ mask).astype(np.int8)
+        v = ALL.astype(np.int8)
+        np.testing.assert_array_equal(vote(a, v, v), v)
+        np.testing.assert_array_equal(vote(v, a, v), v)
+        np.testing.assert_array_equal(vote(v, v, a), v)
+
+
+def test_voter_loses_when_two_copies_flip_the_same_bit() -> None:
+    v = ALL.astype(np.int8)
+    for bit in SINGLE:
+        a = (ALL ^ bit).astype(np.int8)
+        np.testing.assert_array_equal(vote(a, a, v), a)
+    a, b = (ALL ^ 1).astype(np.int8), (ALL ^ 2).astype(np.int8)  # different bits: still corrected
+    np.testing.assert_array_equal(vote(a, b, v), v)
+
+
+def test_tables_add_up() -> None:
+    rows = {r.scenario: r for r in lcu_table()}
+    single = rows["single flip, one copy"]
+    assert single.cases == 65 * 8
+    assert single.corrected + single.smaller + single.larger == single.cases
+    assert single.larger == 0  # a single flip never leaves a larger value
+    up = rows["single flip, one copy, all 0->1"]
+    assert up.corrected == up.cases
+    votes = {r.scenario: r for r in voter_table()}
+    assert votes["single flip, one copy"].corrected == 256 * 8
+    assert votes["double flip, one copy"].corrected == 256 * 28
+    two = votes["single flip in each of two copies"]
+    assert two.corrected == 256 * 56  # different bits: corrected; same bit (8 of 64): wrong
+    assert two.smaller + two.larger == 256 * 8
