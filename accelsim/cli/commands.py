@@ -13,7 +13,13 @@ from tqdm import tqdm
 
 from accelsim.analysis.store import analysis_key, load_nvf, save_nvf, write_csv
 from accelsim.analysis.vulnerability import compute_nvf
-from accelsim.config.workload import ZOO_NAMES, BitMapping, NvfMethod, load_workload
+from accelsim.config.workload import (
+    ZOO_NAMES,
+    BitMapping,
+    NvfMethod,
+    WorkloadSpec,
+    load_workload,
+)
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
 from accelsim.errors import AccelsimError, DatasetError
@@ -170,25 +176,28 @@ def data_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def analyze(args: argparse.Namespace) -> int:
-    """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
-    spec = load_workload(args.workload)
+def _nvf(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
+    """(net, analysis data, NVF result, file stem, cached?, seconds): loads a saved analysis with
+    the same network, images and settings, else computes (with a progress bar) and saves it."""
     a = spec.analysis
-    method = NvfMethod(args.method or a.method.value)
-    mapping = BitMapping(args.mapping or a.bit_mapping.value)
-    gradient_check = a.has_gradient_check if args.gradient_check is None else args.gradient_check
-    n_images = args.images or a.n_images
+    method = NvfMethod(getattr(args, "method", None) or a.method.value)
+    mapping = BitMapping(getattr(args, "mapping", None) or a.bit_mapping.value)
+    check = getattr(args, "gradient_check", None)
+    gradient_check = a.has_gradient_check if check is None else check
+    n_images = getattr(args, "images", None) or a.n_images
     if n_images < 1:
         raise AccelsimError(f"--images: expected a positive int, got {n_images}")
     net = load_network(spec.network)
-    data = load_dataset(
-        net.dataset, args.split or a.split, data_dir=args.data_dir, n_images=n_images
-    )
+    split = getattr(args, "split", None) or a.split
+    data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
     x = quantize_images(net, data.images)
-    out_dir = Path(args.output_dir or spec.output_dir) / "analysis"
     key = analysis_key(net, x, method, mapping, gradient_check)
-    stem = out_dir / f"nvf-{net.name}-{method.value}-{key}"
-    cached = stem.with_suffix(".npz").is_file() and not args.force
+    stem = (
+        Path(args.output_dir or spec.output_dir)
+        / "analysis"
+        / f"nvf-{net.name}-{method.value}-{key}"
+    )
+    cached = stem.with_suffix(".npz").is_file() and not getattr(args, "force", False)
     start = time.perf_counter()
     if cached:
         result = load_nvf(stem.with_suffix(".npz"), key)
@@ -209,7 +218,14 @@ def analyze(args: argparse.Namespace) -> int:
                 on_progress=bar.update,
             )
         save_nvf(result, stem.with_suffix(".npz"), key)
-    seconds = time.perf_counter() - start
+    return net, data, result, stem, cached, time.perf_counter() - start
+
+
+def analyze(args: argparse.Namespace) -> int:
+    """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
+    spec = load_workload(args.workload)
+    net, data, result, stem, cached, seconds = _nvf(args, spec)
+    x_len = result.n_inputs
     write_csv(result, net, stem.with_suffix(".csv"))
     figures = save_figure(nvf_figure(result, net.name), stem)
     nvf = result.nvf
@@ -219,12 +235,12 @@ def analyze(args: argparse.Namespace) -> int:
     doc = {
         "network": net.name,
         "hash": network_hash(net),
-        "method": method.value,
+        "method": result.method.value,
         "mapping": result.mapping.value if result.mapping else None,
         "gradient_check": result.has_gradient_check,
-        "images": len(x),
+        "images": x_len,
         "split": data.split,
-        "key": key,
+        "key": stem.name.rsplit("-", 1)[-1],
         "cached": cached,
         "seconds": seconds,
         "median_half_width_percent": 100 * half,
@@ -242,8 +258,8 @@ def analyze(args: argparse.Namespace) -> int:
         "files": [str(stem.with_suffix(s)) for s in (".npz", ".csv")] + [str(p) for p in figures],
     }
     lines = [
-        f"NVF of {net.n_neurons:,} neurons of {net.name} over {len(x):,} {data.split} images "
-        f"({method.value}, mapping {doc['mapping']}, gradient check "
+        f"NVF of {net.n_neurons:,} neurons of {net.name} over {x_len:,} {data.split} images "
+        f"({result.method.value}, mapping {doc['mapping']}, gradient check "
         f"{'on' if result.has_gradient_check else 'off'}){' [cached]' if cached else ''}",
         f"95 % confidence half-width of the median neuron's NVF: {100 * half:.3f} "
         "percentage points",

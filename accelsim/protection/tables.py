@@ -29,8 +29,9 @@ def _flip_masks(n_bits: int) -> list[int]:
 
 def _classify(name: str, got: np.ndarray, want: np.ndarray) -> CorrectionCounts:
     got, want = got.astype(np.int64).ravel(), want.astype(np.int64).ravel()
-    return CorrectionCounts(name, got.size, int(np.sum(got == want)), int(np.sum(got < want)),
-                            int(np.sum(got > want)))  # fmt: skip
+    return CorrectionCounts(
+        name, got.size, int(np.sum(got == want)), int(np.sum(got < want)), int(np.sum(got > want))
+    )
 
 
 def lcu_table(max_half: int = 64) -> list[CorrectionCounts]:
@@ -73,6 +74,9 @@ def voter_table() -> list[CorrectionCounts]:
     b = (v[:, None, None] ^ masks[None, None, :]).astype(np.int8)
     c = np.broadcast_to(v[:, None, None].astype(np.int8), (v.size, 8, 8))
     got = vote(a, b, c)
-    rows.append(_classify("single flip in each of two copies", got,
-                          np.broadcast_to(v[:, None, None], got.shape)))  # fmt: skip
+    rows.append(
+        _classify(
+            "single flip in each of two copies", got, np.broadcast_to(v[:, None, None], got.shape)
+        )
+    )
     return rows

@@ -1,0 +1,126 @@
+"""Protection plans: which neurons of which layers are protected, and how; saved as ``.npz``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.workload import ProtectionMode
+from accelsim.errors import AccelsimError, ModelFormatError
+from accelsim.functional.modelio import network_hash
+from accelsim.functional.network import Network
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+EXTRA_COPIES = {  # copies beyond the original neuron that each mode adds
+    ProtectionMode.NONE: 0,
+    ProtectionMode.SPLIT: 1,
+    ProtectionMode.TMR: 2,
+    ProtectionMode.DMR_AND: 1,
+    ProtectionMode.DMR_RECOMPUTE: 1,
+    ProtectionMode.RANGER: 0,
+    ProtectionMode.ZERO: 0,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ProtectionPlan:
+    """Protected neurons per neuron layer: ``neurons[k]`` are flat indices into the output of
+    layer ``layers[k]`` (sorted, unique). ``threshold_percent`` is None for explicit lists."""
+
+    network_hash: str
+    mode: ProtectionMode
+    layers: tuple[int, ...]
+    neurons: tuple[I64, ...]
+    threshold_percent: float | None
+
+    def __post_init__(self) -> None:
+        for arr in self.neurons:
+            arr.setflags(write=False)
+
+    @property
+    def n_protected(self) -> int:
+        return sum(int(a.size) for a in self.neurons)
+
+    def for_layer(self, layer: int) -> I64 | None:
+        return self.neurons[self.layers.index(layer)] if layer in self.layers else None
+
+
+def _check_layers(net: Network, mode: ProtectionMode, chosen: dict[int, I64]) -> None:
+    for layer, idx in chosen.items():
+        rec = net.layers[layer]
+        if layer not in net.neuron_layers:
+            raise AccelsimError(
+                f"layer {rec.name} holds no neurons (the classifier and pooling "
+                "layers cannot be protected)"
+            )
+        size = int(np.prod(rec.out_shape))
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise AccelsimError(f"layer {rec.name}: neuron index outside 0..{size - 1}")
+        if mode is ProtectionMode.SPLIT and idx.size and not rec.relu:
+            raise AccelsimError(
+                f"layer {rec.name}: cannot split its neurons: without a fused ReLU their outputs "
+                "can be negative, and the LCU is only valid on non-negative values"
+            )
+
+
+def plan_from_neurons(
+    net: Network,
+    mode: ProtectionMode,
+    neurons: dict[int, npt.ArrayLike],
+    *,
+    threshold_percent: float | None = None,
+) -> ProtectionPlan:
+    """A plan protecting the given flat neuron indices per layer index."""
+    chosen = {int(k): np.unique(np.asarray(v, np.int64)) for k, v in neurons.items()}
+    chosen = {k: v for k, v in sorted(chosen.items()) if v.size}
+    _check_layers(net, mode, chosen)
+    return ProtectionPlan(
+        network_hash(net), mode, tuple(chosen), tuple(chosen.values()), threshold_percent
+    )
+
+
+def plan_from_nvf(
+    net: Network, mode: ProtectionMode, nvf_by_layer: dict[int, F64], threshold_percent: float
+) -> ProtectionPlan:
+    """Protect every neuron with NVF >= threshold (NVF as fractions, per neuron layer)."""
+    chosen = {
+        k: np.flatnonzero(v * 100 >= threshold_percent - 1e-12) for k, v in nvf_by_layer.items()
+    }
+    return plan_from_neurons(net, mode, chosen, threshold_percent=threshold_percent)
+
+
+def save_plan(plan: ProtectionPlan, path: Path) -> None:
+    arrays = {
+        "network_hash": np.array(plan.network_hash),
+        "mode": np.array(plan.mode.value),
+        "layers": np.array(plan.layers, np.int64),
+        "threshold_percent": np.array(
+            np.nan if plan.threshold_percent is None else plan.threshold_percent
+        ),
+    }
+    for layer, idx in zip(plan.layers, plan.neurons, strict=True):
+        arrays[f"neurons_{layer}"] = idx
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def load_plan(path: Path, net: Network) -> ProtectionPlan:
+    """Read a plan and check that it was made for ``net``."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+        mode = ProtectionMode(str(data["mode"]))
+        layers = tuple(int(v) for v in data["layers"])
+        neurons = {layer: data[f"neurons_{layer}"] for layer in layers}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelFormatError(path, f"not a readable protection plan ({exc})") from exc
+    if str(data["network_hash"]) != network_hash(net):
+        raise ModelFormatError(
+            path, f"protection plan was made for another network than {net.name}"
+        )
+    t = float(data["threshold_percent"])
+    return plan_from_neurons(net, mode, neurons, threshold_percent=None if np.isnan(t) else t)

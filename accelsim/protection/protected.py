@@ -1,0 +1,148 @@
+"""Inference of a protected network, fault-free or with a bit flip in one copy of one neuron.
+
+Per protected neuron, the copies the accelerator computes and how they are merged:
+
+- split: two copies, each ``requantise(acc, M / 2)`` (the multiplier's shift minus one, which
+  equals halving weights and bias before rounding); ``2 * lcu(a, b)`` goes on.
+- tmr: three copies of y; the bitwise majority goes on.
+- dmr_and: two copies of y; ``a & b`` goes on (0 -> 1 flips corrected, no halving).
+- dmr_recompute: two copies of y; on a mismatch the neuron is recomputed (fault-free) once.
+- ranger: one copy, clamped to the layer's activation range profiled on training data.
+- zero: one copy, replaced by 0 when outside that range ("Just Say Zero" in spirit).
+
+The golden network is never changed: these are evaluated around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.workload import ProtectionMode
+from accelsim.functional.layers import Conv2D, Dense
+from accelsim.functional.network import Network, apply_layer, classify, quantize_images
+from accelsim.functional.reference import requantize_ref
+from accelsim.protection.lcu import lcu
+from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
+from accelsim.protection.vote import vote
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class CopyFault:
+    """A bit flip (XOR ``mask``) in copy ``copy`` of neuron ``neuron`` of layer ``layer``.
+    Copy 0 is the neuron itself; protected neurons have 1 + EXTRA_COPIES[mode] copies."""
+
+    layer: int
+    neuron: int
+    copy: int
+    mask: int
+
+
+@dataclass(frozen=True, eq=False)
+class ProtectedNetwork:
+    """A network, a plan, and (ranger/zero) per-layer int8 activation ranges (lo, hi)."""
+
+    net: Network
+    plan: ProtectionPlan
+    ranges: dict[int, tuple[int, int]]
+
+
+def neuron_accumulators(layer: Conv2D | Dense, x: I8, index: I64) -> I64:
+    """int64 accumulators (bias included) of the neurons ``index`` of ``layer``: (N, n)."""
+    if isinstance(layer, Dense):
+        return x.astype(np.int64) @ layer.weight[index].T.astype(np.int64) + layer.bias[index]
+    _, oh, ow = layer.out_shape
+    c, rem = np.divmod(index, oh * ow)
+    oy, ox = np.divmod(rem, ow)
+    kh, kw = layer.weight.shape[2:]
+    p, s = layer.padding, layer.stride
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    rows = (oy * s)[:, None, None] + np.arange(kh)[None, :, None]  # (n, kh, 1)
+    cols = (ox * s)[:, None, None] + np.arange(kw)[None, None, :]  # (n, 1, kw)
+    patches = xp[:, :, rows, cols].astype(np.int64)  # (N, C, n, kh, kw)
+    w = layer.weight[c].astype(np.int64)  # (n, C, kh, kw)
+    return np.einsum("bcnij,ncij->bn", patches, w) + layer.bias[c]
+
+
+def _copies(pnet: ProtectedNetwork, layer: int, x: I8, y: I8, index: I64) -> list[I8]:
+    mode = pnet.plan.mode
+    flat = y.reshape(len(y), -1)[:, index]
+    if mode is ProtectionMode.SPLIT:
+        rec = pnet.net.layers[layer]
+        ch = index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else index
+        acc = neuron_accumulators(rec, x, index)[:, :, None]  # (N, n, 1): channel axis 1
+        half = requantize_ref(acc, rec.multiplier[ch], rec.shift[ch] - 1, relu=rec.relu)[:, :, 0]
+        return [half, half.copy()]
+    return [flat.copy() for _ in range(1 + EXTRA_COPIES[mode])]
+
+
+def _merge(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I8) -> I8:
+    mode = pnet.plan.mode
+    if mode is ProtectionMode.SPLIT:
+        return (2 * lcu(copies[0], copies[1]).astype(np.int16)).astype(np.int8)
+    if mode is ProtectionMode.TMR:
+        return vote(*copies)
+    if mode is ProtectionMode.DMR_AND:
+        return copies[0] & copies[1]
+    if mode is ProtectionMode.DMR_RECOMPUTE:
+        return np.where(copies[0] == copies[1], copies[0], golden)
+    lo, hi = pnet.ranges[layer]
+    if mode is ProtectionMode.RANGER:
+        return np.clip(copies[0], lo, hi).astype(np.int8)
+    return np.where((copies[0] < lo) | (copies[0] > hi), 0, copies[0]).astype(np.int8)
+
+
+def protected_layer(
+    pnet: ProtectedNetwork, layer: int, x: I8, fault: CopyFault | None = None
+) -> I8:
+    """Output of layer ``layer`` as the next layer sees it (after correction)."""
+    y = apply_layer(pnet.net.layers[layer], x)
+    index = pnet.plan.for_layer(layer)
+    hit = fault is not None and fault.layer == layer
+    if index is None or pnet.plan.mode is ProtectionMode.NONE:
+        if hit:
+            y.reshape(len(y), -1)[:, fault.neuron] ^= np.int8(np.int64(fault.mask).astype(np.int8))
+        return y
+    copies = _copies(pnet, layer, x, y, index)
+    pos = np.searchsorted(index, fault.neuron) if hit else -1
+    protected_hit = hit and pos < index.size and index[pos] == fault.neuron
+    if protected_hit:
+        copies[fault.copy][:, pos] ^= np.int8(np.int64(fault.mask).astype(np.int8))
+    merged = _merge(pnet, layer, copies, y.reshape(len(y), -1)[:, index])
+    out = y.copy()
+    out.reshape(len(y), -1)[:, index] = merged
+    if hit and not protected_hit:
+        out.reshape(len(y), -1)[:, fault.neuron] ^= np.int8(np.int64(fault.mask).astype(np.int8))
+    return out
+
+
+def protected_logits(
+    pnet: ProtectedNetwork, x: I8, *, fault: CopyFault | None = None, batch_size: int = 256
+) -> I8:
+    """Logits of int8 inputs x through the protected network."""
+    parts = []
+    for start in range(0, len(x), batch_size):
+        h = x[start : start + batch_size]
+        for i in range(len(pnet.net.layers)):
+            h = protected_layer(pnet, i, h, fault)
+        parts.append(h)
+    return np.concatenate(parts)
+
+
+def protected_predict(
+    pnet: ProtectedNetwork, images: npt.NDArray[np.uint8], *, fault: CopyFault | None = None
+) -> I64:
+    return classify(protected_logits(pnet, quantize_images(pnet.net, images), fault=fault))
+
+
+def profile_ranges(net: Network, x: I8) -> dict[int, tuple[int, int]]:
+    """Per neuron layer, the (min, max) int8 activation over the profiling inputs x."""
+    from accelsim.functional.network import forward_all
+
+    outs = forward_all(net, x)
+    return {i: (int(outs[i].min()), int(outs[i].max())) for i in net.neuron_layers}
