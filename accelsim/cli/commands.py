@@ -17,6 +17,7 @@ from accelsim.config.workload import (
     ZOO_NAMES,
     BitMapping,
     NvfMethod,
+    ProtectionMode,
     WorkloadSpec,
     load_workload,
 )
@@ -24,7 +25,10 @@ from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_
 from accelsim.datasets.fetch import FETCHERS
 from accelsim.errors import AccelsimError, DatasetError
 from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import Network, predict, quantize_images
+from accelsim.functional.network import Network, classify, forward, predict, quantize_images
+from accelsim.protection.overhead import overhead
+from accelsim.protection.plan import plan_from_nvf, save_plan
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.tables import (
     PAPER_THRESHOLDS,
@@ -277,5 +281,86 @@ def analyze(args: argparse.Namespace) -> int:
             *format_table(fine, "Finer thresholds (the paper's grid selects almost nothing)"),
         ]
     lines += ["", "wrote: " + ", ".join(doc["files"])]
+    _emit(args, doc, lines)
+    return 0
+
+
+PROTECT_MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
+
+
+def protect(args: argparse.Namespace) -> int:
+    """Plans for every mode at one NVF threshold: overhead table and fault-free accuracy."""
+    spec = load_workload(args.workload)
+    net, analysis_data, result, _, cached, _ = _nvf(args, spec)
+    nvf = {lay.layer: lay.nvf for lay in result.layers}
+    out_dir = Path(args.output_dir or spec.output_dir) / "protection"
+    eval_data = load_dataset(
+        net.dataset,
+        spec.dataset.split,
+        data_dir=args.data_dir,
+        n_images=args.eval_images or spec.dataset.n_images,
+    )
+    x_eval = quantize_images(net, eval_data.images)
+    golden = classify(forward(net, x_eval))
+    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
+    rows = []
+    for mode in tqdm(PROTECT_MODES, desc="modes", disable=None, leave=False):
+        plan = plan_from_nvf(net, mode, nvf, args.threshold)
+        path = out_dir / f"plan-{net.name}-{mode.value}-T{args.threshold:g}.npz"
+        save_plan(plan, path)
+        preds = classify(protected_logits(ProtectedNetwork(net, plan, ranges), x_eval))
+        row = vars(overhead(net, plan))
+        row.update(
+            plan=str(path),
+            accuracy=float(np.mean(preds == eval_data.labels)),
+            changed_images=int(np.sum(preds != golden)),
+        )
+        rows.append(row)
+    base_acc = float(np.mean(golden == eval_data.labels))
+    doc = {
+        "network": net.name,
+        "threshold_percent": args.threshold,
+        "nvf_cached": cached,
+        "nvf_method": result.method.value,
+        "eval_split": eval_data.split,
+        "eval_images": len(x_eval),
+        "unprotected_accuracy": base_acc,
+        "modes": rows,
+    }
+    headers = [
+        "mode",
+        "protected",
+        "neurons",
+        "+neurons",
+        "+param B",
+        "+act B/inf",
+        "corr ops",
+        "fault-free acc",
+        "changed",
+    ]
+    table = [
+        [
+            r["mode"],
+            r["protected"],
+            f"{r['neurons']:,}",
+            f"{r['neurons_overhead_percent']:.2f} %",
+            f"{r['param_bytes_extra']:,}",
+            r["activation_bytes_extra"],
+            r["correction_ops"],
+            f"{100 * r['accuracy']:.2f} %",
+            r["changed_images"],
+        ]
+        for r in rows
+    ]
+    lines = [
+        f"{net.name}: protecting neurons with NVF >= {args.threshold:g} % "
+        f"({result.method.value} NVF over {result.n_inputs} images); unprotected: "
+        f"{net.n_neurons:,} neurons, {rows[0]['param_bytes']:,} parameter bytes, "
+        f"fault-free accuracy {100 * base_acc:.2f} % on {len(x_eval):,} {eval_data.split} images",
+        *_table(headers, table),
+        "changed = images whose fault-free class differs from the unprotected network "
+        "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64)",
+        f"plans written under {out_dir}",
+    ]
     _emit(args, doc, lines)
     return 0

@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--json", action="store_true", help="print one JSON document")
     an.set_defaults(func=commands.analyze)
 
+    pr = sub.add_parser("protect", help="protection plans at an NVF threshold: overhead per mode")
+    pr.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    pr.add_argument("--threshold", type=float, default=20.0, help="NVF threshold in percent")
+    pr.add_argument("--eval-images", type=int, help="images for the fault-free accuracy check")
+    pr.add_argument("--images", type=int, help="override analysis.images (NVF)")
+    pr.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    pr.add_argument("--output-dir", help="override the workload's output_dir")
+    pr.add_argument("--json", action="store_true", help="print one JSON document")
+    pr.set_defaults(func=commands.protect)
+
     data = sub.add_parser("data", help="datasets: fetch the official files, show where they are")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = dsub.add_parser("fetch", help="download and verify the official archives")
