@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, default=20.0, help="NVF threshold in percent")
     pr.add_argument("--eval-images", type=int, help="images for the fault-free accuracy check")
     pr.add_argument("--images", type=int, help="override analysis.images (NVF)")
+    pr.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
     pr.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
     pr.add_argument("--output-dir", help="override the workload's output_dir")
     pr.add_argument("--json", action="store_true", help="print one JSON document")
