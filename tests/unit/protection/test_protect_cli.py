@@ -23,6 +23,8 @@ def test_protect_writes_plans_and_overheads(
         "0.5",
         "--images",
         "20",
+        "--split",
+        "sample",
         "--eval-images",
         "200",
         "--output-dir",
