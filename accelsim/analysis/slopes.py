@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.analysis.kernels import col2im_kernel
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 from accelsim.functional.network import Network
 
@@ -28,6 +29,18 @@ def _real_multiplier(layer: Conv2D | Dense) -> F64:
     return layer.input_scale * layer.weight_scale / layer.output_scale
 
 
+def _col2im_ref(cols: F64, stride: int, padded: F64) -> None:
+    """Scatter-add cols (R, OH, OW, C, KH, KW) into padded (R, C, H', W'), kernel offsets in
+    order (the numpy specification of ``col2im_kernel``)."""
+    _, oh, ow, _, kh, kw = cols.shape
+    s = stride
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i : i + s * oh : s, j : j + s * ow : s] += cols[
+                :, :, :, :, i, j
+            ].transpose(0, 3, 1, 2)
+
+
 def _conv_input_grad(layer: Conv2D, g_acc: F64) -> F64:
     """Transposed convolution: g_acc (R, O, OH, OW) -> gradient wrt the input (R, C, H, W)."""
     r = g_acc.shape[0]
@@ -40,11 +53,7 @@ def _conv_input_grad(layer: Conv2D, g_acc: F64) -> F64:
     )
     cols = cols.reshape(r, oh, ow, c, kh, kw)
     padded = np.zeros((r, c, h + 2 * p, w + 2 * p))
-    for i in range(kh):
-        for j in range(kw):
-            padded[:, :, i : i + s * oh : s, j : j + s * ow : s] += cols[
-                :, :, :, :, i, j
-            ].transpose(0, 3, 1, 2)
+    col2im_kernel(np.ascontiguousarray(cols), s, padded)
     return padded[:, :, p : p + h, p : p + w]
 
 

@@ -25,7 +25,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "functional": {"errors", "config", "numba", "threadpoolctl"},
     "datasets": {"errors"},
     "zoo": set(),
-    "analysis": {"errors", "config", "functional", "faults"},
+    "analysis": {"errors", "config", "functional", "faults", "numba"},
     "protection": {"errors", "config", "functional"},
     "report": {"errors", "analysis", "matplotlib"},
     "cli": {"*"},
