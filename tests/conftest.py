@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from accelsim.config.checks import Ctx
+from accelsim.functional.layers import Dense
 from accelsim.functional.network import Network
 from accelsim.functional.quantize import quantize_network
+from accelsim.functional.reference import quantize_multiplier
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +102,22 @@ def data_dir_or_fail() -> Path:
             "ACCELSIM_DATA is not set to a dataset folder; CI must set it (../shared/datasets)"
         )
     pytest.skip("ACCELSIM_DATA not set: real-data integration tests need MNIST/CIFAR-10")
+
+
+def make_dense(name: str, weight: object, bias: object, real_m: float, relu: bool) -> Dense:
+    """A Dense layer with unit input/output scales and one real multiplier for every channel."""
+    weight, bias = np.asarray(weight, np.int8), np.asarray(bias, np.int32)
+    q, s = quantize_multiplier(real_m)
+    o = weight.shape[0]
+    return Dense(
+        name,
+        (weight.shape[1],),
+        weight,
+        bias,
+        np.full(o, q, np.int32),
+        np.full(o, s, np.int32),
+        np.full(o, real_m),
+        1.0,
+        1.0,
+        relu,
+    )

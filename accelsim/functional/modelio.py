@@ -46,13 +46,13 @@ from accelsim.config.checks import (
     string,
     write_yaml,
 )
+from accelsim.config.workload import ZOO_NAMES
 from accelsim.errors import ConfigError, ModelFormatError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
 from accelsim.functional.network import Accuracy, Network
 from accelsim.functional.reference import quantize_multiplier
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
-ZOO_NAMES = ("lenet5", "mlp7", "alexnet")
 DATASETS = ("mnist", "cifar10")
 LAYER_TYPES = ("conv2d", "dense", "maxpool2d", "flatten")
 _PER_LAYER = ("weight", "bias", "multiplier", "shift", "weight_scale", "output_scale")

@@ -89,5 +89,3 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         ],
     },
 }
-
-ZOO_NAMES = tuple(ARCHITECTURES)

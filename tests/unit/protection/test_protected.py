@@ -9,9 +9,8 @@ import pytest
 
 from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.errors import AccelsimError, ModelFormatError
-from accelsim.functional.layers import Dense, Flatten
+from accelsim.functional.layers import Flatten
 from accelsim.functional.network import Network, forward_all, quantize_images
-from accelsim.functional.reference import quantize_multiplier
 from accelsim.protection.overhead import overhead
 from accelsim.protection.plan import load_plan, plan_from_neurons, plan_from_nvf, save_plan
 from accelsim.protection.protected import (
@@ -21,31 +20,14 @@ from accelsim.protection.protected import (
     profile_ranges,
     protected_logits,
 )
-
-
-def _dense(name: str, w: list, b: list, m: float, relu: bool) -> Dense:
-    w, b = np.array(w, np.int8), np.array(b, np.int32)
-    q, s = quantize_multiplier(m)
-    o = w.shape[0]
-    return Dense(
-        name,
-        (w.shape[1],),
-        w,
-        b,
-        np.full(o, q, np.int32),
-        np.full(o, s, np.int32),
-        np.full(o, m),
-        1.0,
-        1.0,
-        relu,
-    )
+from tests.conftest import make_dense
 
 
 @pytest.fixture
 def hand_net() -> Network:
     """2 inputs -> 3 hidden (ReLU, M = 1) -> 2 logits (M = 1): hidden = (x0 + x1, x0, 2 x1 + 1)."""
-    hidden = _dense("h", [[1, 1], [1, 0], [0, 2]], [0, 0, 1], 1.0, True)
-    out = _dense("o", [[1, 0, 1], [0, 1, 0]], [0, 0], 1.0, False)
+    hidden = make_dense("h", [[1, 1], [1, 0], [0, 2]], [0, 0, 1], 1.0, True)
+    out = make_dense("o", [[1, 0, 1], [0, 1, 0]], [0, 0], 1.0, False)
     return Network(
         "hand", "mnist", (1, 1, 2), 1.0, (0.0,), (1.0,), (Flatten("f", (1, 1, 2)), hidden, out)
     )
@@ -77,7 +59,7 @@ def test_split_lcu_zeroes_a_half_of_64(hand_net: Network) -> None:
 def test_split_refuses_layers_without_relu(hand_net: Network) -> None:
     with pytest.raises(AccelsimError, match="layer o holds no neurons"):
         plan_from_neurons(hand_net, Mode.SPLIT, {2: [0]})
-    lin = _dense("h", [[1, 1]], [0], 1.0, False)
+    lin = make_dense("h", [[1, 1]], [0], 1.0, False)
     net = Network(
         "n",
         "mnist",
@@ -85,7 +67,7 @@ def test_split_refuses_layers_without_relu(hand_net: Network) -> None:
         1.0,
         (0.0,),
         (1.0,),
-        (Flatten("f", (1, 1, 2)), lin, _dense("o", [[1]], [0], 1.0, False)),
+        (Flatten("f", (1, 1, 2)), lin, make_dense("o", [[1]], [0], 1.0, False)),
     )
     with pytest.raises(AccelsimError, match="cannot split its neurons: without a fused ReLU"):
         plan_from_neurons(net, Mode.SPLIT, {1: [0]})
