@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from accelsim.errors import ShapeError
@@ -30,9 +30,10 @@ I32 = npt.NDArray[np.int32]
 F32 = npt.NDArray[np.float32]
 
 EXACT_K_CHUNK = 1024
-# GEMMs below this many MACs run BLAS on one thread: on small problems OpenBLAS threads spinning
-# next to numba's threads cost more than they give (LeNet-5 inference: 2.6 s -> 0.9 s on 2 cores).
-SINGLE_THREAD_BLAS_MACS = 1 << 27
+# GEMMs below this many MACs run BLAS on one thread, where starting its threads costs more than
+# they give. The numba kernels are serial on purpose: numba's OpenMP threads spinning beside
+# OpenBLAS's threads tripled inference time on 2 cores (LeNet-5: 2.6 s -> 0.9 s without).
+SINGLE_THREAD_BLAS_MACS = 1 << 22
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _scratch = threading.local()  # per-thread reusable im2col buffer (avoids page faults per batch)
 
@@ -47,43 +48,38 @@ def _scratch_cols(rows: int, cols: int) -> F32:
     return buf[:size].reshape(rows, cols)
 
 
-@njit(cache=True, inline="always")
-def _requant_one(acc, multiplier, shift, lo):
-    """One TFLite ``MultiplyByQuantizedMultiplier`` + clamp; all int64 arithmetic."""
-    left = shift if shift > 0 else 0
-    right = -shift if shift < 0 else 0
-    x = acc << left
-    x = min(max(x, _INT32_MIN), _INT32_MAX)
-    if x == _INT32_MIN and multiplier == _INT32_MIN:
-        high = np.int64(_INT32_MAX)
-    else:
-        ab = x * multiplier
-        nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
-        high = (nudged >> 31) if nudged >= 0 else -((-nudged) >> 31)
-    mask = (np.int64(1) << right) - 1
-    threshold = (mask >> 1) + (1 if high < 0 else 0)
-    y = (high >> right) + (1 if (high & mask) > threshold else 0)
-    return min(max(y, lo), 127)
+@njit(cache=True)
+def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
+    """acc (N, P, O) exact integers of any dtype, out (N, O, P) int8; bias added here.
 
-
-@njit(cache=True, parallel=True)
-def _requant_kernel(acc, bias, multiplier, shift, lo, out):
-    """acc (N, P, O) exact integers of any dtype, out (N, O, P) int8; bias added here."""
+    TFLite's ``MultiplyByQuantizedMultiplier`` in branch-free int64 arithmetic (so it
+    vectorises): saturating left shift, ``SaturatingRoundingDoublingHighMul`` (the
+    INT32_MIN x INT32_MIN case cannot occur: multipliers are non-negative), then
+    ``RoundingDivideByPOT``; bias, multiplier, left and right are int64 per channel.
+    """
     n_img, n_pix, n_out = acc.shape
-    for n in prange(n_img):
-        for o in range(n_out):
-            b, m, s = np.int64(bias[o]), np.int64(multiplier[o]), np.int64(shift[o])
-            for p in range(n_pix):
-                out[n, o, p] = _requant_one(np.int64(acc[n, p, o]) + b, m, s, lo)
+    for n in range(n_img):
+        for p in range(n_pix):
+            for o in range(n_out):
+                x = (np.int64(acc[n, p, o]) + bias[o]) << left[o]
+                x = min(max(x, _INT32_MIN), _INT32_MAX)
+                ab = x * multiplier[o]
+                nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+                high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31  # truncating division
+                r = right[o]
+                mask = (np.int64(1) << r) - 1
+                threshold = (mask >> 1) + ((high >> 63) & 1)
+                y = (high >> r) + np.int64((high & mask) > threshold)
+                out[n, o, p] = min(max(y, lo), 127)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _im2col_kernel(x, kh, kw, stride, padding, out):
     """x (N, C, H, W) int8 -> out (N * OH * OW, C * KH * KW) float32, columns in (c, i, j) order."""
     n_img, n_chan, h, w = x.shape
     oh = (h + 2 * padding - kh) // stride + 1
     ow = (w + 2 * padding - kw) // stride + 1
-    for n in prange(n_img):
+    for n in range(n_img):
         for oy in range(oh):
             for ox in range(ow):
                 row = (n * oh + oy) * ow + ox
@@ -100,10 +96,10 @@ def _im2col_kernel(x, kh, kw, stride, padding, out):
                             col += 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _maxpool_kernel(x, size, stride, out):
     n_img, n_chan, oh, ow = out.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         for c in range(n_chan):
             for oy in range(oh):
                 for ox in range(ow):
@@ -163,7 +159,16 @@ def gemm_weights(weight: I8) -> F32:
 def requantize_int8(acc: np.ndarray, bias: I32, multiplier: I32, shift: I32, *, relu: bool) -> I8:
     """(N, P, O) exact accumulators (no bias) -> (N, O, P) int8, bias added and requantised."""
     out = np.empty((acc.shape[0], acc.shape[2], acc.shape[1]), dtype=np.int8)
-    _requant_kernel(np.ascontiguousarray(acc), bias, multiplier, shift, 0 if relu else -128, out)
+    shift = shift.astype(np.int64)
+    _requant_kernel(
+        np.ascontiguousarray(acc),
+        bias.astype(np.int64),
+        multiplier.astype(np.int64),
+        np.maximum(shift, 0),
+        np.maximum(-shift, 0),
+        0 if relu else -128,
+        out,
+    )
     return out
 
 
