@@ -97,6 +97,25 @@ def _im2col_kernel(x, kh, kw, stride, padding, out):
 
 
 @njit(cache=True)
+def _im2col_nhwc_kernel(xh, kh, kw, stride, out):
+    """xh (N, H', W', C) float32, already zero-padded -> out (N * OH * OW, KH * KW * C), columns
+    in (i, j, c) order: each (i, j) block is one contiguous copy of C channels."""
+    n_img, hp, wp, n_chan = xh.shape
+    oh = (hp - kh) // stride + 1
+    ow = (wp - kw) // stride + 1
+    for n in range(n_img):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = (n * oh + oy) * ow + ox
+                for i in range(kh):
+                    for j in range(kw):
+                        base = (i * kw + j) * n_chan
+                        src = xh[n, oy * stride + i, ox * stride + j]
+                        for c in range(n_chan):
+                            out[row, base + c] = src[c]
+
+
+@njit(cache=True)
 def _maxpool_kernel(x, size, stride, out):
     n_img, n_chan, oh, ow = out.shape
     for n in range(n_img):
@@ -151,8 +170,17 @@ def exact_matmul(a: F32, b: F32) -> npt.NDArray[np.float32] | npt.NDArray[np.flo
         return out
 
 
+CHANNELS_LAST_MIN = 8  # convolutions with this many input channels gather (kh, kw, c) rows
+
+
 def gemm_weights(weight: I8) -> F32:
-    """A layer's int8 weights (O, ...) as the (K, O) float32 matrix ``exact_matmul`` expects."""
+    """A layer's int8 weights (O, ...) as the (K, O) float32 matrix ``exact_matmul`` expects.
+
+    For a convolution with at least CHANNELS_LAST_MIN input channels the reduction axis is
+    ordered (kh, kw, c), matching ``_im2col_nhwc_kernel``; otherwise (c, kh, kw).
+    """
+    if weight.ndim == 4 and weight.shape[1] >= CHANNELS_LAST_MIN:
+        weight = weight.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T.astype(np.float32))
 
 
@@ -203,7 +231,12 @@ def conv2d_int8(
             f"conv2d_int8: kernel {kh}x{kw} does not fit input {h}x{w} (padding {padding})"
         )
     cols = _scratch_cols(n * oh * ow, c * kh * kw)
-    _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
+    if c >= CHANNELS_LAST_MIN:
+        xh = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=np.float32)
+        xh[:, padding : padding + h, padding : padding + w, :] = x.transpose(0, 2, 3, 1)
+        _im2col_nhwc_kernel(xh, kh, kw, stride, cols)
+    else:
+        _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
     acc = exact_matmul(cols, wm).reshape(n, oh * ow, o)
     return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)

@@ -30,6 +30,8 @@ CONV_CASES = [  # n, c, h, w, o, k, stride, padding
     (1, 2, 5, 6, 3, 4, 3, 2),
     (2, 130, 4, 4, 3, 3, 1, 1),  # K = 1170 > EXACT_K_CHUNK: chunked GEMM
     (1, 2, 7, 7, 2, 5, 2, 3),  # padding wider than the stride
+    (2, 9, 7, 6, 5, 3, 2, 2),  # channels-last gather (C >= 8), stride 2, padding 2
+    (1, 8, 5, 5, 4, 5, 1, 0),  # channels-last, kernel as large as the input
     (2, 3, 6, 5, 2, 2, 3, 0),  # stride larger than the kernel
 ]
 
