@@ -242,6 +242,27 @@ def conv2d_int8(
     return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
 
 
+def conv2d_acc_int(
+    x: I8, weight: I8, bias: I32, *, stride: int, padding: int, weight_matrix: F32 | None = None
+) -> npt.NDArray[np.int64]:
+    """Exact int64 accumulators (bias included) of a Conv2D: (N, O, OH, OW); equals
+    ``reference.conv2d_acc_ref``."""
+    _check("x", x, np.int8, 4)
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    cols = _scratch_cols(n * oh * ow, c * kh * kw)
+    if c >= CHANNELS_LAST_MIN:
+        xh = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=np.float32)
+        xh[:, padding : padding + h, padding : padding + w, :] = x.transpose(0, 2, 3, 1)
+        _im2col_nhwc_kernel(xh, kh, kw, stride, cols)
+    else:
+        _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
+    wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
+    acc = exact_matmul(cols, wm).astype(np.int64).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    return acc + bias.astype(np.int64).reshape(1, o, 1, 1)
+
+
 def dense_int8(
     x: I8,
     weight: I8,

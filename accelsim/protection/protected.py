@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
+from accelsim.functional.kernels import conv2d_acc_int
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import Network, apply_layer, classify, quantize_images
 from accelsim.functional.reference import requantize_ref
@@ -57,6 +58,25 @@ def neuron_accumulators(layer: Conv2D | Dense, x: I8, index: I64) -> I64:
     if isinstance(layer, Dense):
         return x.astype(np.int64) @ layer.weight[index].T.astype(np.int64) + layer.bias[index]
     _, oh, ow = layer.out_shape
+    if index.size * 16 > oh * ow * layer.out_channels:  # many neurons: one full convolution
+        full = conv2d_acc_int(
+            x,
+            layer.weight,
+            layer.bias,
+            stride=layer.stride,
+            padding=layer.padding,
+            weight_matrix=layer.weight_matrix,
+        )
+        return full.reshape(len(x), -1)[:, index]
+    per_chunk = max(1, (1 << 24) // max(1, len(x) * int(np.prod(layer.weight.shape[1:]))))
+    if index.size > per_chunk:
+        return np.concatenate(
+            [
+                neuron_accumulators(layer, x, index[s : s + per_chunk])
+                for s in range(0, index.size, per_chunk)
+            ],
+            axis=1,
+        )
     c, rem = np.divmod(index, oh * ow)
     oy, ox = np.divmod(rem, ow)
     kh, kw = layer.weight.shape[2:]

@@ -137,3 +137,15 @@ def test_kernels_reject_bad_shapes_and_dtypes() -> None:
         kern.dense_int8(np.zeros((2, 4), np.int8), np.zeros((3, 5), np.int8), ch, ch, ch, relu=True)
     with pytest.raises(ShapeError, match="window 6 does not fit"):
         kern.maxpool2d_int8(x, size=6, stride=1)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_accumulators_match_ref(rng: np.random.Generator, case: tuple[int, ...]) -> None:
+    n, c, h, w, o, k, stride, padding = case
+    x = rng.integers(-128, 128, (n, c, h, w), dtype=np.int8)
+    wt = rng.integers(-127, 128, (o, c, k, k), dtype=np.int8)
+    bias = rng.integers(-(2**20), 2**20, o).astype(np.int32)
+    got = kern.conv2d_acc_int(x, wt, bias, stride=stride, padding=padding)
+    np.testing.assert_array_equal(
+        got, ref.conv2d_acc_ref(x, wt, bias, stride=stride, padding=padding)
+    )

@@ -156,3 +156,16 @@ def test_plan_from_nvf_and_file_round_trip(tiny_net, tmp_path: Path) -> None:
     )
     with pytest.raises(ModelFormatError, match="made for another network"):
         load_plan(tmp_path / "p.npz", other)
+
+
+@pytest.mark.parametrize("count", [5, 200])
+def test_conv_neuron_accumulators_both_paths(tiny_net, tiny_images, rng, count: int) -> None:
+    from accelsim.functional.reference import conv2d_acc_ref
+
+    x = quantize_images(tiny_net, tiny_images)
+    layer = tiny_net.layers[0]  # conv c1: 3 x 9 x 9 = 243 outputs; 200 takes the full-map path
+    index = np.sort(rng.choice(243, count, replace=False))
+    want = conv2d_acc_ref(x, layer.weight, layer.bias, stride=1, padding=1).reshape(len(x), -1)[
+        :, index
+    ]
+    np.testing.assert_array_equal(neuron_accumulators(layer, x, index), want)
