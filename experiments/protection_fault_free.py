@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network")
     parser.add_argument("--nvf-images", type=int, default=1000)
+    parser.add_argument("--test-images", type=int, help="first N test images (default: all)")
     args = parser.parse_args()
     net = load_network(args.network)
     train = load_dataset(net.dataset, "train", n_images=args.nvf_images)
@@ -40,7 +41,7 @@ def main() -> None:
     path = OUT / f"nvf-{net.name}-{key}.npz"
     nvf = load_nvf(path, key) if path.is_file() else compute_nvf(net, x_nvf)
     save_nvf(nvf, path, key)
-    test = load_dataset(net.dataset, "test")
+    test = load_dataset(net.dataset, "test", n_images=args.test_images)
     x = quantize_images(net, test.images)
     golden = classify(forward(net, x))
     base = float(np.mean(golden == test.labels))
