@@ -50,18 +50,18 @@ def _scratch_cols(rows: int, cols: int) -> F32:
 
 @njit(cache=True)
 def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
-    """acc (N, P, O) exact integers of any dtype, out (N, O, P) int8; bias added here.
+    """acc (N, O, P) exact integers of any dtype and layout, out (N, O, P) int8; adds the bias.
 
     TFLite's ``MultiplyByQuantizedMultiplier`` in branch-free int64 arithmetic (so it
     vectorises): saturating left shift, ``SaturatingRoundingDoublingHighMul`` (the
     INT32_MIN x INT32_MIN case cannot occur: multipliers are non-negative), then
     ``RoundingDivideByPOT``; bias, multiplier, left and right are int64 per channel.
     """
-    n_img, n_pix, n_out = acc.shape
+    n_img, n_out, n_pix = acc.shape
     for n in range(n_img):
-        for p in range(n_pix):
-            for o in range(n_out):
-                x = (np.int64(acc[n, p, o]) + bias[o]) << left[o]
+        for o in range(n_out):
+            for p in range(n_pix):
+                x = (np.int64(acc[n, o, p]) + bias[o]) << left[o]
                 x = min(max(x, _INT32_MIN), _INT32_MAX)
                 ab = x * multiplier[o]
                 nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
@@ -185,11 +185,16 @@ def gemm_weights(weight: I8) -> F32:
 
 
 def requantize_int8(acc: np.ndarray, bias: I32, multiplier: I32, shift: I32, *, relu: bool) -> I8:
-    """(N, P, O) exact accumulators (no bias) -> (N, O, P) int8, bias added and requantised."""
-    out = np.empty((acc.shape[0], acc.shape[2], acc.shape[1]), dtype=np.int8)
+    """(N, O, P) exact accumulators (no bias; any memory layout) -> (N, O, P) int8, bias added
+    and requantised."""
+    if acc.ndim != 3 or acc.shape[1] != multiplier.shape[0]:
+        raise ShapeError(
+            f"requantize_int8: expected (N, {multiplier.shape[0]}, P), got {acc.shape}"
+        )
+    out = np.empty(acc.shape, dtype=np.int8)
     shift = shift.astype(np.int64)
     _requant_kernel(
-        np.ascontiguousarray(acc),
+        acc,
         bias.astype(np.int64),
         multiplier.astype(np.int64),
         np.maximum(shift, 0),
@@ -238,7 +243,9 @@ def conv2d_int8(
     else:
         _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
-    acc = exact_matmul(cols, wm).reshape(n, oh * ow, o)
+    # (O, K) x (K, N*P): BLAS reads both transposed in place and writes channel-major rows,
+    # so requantisation reads and writes contiguous runs of pixels
+    acc = exact_matmul(wm.T, cols.T).reshape(o, n, oh * ow).transpose(1, 0, 2)
     return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
 
 
@@ -283,7 +290,7 @@ def dense_int8(
         )
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
     acc = exact_matmul(x.astype(np.float32), wm)
-    return requantize_int8(acc[:, None, :], bias, multiplier, shift, relu=relu)[:, :, 0]
+    return requantize_int8(acc[:, :, None], bias, multiplier, shift, relu=relu)[:, :, 0]
 
 
 def maxpool2d_int8(x: I8, *, size: int, stride: int) -> I8:

@@ -112,9 +112,13 @@ def test_requantize_kernel_matches_ref_on_extreme_accumulators(rng: np.random.Ge
     mult = np.array([m for m, _ in pairs], np.int32)
     shift = np.array([s for _, s in pairs], np.int32)
     for relu in (True, False):
-        got = kern.requantize_int8(acc, bias, mult, shift, relu=relu)
         want = ref.requantize_ref(acc.transpose(0, 2, 1), mult, shift, relu=relu)
-        np.testing.assert_array_equal(got, want)
+        got = kern.requantize_int8(acc.transpose(0, 2, 1), bias, mult, shift, relu=relu)
+        np.testing.assert_array_equal(got, want)  # a strided view
+        contiguous = np.ascontiguousarray(acc.transpose(0, 2, 1))
+        np.testing.assert_array_equal(
+            kern.requantize_int8(contiguous, bias, mult, shift, relu=relu), want
+        )
 
 
 def test_kernels_reject_bad_shapes_and_dtypes() -> None:
