@@ -1,5 +1,9 @@
 """Inference of a protected network, fault-free or with a bit flip in one copy of one neuron.
 
+The mechanisms live in one small module each: ``lcu.py`` (split), ``vote.py`` (TMR), ``dmr.py``
+(dmr_and, dmr_recompute), ``ranger.py`` (ranger, zero); this module computes the copies, injects
+the fault and hands the copies to them.
+
 Per protected neuron, the copies the accelerator computes and how they are merged:
 
 - split: two copies, each ``requantise(acc, M / 2)`` (the multiplier's shift minus one, which
@@ -25,6 +29,7 @@ from accelsim.functional.kernels import conv2d_acc_int
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import Network, apply_layer, classify, quantize_images
 from accelsim.functional.reference import requantize_ref
+from accelsim.protection import dmr, ranger
 from accelsim.protection.lcu import lcu
 from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
 from accelsim.protection.vote import vote
@@ -108,13 +113,13 @@ def _merge(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I8) -> 
     if mode is ProtectionMode.TMR:
         return vote(*copies)
     if mode is ProtectionMode.DMR_AND:
-        return copies[0] & copies[1]
+        return dmr.merge_and(copies[0], copies[1])
     if mode is ProtectionMode.DMR_RECOMPUTE:
-        return np.where(copies[0] == copies[1], copies[0], golden)
+        return dmr.merge_recompute(copies[0], copies[1], golden)
     lo, hi = pnet.ranges[layer]
     if mode is ProtectionMode.RANGER:
-        return np.clip(copies[0], lo, hi).astype(np.int8)
-    return np.where((copies[0] < lo) | (copies[0] > hi), 0, copies[0]).astype(np.int8)
+        return ranger.merge_clamp(copies[0], lo, hi)
+    return ranger.merge_zero(copies[0], lo, hi)
 
 
 def protected_layer(
