@@ -1,4 +1,4 @@
-"""Long validations on the real networks (``pytest -m slow``; about two minutes on 2 cores)."""
+"""Long validations on the real networks (``pytest -m slow``; about 25 s on 2 cores)."""
 
 from __future__ import annotations
 
