@@ -41,7 +41,9 @@ def test_protect_writes_plans_and_overheads(
     assert modes["split"]["neurons"] == 4684 + n
     assert modes["tmr"]["neurons"] == 4684 + 2 * n
     assert modes["ranger"]["neurons"] == 4684
-    for mode in ("tmr", "dmr_and", "dmr_recompute", "ranger", "zero"):
+    # ranger/zero may change images whose activations leave the range profiled on the
+    # analysis images; the redundancy modes must not change any
+    for mode in ("tmr", "dmr_and", "dmr_recompute"):
         assert modes[mode]["changed_images"] == 0
         assert modes[mode]["accuracy"] == doc["unprotected_accuracy"]
     plan = load_plan(Path(modes["tmr"]["plan"]), load_network("lenet5"))
