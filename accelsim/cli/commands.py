@@ -359,7 +359,8 @@ def protect(args: argparse.Namespace) -> int:
         f"fault-free accuracy {100 * base_acc:.2f} % on {len(x_eval):,} {eval_data.split} images",
         *_table(headers, table),
         "changed = images whose fault-free class differs from the unprotected network "
-        "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64)",
+        "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64; ranger/zero: "
+        "activations outside the range profiled on the analysis images)",
         f"plans written under {out_dir}",
     ]
     _emit(args, doc, lines)
