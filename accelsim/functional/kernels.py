@@ -229,12 +229,24 @@ def conv2d_int8(
             f"conv2d_int8: x has {x.shape[1]} channels, weight expects {weight.shape[1]}"
         )
     n, _, h, w = x.shape
-    o, c, kh, kw = weight.shape
+    o, _, kh, kw = weight.shape
     oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     if oh < 1 or ow < 1:
         raise ShapeError(
             f"conv2d_int8: kernel {kh}x{kw} does not fit input {h}x{w} (padding {padding})"
         )
+    cols = _gather_columns(x, kh, kw, stride, padding)
+    wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
+    # (O, K) x (K, N*P): BLAS reads both transposed in place and writes channel-major rows,
+    # so requantisation reads and writes contiguous runs of pixels
+    acc = exact_matmul(wm.T, cols.T).reshape(o, n, oh * ow).transpose(1, 0, 2)
+    return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
+
+
+def _gather_columns(x: I8, kh: int, kw: int, stride: int, padding: int) -> F32:
+    """im2col of x (N, C, H, W) into (N * OH * OW, K) float32, in ``gemm_weights``' order."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     cols = _scratch_cols(n * oh * ow, c * kh * kw)
     if c >= CHANNELS_LAST_MIN:
         xh = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=np.float32)
@@ -242,11 +254,7 @@ def conv2d_int8(
         _im2col_nhwc_kernel(xh, kh, kw, stride, cols)
     else:
         _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
-    wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
-    # (O, K) x (K, N*P): BLAS reads both transposed in place and writes channel-major rows,
-    # so requantisation reads and writes contiguous runs of pixels
-    acc = exact_matmul(wm.T, cols.T).reshape(o, n, oh * ow).transpose(1, 0, 2)
-    return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
+    return cols
 
 
 def conv2d_acc_int(
@@ -255,16 +263,10 @@ def conv2d_acc_int(
     """Exact int64 accumulators (bias included) of a Conv2D: (N, O, OH, OW); equals
     ``reference.conv2d_acc_ref``."""
     _check("x", x, np.int8, 4)
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-    cols = _scratch_cols(n * oh * ow, c * kh * kw)
-    if c >= CHANNELS_LAST_MIN:
-        xh = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=np.float32)
-        xh[:, padding : padding + h, padding : padding + w, :] = x.transpose(0, 2, 3, 1)
-        _im2col_nhwc_kernel(xh, kh, kw, stride, cols)
-    else:
-        _im2col_kernel(np.ascontiguousarray(x), kh, kw, stride, padding, cols)
+    cols = _gather_columns(x, kh, kw, stride, padding)
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
     acc = exact_matmul(cols, wm).astype(np.int64).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     return acc + bias.astype(np.int64).reshape(1, o, 1, 1)
