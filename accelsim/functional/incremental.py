@@ -100,7 +100,7 @@ def _weighted_change(layer: Conv2D | Dense, x: I8, pos: I64, delta: I64) -> I8:
         acc = dense_acc_ref(x[None], layer.weight, zero_bias)  # (1, O)
         acc = acc + delta[:, None] * layer.weight[:, pos].T.astype(np.int64)
         return requantize_int8(
-            acc[:, :, None], layer.bias, layer.multiplier, layer.shift, relu=layer.relu
+            acc.T[:, :, None], layer.bias, layer.multiplier, layer.shift, relu=layer.relu
         )[:, :, 0]
     acc0 = conv2d_acc_ref(
         x[None], layer.weight, zero_bias, stride=layer.stride, padding=layer.padding
@@ -131,6 +131,6 @@ def _weighted_change(layer: Conv2D | Dense, x: I8, pos: I64, delta: I64) -> I8:
                 np.int64
             )
     out = requantize_int8(
-        acc.transpose(0, 2, 1), layer.bias, layer.multiplier, layer.shift, relu=layer.relu
+        acc.transpose(2, 0, 1), layer.bias, layer.multiplier, layer.shift, relu=layer.relu
     )
     return out.reshape(pos.size, o, oh, ow)

@@ -50,25 +50,28 @@ def _scratch_cols(rows: int, cols: int) -> F32:
 
 @njit(cache=True)
 def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
-    """acc (N, O, P) exact integers of any dtype and layout, out (N, O, P) int8; adds the bias.
+    """acc (O, N, P) channel-major exact integers, C-contiguous, of any dtype; out (N, O, P) int8;
+    adds the bias.
 
     TFLite's ``MultiplyByQuantizedMultiplier`` in branch-free int64 arithmetic (so it
     vectorises): saturating left shift, ``SaturatingRoundingDoublingHighMul`` (the
     INT32_MIN x INT32_MIN case cannot occur: multipliers are non-negative), then
     ``RoundingDivideByPOT``; bias, multiplier, left and right are int64 per channel.
     """
-    n_img, n_out, n_pix = acc.shape
-    for n in range(n_img):
-        for o in range(n_out):
+    n_out, n_img, n_pix = acc.shape
+    for o in range(n_out):
+        b, sh, m = bias[o], left[o], np.int64(np.int32(multiplier[o]))
+        r = right[o]
+        mask = (np.int64(1) << r) - 1
+        half = mask >> 1
+        for n in range(n_img):
             for p in range(n_pix):
-                x = (np.int64(acc[n, o, p]) + bias[o]) << left[o]
-                x = min(max(x, _INT32_MIN), _INT32_MAX)
-                ab = x * multiplier[o]
+                x = (np.int64(acc[o, n, p]) + b) << sh
+                x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
+                ab = np.int64(x32) * m  # 32 x 32 -> 64-bit product
                 nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
                 high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31  # truncating division
-                r = right[o]
-                mask = (np.int64(1) << r) - 1
-                threshold = (mask >> 1) + ((high >> 63) & 1)
+                threshold = half + ((high >> 63) & 1)
                 y = (high >> r) + np.int64((high & mask) > threshold)
                 out[n, o, p] = min(max(y, lo), 127)
 
@@ -185,16 +188,17 @@ def gemm_weights(weight: I8) -> F32:
 
 
 def requantize_int8(acc: np.ndarray, bias: I32, multiplier: I32, shift: I32, *, relu: bool) -> I8:
-    """(N, O, P) exact accumulators (no bias; any memory layout) -> (N, O, P) int8, bias added
-    and requantised."""
-    if acc.ndim != 3 or acc.shape[1] != multiplier.shape[0]:
+    """Channel-major exact accumulators (O, N, P) without bias -> (N, O, P) int8, bias added
+    and requantised. Channel-major is what ``wm.T @ cols.T`` gives, and it lets the kernel read
+    and write contiguous runs (a strided view made it 4x slower)."""
+    if acc.ndim != 3 or acc.shape[0] != multiplier.shape[0]:
         raise ShapeError(
-            f"requantize_int8: expected (N, {multiplier.shape[0]}, P), got {acc.shape}"
+            f"requantize_int8: expected ({multiplier.shape[0]}, N, P), got {acc.shape}"
         )
-    out = np.empty(acc.shape, dtype=np.int8)
+    out = np.empty((acc.shape[1], acc.shape[0], acc.shape[2]), dtype=np.int8)
     shift = shift.astype(np.int64)
     _requant_kernel(
-        acc,
+        np.ascontiguousarray(acc),
         bias.astype(np.int64),
         multiplier.astype(np.int64),
         np.maximum(shift, 0),
@@ -239,7 +243,7 @@ def conv2d_int8(
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
     # (O, K) x (K, N*P): BLAS reads both transposed in place and writes channel-major rows,
     # so requantisation reads and writes contiguous runs of pixels
-    acc = exact_matmul(wm.T, cols.T).reshape(o, n, oh * ow).transpose(1, 0, 2)
+    acc = exact_matmul(wm.T, cols.T).reshape(o, n, oh * ow)
     return requantize_int8(acc, bias, multiplier, shift, relu=relu).reshape(n, o, oh, ow)
 
 
@@ -291,7 +295,7 @@ def dense_int8(
             f"dense_int8: x has {x.shape[1]} features, weight expects {weight.shape[1]}"
         )
     wm = gemm_weights(weight) if weight_matrix is None else weight_matrix
-    acc = exact_matmul(x.astype(np.float32), wm)
+    acc = exact_matmul(wm.T, x.astype(np.float32).T)  # (O, N): channel-major
     return requantize_int8(acc[:, :, None], bias, multiplier, shift, relu=relu)[:, :, 0]
 
 

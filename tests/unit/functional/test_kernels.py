@@ -112,10 +112,11 @@ def test_requantize_kernel_matches_ref_on_extreme_accumulators(rng: np.random.Ge
     mult = np.array([m for m, _ in pairs], np.int32)
     shift = np.array([s for _, s in pairs], np.int32)
     for relu in (True, False):
-        want = ref.requantize_ref(acc.transpose(0, 2, 1), mult, shift, relu=relu)
-        got = kern.requantize_int8(acc.transpose(0, 2, 1), bias, mult, shift, relu=relu)
-        np.testing.assert_array_equal(got, want)  # a strided view
-        contiguous = np.ascontiguousarray(acc.transpose(0, 2, 1))
+        want = ref.requantize_ref(acc.transpose(0, 2, 1), mult, shift, relu=relu)  # (N, O, P)
+        channel_major = acc.transpose(2, 0, 1)  # (O, N, P), a strided view
+        got = kern.requantize_int8(channel_major, bias, mult, shift, relu=relu)
+        np.testing.assert_array_equal(got, want)
+        contiguous = np.ascontiguousarray(channel_major)
         np.testing.assert_array_equal(
             kern.requantize_int8(contiguous, bias, mult, shift, relu=relu), want
         )
