@@ -27,7 +27,13 @@ import numpy.typing as npt
 from accelsim.config.workload import ProtectionMode
 from accelsim.functional.kernels import conv2d_acc_int
 from accelsim.functional.layers import Conv2D, Dense
-from accelsim.functional.network import Network, apply_layer, classify, quantize_images
+from accelsim.functional.network import (
+    Network,
+    apply_layer,
+    classify,
+    forward_all,
+    quantize_images,
+)
 from accelsim.functional.reference import requantize_ref
 from accelsim.protection import dmr, ranger
 from accelsim.protection.lcu import lcu
@@ -167,7 +173,5 @@ def protected_predict(
 
 def profile_ranges(net: Network, x: I8) -> dict[int, tuple[int, int]]:
     """Per neuron layer, the (min, max) int8 activation over the profiling inputs x."""
-    from accelsim.functional.network import forward_all
-
     outs = forward_all(net, x)
     return {i: (int(outs[i].min()), int(outs[i].max())) for i in net.neuron_layers}

@@ -166,18 +166,7 @@ YAML_CASES = [
     ),
     (
         "layers",
-        [
-            {
-                "type": "conv2d",
-                "name": "c1",
-                "in_channels": 1,
-                "out_channels": 3,
-                "kernel": 3,
-                "stride": 1,
-                "padding": 1,
-                "relu": True,
-            }
-        ],
+        [TINY_ARCH["layers"][0]],
         r"network.layers: expected a dense classifier as the last layer, got 'conv2d'",
     ),
     ("dataset", "imagenet", r"network.dataset: expected one of \{mnist, cifar10\}, got 'imagenet'"),
