@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from accelsim import __version__
 from accelsim.cli import commands
+from accelsim.cli.inject import inject, parse_faults
+from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.errors import AccelsimError
 
 
@@ -63,6 +65,41 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-dir", help="override the workload's output_dir")
     pr.add_argument("--json", action="store_true", help="print one JSON document")
     pr.set_defaults(func=commands.protect)
+
+    inj = sub.add_parser(
+        "inject", help="statistical fault-injection campaign: accuracy loss, critical faults"
+    )
+    inj.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    inj.add_argument(
+        "--protection",
+        choices=[m.value for m in ProtectionMode],
+        default="none",
+        help="protect neurons with NVF >= --threshold this way first (default: none)",
+    )
+    inj.add_argument("--threshold", type=float, default=20.0, help="NVF threshold in percent")
+    inj.add_argument(
+        "--faults",
+        type=parse_faults,
+        help="leveugle (sample size from faults.error_margin/confidence/p), exhaustive, or a "
+        "count (default: the workload's faults.samples)",
+    )
+    inj.add_argument("--kind", choices=[k.value for k in FaultKind], help="override faults.kind")
+    inj.add_argument("--bits", type=int, help="bits per fault for adjacent_bits/random_bits")
+    inj.add_argument("--seed", type=int, help="override faults.seed")
+    inj.add_argument(
+        "--test-split", choices=("train", "test", "sample"), help="override dataset.split"
+    )
+    inj.add_argument("--test-images", type=int, help="override dataset.images (first N)")
+    inj.add_argument("--images", type=int, help="override analysis.images (NVF, protected runs)")
+    inj.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
+    inj.add_argument("--workers", type=int, help="local worker processes (default 1)")
+    inj.add_argument("--dask", metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
+    inj.add_argument("--batch-size", type=int, help="faults per task (default: ~2e5 pairs)")
+    inj.add_argument("--resume", action="store_true", help="continue the campaign in the database")
+    inj.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    inj.add_argument("--output-dir", help="override the workload's output_dir")
+    inj.add_argument("--json", action="store_true", help="print one JSON document")
+    inj.set_defaults(func=inject)
 
     data = sub.add_parser("data", help="datasets: fetch the official files, show where they are")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

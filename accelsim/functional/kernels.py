@@ -66,14 +66,30 @@ def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
         half = mask >> 1
         for n in range(n_img):
             for p in range(n_pix):
-                x = (np.int64(acc[o, n, p]) + b) << sh
-                x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
-                ab = np.int64(x32) * m  # 32 x 32 -> 64-bit product
-                nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
-                high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31  # truncating division
-                threshold = half + ((high >> 63) & 1)
-                y = (high >> r) + np.int64((high & mask) > threshold)
+                y = _scale((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
                 out[n, o, p] = min(max(y, lo), 127)
+
+
+@njit(cache=True, inline="always")
+def _scale(x, m, r, mask, half):
+    """Saturate x (already shifted left) to int32, SaturatingRoundingDoublingHighMul by m, then
+    RoundingDivideByPOT by r (mask = 2^r - 1, half = mask >> 1)."""
+    x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
+    ab = np.int64(x32) * m  # 32 x 32 -> 64-bit product
+    nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+    high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31  # truncating division
+    threshold = half + ((high >> 63) & 1)
+    return (high >> r) + np.int64((high & mask) > threshold)
+
+
+@njit(cache=True)
+def requant_one(acc, multiplier, shift, lo):
+    """One accumulator (bias included) -> int8 value held in int64; ``lo`` is 0 with ReLU, else
+    -128. The scalar form of ``_requant_kernel`` for kernels that requantise a few outputs."""
+    left, r = max(shift, 0), max(-shift, 0)
+    mask = (np.int64(1) << r) - 1
+    y = _scale(np.int64(acc) << left, np.int64(multiplier), r, mask, mask >> 1)
+    return min(max(y, lo), 127)
 
 
 @njit(cache=True)

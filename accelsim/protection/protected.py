@@ -54,6 +54,9 @@ class CopyFault:
     copy: int
     mask: int
 
+    def apply(self, values: I8) -> I8:
+        return values ^ np.int64(self.mask).astype(np.int8)
+
 
 @dataclass(frozen=True, eq=False)
 class ProtectedNetwork:
@@ -100,19 +103,30 @@ def neuron_accumulators(layer: Conv2D | Dense, x: I8, index: I64) -> I64:
     return np.einsum("bcnij,ncij->bn", patches, w) + layer.bias[c]
 
 
+def copies_from_accumulators(pnet: ProtectedNetwork, layer: int, acc: I64, index: I64) -> I8:
+    """The value each copy of the protected neurons ``index`` holds before the merge, from their
+    accumulators (bias included, (N, n)): ``requantise(acc, M / 2)`` for split, else y."""
+    rec = pnet.net.layers[layer]
+    ch = index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else index
+    halve = 1 if pnet.plan.mode is ProtectionMode.SPLIT else 0
+    return requantize_ref(
+        acc[:, :, None], rec.multiplier[ch], rec.shift[ch] - halve, relu=rec.relu
+    )[:, :, 0]
+
+
 def _copies(pnet: ProtectedNetwork, layer: int, x: I8, y: I8, index: I64) -> list[I8]:
     mode = pnet.plan.mode
-    flat = y.reshape(len(y), -1)[:, index]
     if mode is ProtectionMode.SPLIT:
-        rec = pnet.net.layers[layer]
-        ch = index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else index
-        acc = neuron_accumulators(rec, x, index)[:, :, None]  # (N, n, 1): channel axis 1
-        half = requantize_ref(acc, rec.multiplier[ch], rec.shift[ch] - 1, relu=rec.relu)[:, :, 0]
+        acc = neuron_accumulators(pnet.net.layers[layer], x, index)
+        half = copies_from_accumulators(pnet, layer, acc, index)
         return [half, half.copy()]
+    flat = y.reshape(len(y), -1)[:, index]
     return [flat.copy() for _ in range(1 + EXTRA_COPIES[mode])]
 
 
-def _merge(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I8) -> I8:
+def merge_copies(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I8) -> I8:
+    """What the next layer sees of the copies (N, n) of protected neurons; ``golden``: the
+    fault-free value (dmr_recompute's recomputation)."""
     mode = pnet.plan.mode
     if mode is ProtectionMode.SPLIT:
         return (2 * lcu(copies[0], copies[1]).astype(np.int16)).astype(np.int8)
@@ -137,18 +151,20 @@ def protected_layer(
     hit = fault is not None and fault.layer == layer
     if index is None or pnet.plan.mode is ProtectionMode.NONE:
         if hit:
-            y.reshape(len(y), -1)[:, fault.neuron] ^= np.int8(np.int64(fault.mask).astype(np.int8))
+            flat = y.reshape(len(y), -1)
+            flat[:, fault.neuron] = fault.apply(flat[:, fault.neuron])
         return y
     copies = _copies(pnet, layer, x, y, index)
     pos = np.searchsorted(index, fault.neuron) if hit else -1
     protected_hit = hit and pos < index.size and index[pos] == fault.neuron
     if protected_hit:
-        copies[fault.copy][:, pos] ^= np.int8(np.int64(fault.mask).astype(np.int8))
-    merged = _merge(pnet, layer, copies, y.reshape(len(y), -1)[:, index])
+        copies[fault.copy][:, pos] = fault.apply(copies[fault.copy][:, pos])
+    merged = merge_copies(pnet, layer, copies, y.reshape(len(y), -1)[:, index])
     out = y.copy()
     out.reshape(len(y), -1)[:, index] = merged
     if hit and not protected_hit:
-        out.reshape(len(y), -1)[:, fault.neuron] ^= np.int8(np.int64(fault.mask).astype(np.int8))
+        flat = out.reshape(len(y), -1)
+        flat[:, fault.neuron] = fault.apply(flat[:, fault.neuron])
     return out
 
 

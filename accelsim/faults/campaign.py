@@ -1,0 +1,192 @@
+"""Running a campaign: fault batches to an executor, results streamed into SQLite.
+
+Executors: this process (``workers=1``), local worker processes (``workers > 1``), or an
+existing Dask distributed cluster (``dask_address``). Each worker receives the network under
+test and the images once, computes the golden state once (cached per process), and evaluates
+fault batches. A fault's result depends only on the fault and the images, never on the batch
+or worker that evaluated it, so every executor and worker count gives identical rows.
+
+Only batches not yet in the database are sent, so a killed campaign resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+from accelsim.errors import AccelsimError
+from accelsim.faults.golden import GoldenState, compute_golden
+from accelsim.faults.model import FaultBatch
+from accelsim.faults.propagate import faulty_classes
+from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
+from accelsim.protection.protected import ProtectedNetwork
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class CampaignInputs:
+    """What every worker needs: the network under test, int8 network inputs (N, *input) and
+    labels (N,), and a key naming them (workers cache the golden state under it)."""
+
+    pnet: ProtectedNetwork
+    x: I8
+    labels: I64
+    key: str
+
+
+_STATES: dict[str, GoldenState] = {}
+_INPUTS: list[CampaignInputs] = []
+_LOCK = threading.Lock()  # Dask runs tasks on threads: one golden state per process
+
+
+def golden_state(inputs: CampaignInputs) -> GoldenState:
+    """The golden state of ``inputs``, computed once per process."""
+    with _LOCK:
+        if inputs.key not in _STATES:
+            _STATES.clear()
+            _STATES[inputs.key] = compute_golden(inputs.pnet, inputs.x, inputs.labels)
+        return _STATES[inputs.key]
+
+
+def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:
+    """One row per fault: images whose class changed, images still correct."""
+    state = golden_state(inputs)
+    classes = faulty_classes(state, batch)
+    return FaultRows(
+        batch.ids.copy(),
+        batch.layer.copy(),
+        batch.index.copy(),
+        batch.copy.copy(),
+        batch.mask.copy(),
+        batch.kind.copy(),
+        (classes != state.classes[None, :]).sum(axis=1).astype(np.int64),
+        (classes == state.labels[None, :]).sum(axis=1).astype(np.int64),
+    )
+
+
+def _init_worker(inputs: CampaignInputs) -> None:
+    threadpool_limits(1)  # one process per core: BLAS threads would only contend
+    _INPUTS[:] = [inputs]
+
+
+def _worker_batch(batch: FaultBatch) -> FaultRows:
+    return evaluate_batch(_INPUTS[0], batch)
+
+
+def default_batch_size(n_images: int) -> int:
+    """Faults per task: about 2e5 fault x image pairs, 1 .. 64 faults."""
+    return int(np.clip(200_000 // max(n_images, 1), 1, 64))
+
+
+def pending_batches(faults: FaultBatch, done: set[int], batch_size: int) -> list[FaultBatch]:
+    """The faults not in ``done``, in order, cut into batches."""
+    todo = np.flatnonzero(~np.isin(faults.ids, np.fromiter(done, np.int64, len(done))))
+    return [faults.take(todo[s : s + batch_size]) for s in range(0, todo.size, batch_size)]
+
+
+def run_campaign(
+    inputs: CampaignInputs,
+    faults: FaultBatch,
+    con: sqlite3.Connection,
+    *,
+    workers: int = 1,
+    dask_address: str | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> FaultRows:
+    """Evaluate every fault of ``faults`` not yet in the database ``con``; return all rows."""
+    if workers < 1:
+        raise AccelsimError(f"--workers: expected a positive int, got {workers}")
+    size = batch_size or default_batch_size(len(inputs.x))
+    batches = pending_batches(faults, done_ids(con), size)
+    if on_progress is not None:
+        on_progress(0)
+    if dask_address is not None:
+        results = _on_dask(inputs, batches, dask_address)
+    elif workers == 1:
+        results = (evaluate_batch(inputs, b) for b in batches)
+    else:
+        results = _on_processes(inputs, batches, workers)
+    for rows in results:
+        write_rows(con, rows)
+        if on_progress is not None:
+            on_progress(len(rows))
+    return read_rows(con)
+
+
+def _on_processes(
+    inputs: CampaignInputs, batches: list[FaultBatch], workers: int
+) -> Iterator[FaultRows]:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(inputs,),
+    )
+    try:
+        yield from _bounded(lambda b: pool.submit(_worker_batch, b), batches, 2 * workers)
+    except BrokenProcessPool:
+        raise AccelsimError(
+            "a campaign worker process died (out of memory or killed); the faults finished so "
+            "far are saved: rerun with --resume"
+        ) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _bounded(
+    submit: Callable[[FaultBatch], Future], batches: list[FaultBatch], in_flight: int
+) -> Iterator[FaultRows]:
+    """Results as they complete, with at most ``in_flight`` batches submitted at a time."""
+    queue = iter(batches)
+    running = {submit(b) for b in _take(queue, in_flight)}
+    while running:
+        finished, running = wait(running, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            yield fut.result()
+        running |= {submit(b) for b in _take(queue, len(finished))}
+
+
+def _take(it: Iterator[FaultBatch], n: int) -> list[FaultBatch]:
+    return [b for _, b in zip(range(n), it, strict=False)]
+
+
+def _on_dask(
+    inputs: CampaignInputs, batches: list[FaultBatch], address: str
+) -> Iterator[FaultRows]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise AccelsimError(
+            "--dask needs dask.distributed: pip install 'dask[distributed]'"
+        ) from None
+    try:
+        client = Client(address, timeout=30)
+    except OSError as err:
+        raise AccelsimError(f"--dask {address}: cannot reach the scheduler ({err})") from None
+    try:
+        shared = client.scatter(inputs, broadcast=True)
+        in_flight = 2 * max(1, sum(client.nthreads().values()))
+        queue = iter(batches)
+        pending = as_completed(
+            [client.submit(evaluate_batch, shared, b, pure=False) for b in _take(queue, in_flight)]
+        )
+        for fut in pending:
+            rows = fut.result()
+            fut.release()
+            for b in _take(queue, 1):
+                pending.add(client.submit(evaluate_batch, shared, b, pure=False))
+            yield rows
+    finally:
+        client.close()

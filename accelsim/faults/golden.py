@@ -1,0 +1,113 @@
+"""Golden (fault-free) state of a network under test on a set of images, cached per process.
+
+What the incremental propagation starts from: every layer's output as the next layer sees it
+(after the protection's merge), every weighted layer's accumulators without bias, and per
+output element the code of the operation after requantisation (``POST_*``), so that kernels
+recompute a changed output exactly as ``protection.protected.protected_layer`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.workload import ProtectionMode
+from accelsim.functional import kernels
+from accelsim.functional.layers import Conv2D, Dense
+from accelsim.functional.network import classify
+from accelsim.protection.protected import ProtectedNetwork, protected_layer
+
+I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO = 0, 1, 2, 3
+_POST_OF_MODE = {
+    ProtectionMode.SPLIT: POST_SPLIT,
+    ProtectionMode.RANGER: POST_CLAMP,
+    ProtectionMode.ZERO: POST_ZERO,
+}
+_BATCH = 256
+
+
+@dataclass(frozen=True, eq=False)
+class GoldenState:
+    """For N images: ``x`` (N, *input) int8 network input; per layer ``outputs[i]`` (N, size)
+    int8 (flat C-H-W); ``accs[i]`` (N, size) int32 accumulators without bias for weighted
+    layers, (0, 0) otherwise; ``post[i]`` (size,) uint8 post-requantisation codes and
+    ``ranges[i]`` (lo, hi) for clamp/zero; ``classes`` (N,) fault-free classes; ``labels``."""
+
+    pnet: ProtectedNetwork
+    x: I8
+    outputs: tuple[I8, ...]
+    accs: tuple[I32, ...]
+    post: tuple[U8, ...]
+    ranges: tuple[tuple[int, int], ...]
+    classes: I64
+    labels: I64
+
+    def __post_init__(self) -> None:
+        for arr in (self.x, *self.outputs, *self.accs, *self.post, self.classes, self.labels):
+            arr.setflags(write=False)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.x.shape[0])
+
+    def layer_input(self, layer: int) -> I8:
+        """(N, size) int8: what layer ``layer`` reads."""
+        return self.x.reshape(self.n_images, -1) if layer == 0 else self.outputs[layer - 1]
+
+
+def accumulators(layer: Conv2D | Dense, x: I8) -> I64:
+    """Exact accumulators without bias, (N, O * OH * OW) (C-H-W order) or (N, O)."""
+    if isinstance(layer, Dense):
+        acc = kernels.exact_matmul(x.reshape(len(x), -1).astype(np.float32), layer.weight_matrix)
+        return acc.astype(np.int64)
+    zero = np.zeros(layer.out_channels, np.int32)
+    acc = kernels.conv2d_acc_int(
+        x,
+        layer.weight,
+        zero,
+        stride=layer.stride,
+        padding=layer.padding,
+        weight_matrix=layer.weight_matrix,
+    )
+    return acc.reshape(len(x), -1)
+
+
+def post_codes(pnet: ProtectedNetwork, layer: int) -> U8:
+    rec = pnet.net.layers[layer]
+    codes = np.zeros(int(np.prod(rec.out_shape)), np.uint8)
+    index = pnet.plan.for_layer(layer)
+    if index is not None:
+        codes[index] = _POST_OF_MODE.get(pnet.plan.mode, POST_PLAIN)
+    return codes
+
+
+def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> GoldenState:
+    """The golden state of ``pnet`` on int8 network inputs ``x`` (N, *input_shape)."""
+    layers = pnet.net.layers
+    outs: list[list[I8]] = [[] for _ in layers]
+    accs: list[list[I32]] = [[] for _ in layers]
+    for start in range(0, len(x), _BATCH):
+        h = x[start : start + _BATCH]
+        for i, rec in enumerate(layers):
+            if isinstance(rec, Conv2D | Dense):
+                accs[i].append(accumulators(rec, h).astype(np.int32))
+            h = protected_layer(pnet, i, h)
+            outs[i].append(h.reshape(len(h), -1))
+    outputs = tuple(np.concatenate(o) for o in outs)
+    return GoldenState(
+        pnet=pnet,
+        x=np.ascontiguousarray(x),
+        outputs=outputs,
+        accs=tuple(np.concatenate(a) if a else np.zeros((0, 0), np.int32) for a in accs),
+        post=tuple(post_codes(pnet, i) for i in range(len(layers))),
+        ranges=tuple(pnet.ranges.get(i, (-128, 127)) for i in range(len(layers))),
+        classes=classify(outputs[-1]),
+        labels=np.asarray(labels, np.int64),
+    )

@@ -1,0 +1,230 @@
+"""numba kernels that carry sparse changes of one layer's input to its output, per (fault, image).
+
+A batch of P "pairs" (one fault on one image) is held in CSR form: pair p changed the layer
+input at flat positions ``pos[ptr[p]:ptr[p + 1]]`` to ``val[...]``; ``img[p]`` says which golden
+image it departs from. Each kernel writes the changed outputs of every pair in the same form,
+computing only what the changed inputs reach and leaving out outputs equal to the golden ones:
+
+- convolution: accumulator deltas ``d * w`` over the receptive fields of the changed inputs,
+  then requantisation (and the protection's post-operation) of the touched outputs only;
+- dense: deltas ``d * w[:, j]`` for each changed input j, then the outputs that moved;
+- max-pool: the windows holding a changed input, re-reduced with the changes laid over;
+- the classifier: argmax of the golden logits with the changes laid over.
+
+Kernels write into ``out_*`` and never allocate: when ``out_pos`` is full they stop before the
+pair that does not fit and record in ``progress`` (pairs done, entries used) where to go on; the
+wrapper (``propagate.py``) grows the buffers and calls again. The numpy reference is
+``propagate.dense_step``: the whole protected layer on the overlaid input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from accelsim.functional.kernels import requant_one
+
+
+@njit(cache=True)
+def _post_value(a, o, k, bias, mult, shift, lo, post, rlo, rhi):
+    """Output k (channel o) from its accumulator a without bias, as ``protected_layer`` gives
+    it: plain requantisation, or split (2 x LCU of two halves), or ranger clamp, or zeroing."""
+    code = post[k]
+    if code == 1:
+        h = requant_one(a + bias[o], mult[o], shift[o] - 1, lo)
+        return 2 * (h & 0xBF)
+    y = requant_one(a + bias[o], mult[o], shift[o], lo)
+    if code == 2:
+        return min(max(y, rlo), rhi)
+    if code == 3 and (y < rlo or y > rhi):
+        return 0
+    return y
+
+
+@njit(cache=True)
+def _stays_off(a, da, b, lo):
+    """True when a ReLU output is 0 before and after its accumulator moves by da: requantising
+    a non-positive value with a non-negative multiplier gives <= 0, and every post-operation
+    maps 0 to what it maps the golden 0 to. Saves the requantisation of half the outputs."""
+    return lo == 0 and a + b <= 0 and a + da + b <= 0
+
+
+@njit(cache=True, nogil=True)
+def conv_changes_kernel(
+    img, ptr, pos, val, xin, acc, yout, wt, bias, mult, shift, lo, post, rlo, rhi, geo,
+    accd, mark, touched, out_ptr, out_pos, out_val, progress,
+):  # fmt: skip
+    """wt (C, KH, KW, O) int64; geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch
+    accd (OH * OW * O) int64 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
+    _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
+    ohw = oh * ow
+    used = progress[1]
+    for p in range(progress[0], img.size):
+        n = img[p]
+        nt = 0
+        for e in range(ptr[p], ptr[p + 1]):
+            q = pos[e]
+            d = val[e] - np.int64(xin[n, q])
+            if d == 0:
+                continue
+            c = q // (h * w)
+            y = (q // w) % h
+            x = q % w
+            for i in range(kh):
+                ny = y + pad - i
+                if ny < 0 or ny % s != 0 or ny // s >= oh:
+                    continue
+                for j in range(kw):
+                    nx = x + pad - j
+                    if nx < 0 or nx % s != 0 or nx // s >= ow:
+                        continue
+                    sp = (ny // s) * ow + nx // s
+                    if mark[sp] == 0:
+                        mark[sp] = 1
+                        touched[nt] = sp
+                        nt += 1
+                    base = sp * n_out
+                    for o in range(n_out):
+                        accd[base + o] += d * wt[c, i, j, o]
+        if used + nt * n_out > out_pos.size:
+            for t in range(nt):
+                sp = touched[t]
+                mark[sp] = 0
+                for o in range(n_out):
+                    accd[sp * n_out + o] = 0
+            progress[0] = p
+            progress[1] = used
+            return
+        for t in range(nt):
+            sp = touched[t]
+            mark[sp] = 0
+            for o in range(n_out):
+                da = accd[sp * n_out + o]
+                if da == 0:
+                    continue
+                accd[sp * n_out + o] = 0
+                k = o * ohw + sp
+                if _stays_off(acc[n, k], da, bias[o], lo):
+                    continue
+                v = _post_value(acc[n, k] + da, o, k, bias, mult, shift, lo, post, rlo, rhi)
+                if v != yout[n, k]:
+                    out_pos[used] = k
+                    out_val[used] = v
+                    used += 1
+        out_ptr[p + 1] = used
+    progress[0] = img.size
+    progress[1] = used
+
+
+@njit(cache=True, nogil=True)
+def dense_changes_kernel(
+    img, ptr, pos, val, xin, acc, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
+    accd, out_ptr, out_pos, out_val, progress,
+):  # fmt: skip
+    """wt (I, O) int64; scratch accd (O,) int64 zeros."""
+    n_out = wt.shape[1]
+    used = progress[1]
+    for p in range(progress[0], img.size):
+        if used + n_out > out_pos.size:
+            progress[0] = p
+            progress[1] = used
+            return
+        n = img[p]
+        for e in range(ptr[p], ptr[p + 1]):
+            j = pos[e]
+            d = val[e] - np.int64(xin[n, j])
+            if d != 0:
+                for o in range(n_out):
+                    accd[o] += d * wt[j, o]
+        for o in range(n_out):
+            da = accd[o]
+            if da == 0:
+                continue
+            accd[o] = 0
+            if _stays_off(acc[n, o], da, bias[o], lo):
+                continue
+            v = _post_value(acc[n, o] + da, o, o, bias, mult, shift, lo, post, rlo, rhi)
+            if v != yout[n, o]:
+                out_pos[used] = o
+                out_val[used] = v
+                used += 1
+        out_ptr[p + 1] = used
+    progress[0] = img.size
+    progress[1] = used
+
+
+@njit(cache=True, nogil=True)
+def maxpool_changes_kernel(
+    img, ptr, pos, val, xin, yout, geo, over, is_over, is_out, touched,
+    out_ptr, out_pos, out_val, progress,
+):  # fmt: skip
+    """geo = (C, H, W, OH, OW, size, stride); scratch over (C*H*W) int64, is_over (C*H*W) and
+    is_out (C*OH*OW) uint8 zeros, touched (C*OH*OW) int64."""
+    _, h, w, oh, ow, size, s = geo
+    used = progress[1]
+    for p in range(progress[0], img.size):
+        n = img[p]
+        for e in range(ptr[p], ptr[p + 1]):
+            is_over[pos[e]] = 1
+            over[pos[e]] = val[e]
+        nt = 0
+        for e in range(ptr[p], ptr[p + 1]):
+            q = pos[e]
+            c = q // (h * w)
+            y = (q // w) % h
+            x = q % w
+            for oy in range(max(0, -((size - 1 - y) // s)), min(oh - 1, y // s) + 1):
+                for ox in range(max(0, -((size - 1 - x) // s)), min(ow - 1, x // s) + 1):
+                    k = (c * oh + oy) * ow + ox
+                    if is_out[k] == 0:
+                        is_out[k] = 1
+                        touched[nt] = k
+                        nt += 1
+        if used + nt > out_pos.size:
+            for t in range(nt):
+                is_out[touched[t]] = 0
+            for e in range(ptr[p], ptr[p + 1]):
+                is_over[pos[e]] = 0
+            progress[0] = p
+            progress[1] = used
+            return
+        for t in range(nt):
+            k = touched[t]
+            is_out[k] = 0
+            c = k // (oh * ow)
+            oy = (k // ow) % oh
+            ox = k % ow
+            best = np.int64(-129)
+            for i in range(size):
+                row = (c * h + oy * s + i) * w + ox * s
+                for j in range(size):
+                    q = row + j
+                    v = over[q] if is_over[q] else np.int64(xin[n, q])
+                    best = max(best, v)
+            if best != yout[n, k]:
+                out_pos[used] = k
+                out_val[used] = best
+                used += 1
+        for e in range(ptr[p], ptr[p + 1]):
+            is_over[pos[e]] = 0
+        out_ptr[p + 1] = used
+    progress[0] = img.size
+    progress[1] = used
+
+
+@njit(cache=True, nogil=True)
+def classify_changes_kernel(img, ptr, pos, val, logits, row, out_class):
+    """Class of each pair: argmax (first maximum) of the golden logits with its changes; scratch
+    row (K,) int64."""
+    n_cls = logits.shape[1]
+    for p in range(img.size):
+        n = img[p]
+        for k in range(n_cls):
+            row[k] = logits[n, k]
+        for e in range(ptr[p], ptr[p + 1]):
+            row[pos[e]] = val[e]
+        best = 0
+        for k in range(1, n_cls):
+            if row[k] > row[best]:
+                best = k
+        out_class[p] = best

@@ -1,0 +1,160 @@
+"""Incremental fault propagation equals full re-inference exactly; kernels equal their reference."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
+from accelsim.config.workload import ProtectionMode as Mode
+from accelsim.faults import propagate
+from accelsim.faults.golden import compute_golden
+from accelsim.faults.model import Fault, fault_batch
+from accelsim.faults.propagate import Changes, dense_step, faulty_classes, sparse_step
+from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
+from accelsim.functional.network import Network, classify, quantize_images
+from accelsim.functional.quantize import quantize_network
+from accelsim.protection.plan import plan_from_neurons
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
+from tests.conftest import TINY_ARCH, random_float_weights
+
+MODES = list(Mode)
+
+
+@pytest.fixture
+def pool_net(tiny_images: np.ndarray) -> Network:
+    """The tiny net with an overlapping 3x3/2 max-pool (AlexNet's kind) instead of 2x2/2."""
+    arch = copy.deepcopy(TINY_ARCH)
+    arch["layers"][1] = {"type": "maxpool2d", "name": "p1", "size": 3, "stride": 2}
+    arch["layers"][4]["in_features"] = 4 * 2 * 2
+    weights = random_float_weights(arch, np.random.default_rng(11))
+    return quantize_network("tiny-pool", arch, weights, tiny_images)
+
+
+def _pnet(net: Network, mode: Mode, x: np.ndarray, rng: np.random.Generator) -> ProtectedNetwork:
+    """Half of every neuron layer's neurons protected by ``mode``."""
+    if mode is Mode.NONE:
+        return ProtectedNetwork(net, plan_from_neurons(net, mode, {}), {})
+    chosen = {}
+    for i in net.neuron_layers:
+        size = int(np.prod(net.layers[i].out_shape))
+        chosen[i] = rng.choice(size, size // 2, replace=False)
+    # ranges profiled on a few images only, so that clamp and zero really act on the others
+    return ProtectedNetwork(net, plan_from_neurons(net, mode, chosen), profile_ranges(net, x[:3]))
+
+
+def _naive(pnet: ProtectedNetwork, x: np.ndarray, fault: Fault) -> np.ndarray:
+    return classify(protected_logits(pnet, x, fault=fault))
+
+
+def _spec(kind: FaultKind, bits: int, samples) -> FaultSpec:
+    return FaultSpec(FaultSite.NEURON_OUTPUT, kind, bits, samples, 0.01, 0.95, 0.5, 0)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+@pytest.mark.parametrize("net_name", ["tiny", "pool"])
+def test_every_single_bit_fault_equals_full_reinference(
+    mode: Mode, net_name: str, tiny_net, pool_net, tiny_images, rng
+) -> None:
+    net = tiny_net if net_name == "tiny" else pool_net
+    x = quantize_images(net, tiny_images[:12])
+    pnet = _pnet(net, mode, x, rng)
+    state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+    pop = build_population(net, pnet.plan, FaultKind.SINGLE_BIT, 1)
+    faults = sample_faults(pop, _spec(FaultKind.SINGLE_BIT, 1, "exhaustive"), rng=rng)
+    classes = faulty_classes(state, fault_batch(faults))
+    naive = np.stack([_naive(pnet, x, f) for f in faults])
+    np.testing.assert_array_equal(classes, naive)
+    assert (naive != state.classes).any(), "the campaign must contain class-changing faults"
+
+
+@pytest.mark.parametrize(
+    "kind,bits",
+    [
+        (FaultKind.ADJACENT_BITS, 2),
+        (FaultKind.RANDOM_BITS, 3),
+        (FaultKind.STUCK_AT_0, 1),
+        (FaultKind.STUCK_AT_1, 1),
+    ],
+)
+@pytest.mark.parametrize("mode", [Mode.NONE, Mode.SPLIT, Mode.DMR_AND, Mode.ZERO])
+def test_other_fault_kinds_equal_full_reinference(kind, bits, mode, tiny_net, tiny_images, rng):
+    x = quantize_images(tiny_net, tiny_images[:10])
+    pnet = _pnet(tiny_net, mode, x, rng)
+    state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+    pop = build_population(tiny_net, pnet.plan, kind, bits)
+    faults = sample_faults(pop, _spec(kind, bits, 150), rng=rng)
+    classes = faulty_classes(state, fault_batch(faults))
+    for f, row in zip(faults, classes, strict=True):
+        np.testing.assert_array_equal(row, _naive(pnet, x, f), err_msg=str(f))
+
+
+def test_golden_state_matches_protected_inference(tiny_net, tiny_images, rng) -> None:
+    x = quantize_images(tiny_net, tiny_images)
+    for mode in MODES:
+        pnet = _pnet(tiny_net, mode, x, rng)
+        state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+        np.testing.assert_array_equal(state.outputs[-1], protected_logits(pnet, x))
+
+
+def _random_changes(state, layer: int, rng: np.random.Generator, n_pairs: int) -> Changes:
+    """Random changes (1 to 6 positions, any int8 value) of the input of ``layer``."""
+    size = state.layer_input(layer).shape[1]
+    counts = rng.integers(1, min(6, size) + 1, n_pairs)
+    pos = np.concatenate([np.sort(rng.choice(size, c, replace=False)) for c in counts])
+    low = 0 if state.layer_input(layer).min() >= 0 else -128  # after ReLU: what faults leave
+    val = rng.integers(low, 128, pos.size)
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    return Changes(rng.integers(0, state.n_images, n_pairs), ptr, pos, val.astype(np.int64))
+
+
+def _as_sets(ch: Changes) -> list[dict[int, int]]:
+    return [
+        dict(zip(ch.pos[a:b].tolist(), ch.val[a:b].tolist(), strict=True))
+        for a, b in zip(ch.ptr[:-1], ch.ptr[1:], strict=True)
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_kernels_equal_their_numpy_reference(mode, tiny_net, pool_net, tiny_images, rng) -> None:
+    for net in (tiny_net, pool_net):
+        x = quantize_images(net, tiny_images)
+        state = compute_golden(_pnet(net, mode, x, rng), x, np.zeros(len(x), np.int64))
+        for layer, rec in enumerate(net.layers):
+            if not isinstance(rec, Conv2D | Dense | MaxPool2D) or layer == 0:
+                continue
+            ch = _random_changes(state, layer, rng, 200)
+            assert _as_sets(sparse_step(state, layer, ch)) == _as_sets(dense_step(state, layer, ch))
+
+
+def test_kernel_output_buffers_grow(tiny_net, tiny_images, rng, monkeypatch) -> None:
+    """Pairs that do not fit stop the kernel and resume after the wrapper grows the buffers."""
+    x = quantize_images(tiny_net, tiny_images)
+    pnet = _pnet(tiny_net, Mode.NONE, x, rng)
+    state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+    ch = _random_changes(state, 2, rng, 300)
+    calls = []
+    original = propagate._run_kernel
+
+    def tiny_capacity(call, n_pairs, capacity):
+        calls.append(capacity)
+        return original(call, n_pairs, 1)
+
+    expected = _as_sets(dense_step(state, 2, ch))
+    monkeypatch.setattr(propagate, "_run_kernel", tiny_capacity)
+    assert _as_sets(sparse_step(state, 2, ch)) == expected
+    assert calls
+
+
+def test_widely_spread_changes_take_the_dense_path(tiny_net, tiny_images, rng, monkeypatch):
+    x = quantize_images(tiny_net, tiny_images)
+    state = compute_golden(_pnet(tiny_net, Mode.SPLIT, x, rng), x, np.zeros(len(x), np.int64))
+    ch = _random_changes(state, 2, rng, 100)
+    expected = _as_sets(dense_step(state, 2, ch))
+    monkeypatch.setitem(propagate.DENSE_FRACTION, Conv2D, 0.05)  # most pairs dense, some sparse
+    got = propagate.step(state, 2, ch)
+    np.testing.assert_array_equal(got.img, ch.img)
+    assert _as_sets(got) == expected
