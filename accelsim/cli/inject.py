@@ -197,7 +197,7 @@ def inject(args: argparse.Namespace) -> int:
     con = open_store(stem.with_suffix(".sqlite"), settings, resume=args.resume)
     golden = classify(protected_logits(pnet, x))
     golden_correct = int((golden == labels).sum())
-    inputs = CampaignInputs(pnet, x, labels, key=f"{settings['plan_hash']}-{images_hash}")
+    inputs = CampaignInputs(pnet, x, labels)
     batch = fault_batch(faults)
     start = time.perf_counter()
     with tqdm(

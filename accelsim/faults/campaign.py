@@ -11,12 +11,13 @@ Only batches not yet in the database are sent, so a killed campaign resumes wher
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 
 import numpy as np
@@ -28,6 +29,7 @@ from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes
 from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
+from accelsim.functional.modelio import network_hash
 from accelsim.protection.protected import ProtectedNetwork
 
 I8 = npt.NDArray[np.int8]
@@ -37,12 +39,20 @@ I64 = npt.NDArray[np.int64]
 @dataclass(frozen=True, eq=False)
 class CampaignInputs:
     """What every worker needs: the network under test, int8 network inputs (N, *input) and
-    labels (N,), and a key naming them (workers cache the golden state under it)."""
+    labels (N,). ``key`` hashes all of it: workers cache the golden state under it."""
 
     pnet: ProtectedNetwork
     x: I8
     labels: I64
-    key: str
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        h = hashlib.sha256(network_hash(self.pnet.net).encode())
+        plan = self.pnet.plan
+        h.update(repr((plan.mode.value, plan.layers, sorted(self.pnet.ranges.items()))).encode())
+        for arr in (*plan.neurons, self.x, self.labels):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        object.__setattr__(self, "key", h.hexdigest())
 
 
 _STATES: dict[str, GoldenState] = {}

@@ -72,7 +72,7 @@ def test_every_single_bit_fault_equals_full_reinference(
 
 
 @pytest.mark.parametrize(
-    "kind,bits",
+    ("kind", "bits"),
     [
         (FaultKind.ADJACENT_BITS, 2),
         (FaultKind.RANDOM_BITS, 3),

@@ -1,0 +1,113 @@
+"""Executors give identical rows; the SQLite store resumes and refuses foreign campaigns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
+from accelsim.config.workload import ProtectionMode as Mode
+from accelsim.errors import AccelsimError
+from accelsim.faults.campaign import CampaignInputs, pending_batches, run_campaign
+from accelsim.faults.model import fault_batch
+from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.faults.store import FaultRows, open_store, read_rows
+from accelsim.functional.network import quantize_images
+from accelsim.protection.plan import plan_from_neurons
+from accelsim.protection.protected import ProtectedNetwork, protected_predict
+
+SETTINGS = {"network": "tiny", "faults": 200, "seed": 3}
+
+
+@pytest.fixture
+def campaign(tiny_net, tiny_images):
+    plan = plan_from_neurons(tiny_net, Mode.SPLIT, {0: np.arange(0, 243, 3), 4: [1, 2]})
+    pnet = ProtectedNetwork(tiny_net, plan, {})
+    x = quantize_images(tiny_net, tiny_images)
+    labels = protected_predict(pnet, tiny_images[::-1])  # any labels
+    pop = build_population(tiny_net, plan, FaultKind.SINGLE_BIT, 1)
+    spec = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, 200, 0.01, 0.95, 0.5, 3)
+    faults = fault_batch(sample_faults(pop, spec, rng=np.random.default_rng(3)))
+    return CampaignInputs(pnet, x, labels.astype(np.int64)), faults
+
+
+def _fields(rows: FaultRows) -> list[list[int]]:
+    return [
+        getattr(rows, f).tolist()
+        for f in ("ids", "layer", "neuron", "copy", "mask", "n_changed", "n_correct")
+    ]
+
+
+def _run(tmp_path: Path, name: str, campaign, **kw) -> FaultRows:
+    inputs, faults = campaign
+    con = open_store(tmp_path / f"{name}.sqlite", SETTINGS, resume=False)
+    try:
+        return run_campaign(inputs, faults, con, batch_size=7, **kw)
+    finally:
+        con.close()
+
+
+def test_rows_hold_the_fault_and_its_outcome(tmp_path: Path, campaign) -> None:
+    rows = _run(tmp_path, "one", campaign)
+    inputs, faults = campaign
+    assert rows.ids.tolist() == list(range(len(faults)))
+    np.testing.assert_array_equal(rows.mask, faults.mask)
+    assert (rows.n_changed > 0).any()
+    assert (rows.n_changed <= len(inputs.x)).all()
+
+
+def test_local_workers_give_identical_rows(tmp_path: Path, campaign) -> None:
+    one = _run(tmp_path, "one", campaign, workers=1)
+    two = _run(tmp_path, "two", campaign, workers=2)
+    assert _fields(one) == _fields(two)
+
+
+def test_dask_local_cluster_gives_identical_rows(tmp_path: Path, campaign) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    one = _run(tmp_path, "one", campaign, workers=1)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        dask = _run(tmp_path, "dask", campaign, dask_address=cluster.scheduler_address)
+    assert _fields(one) == _fields(dask)
+
+
+def test_resume_finishes_only_what_is_missing(tmp_path: Path, campaign) -> None:
+    inputs, faults = campaign
+    full = _run(tmp_path, "full", campaign)
+    path = tmp_path / "part.sqlite"
+    con = open_store(path, SETTINGS, resume=False)
+    run_campaign(inputs, faults.take(np.arange(0, 200, 3)), con, batch_size=5)  # a third
+    con.close()
+    con = open_store(path, SETTINGS, resume=True)
+    seen = []
+    rows = run_campaign(inputs, faults, con, batch_size=5, on_progress=seen.append)
+    con.close()
+    assert sum(seen) == 200 - 67  # only the missing faults were evaluated
+    assert _fields(rows) == _fields(full)
+
+
+def test_store_refuses_overwrite_and_foreign_settings(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    open_store(path, SETTINGS, resume=False).close()
+    with pytest.raises(AccelsimError, match="--resume"):
+        open_store(path, SETTINGS, resume=False)
+    with pytest.raises(AccelsimError, match=r"seed: stored 3, now 4"):
+        open_store(path, {**SETTINGS, "seed": 4}, resume=True)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(AccelsimError, match="not an accelsim campaign database"):
+        open_store(junk, SETTINGS, resume=True)
+    assert len(read_rows(open_store(path, SETTINGS, resume=True))) == 0
+
+
+def test_pending_batches_skip_done_faults(campaign) -> None:
+    _, faults = campaign
+    batches = pending_batches(faults, {0, 1, 2, 50}, 10)
+    ids = np.concatenate([b.ids for b in batches])
+    assert ids.tolist() == [i for i in range(200) if i not in {0, 1, 2, 50}]
+    assert max(len(b) for b in batches) == 10
