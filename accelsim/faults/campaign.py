@@ -12,6 +12,7 @@ Only batches not yet in the database are sent, so a killed campaign resumes wher
 from __future__ import annotations
 
 import hashlib
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -181,6 +182,7 @@ def _on_dask(
         raise AccelsimError(
             "--dask needs dask.distributed: pip install 'dask[distributed]'"
         ) from None
+    _check_reachable(address)
     try:
         client = Client(address, timeout=30)
     except OSError as err:
@@ -200,3 +202,15 @@ def _on_dask(
             yield rows
     finally:
         client.close()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after the client's timeout, when nothing listens at ``address``."""
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise AccelsimError(f"--dask: expected tcp://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise AccelsimError(f"--dask {address}: cannot reach the scheduler ({err})") from None

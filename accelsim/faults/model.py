@@ -53,15 +53,16 @@ class Fault:
         return apply_fault(np.asarray(values, np.int8), self.mask, KIND_CODES[self.kind])
 
 
-def apply_fault(values: I8, mask: int, kind_code: int) -> I8:
-    """int8 ``values`` with the bits in ``mask`` flipped (flip kinds) or forced to 0 or 1."""
-    m = np.int64(mask).astype(np.int8)
-    kind = list(FaultKind)[kind_code]
-    if kind is FaultKind.STUCK_AT_0:
-        return values & ~m
-    if kind is FaultKind.STUCK_AT_1:
-        return values | m
-    return values ^ m
+def apply_fault(values: I8, mask: npt.ArrayLike, kind_code: npt.ArrayLike) -> I8:
+    """int8 ``values`` with the bits in ``mask`` flipped (flip kinds) or forced to 0 or 1.
+    ``mask`` and ``kind_code`` broadcast against ``values`` (one per column of a (N, m) array)."""
+    m = np.asarray(mask, np.int64).astype(np.int8)
+    kind = np.asarray(kind_code)
+    return np.where(
+        kind == KIND_CODES[FaultKind.STUCK_AT_0],
+        values & ~m,
+        np.where(kind == KIND_CODES[FaultKind.STUCK_AT_1], values | m, values ^ m),
+    ).astype(np.int8)
 
 
 @dataclass(frozen=True, eq=False)

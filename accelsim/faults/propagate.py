@@ -210,26 +210,32 @@ def faulty_values(state: GoldenState, faults: FaultBatch) -> I8:
     protection's merge when the fault hits a protected neuron's copy)."""
     pnet = state.pnet
     out = np.empty((len(faults), state.n_images), np.int8)
-    for f in range(len(faults)):
-        layer, index = int(faults.layer[f]), int(faults.index[f])
-        mask, kind, copy = int(faults.mask[f]), int(faults.kind[f]), int(faults.copy[f])
-        golden = state.outputs[layer][:, index]
-        protected = pnet.plan.for_layer(layer)
-        hit = protected is not None and pnet.plan.mode is not ProtectionMode.NONE
-        if hit:
-            at = np.searchsorted(protected, index)
-            hit = at < protected.size and protected[at] == index
-        if not hit:
-            out[f] = apply_fault(golden, mask, kind)
-            continue
-        rec = pnet.net.layers[layer]
-        ch = index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else index
-        acc = state.accs[layer][:, index].astype(np.int64) + int(rec.bias[ch])
-        raw = copies_from_accumulators(pnet, layer, acc[:, None], np.array([index]))
-        copies = [raw.copy() for _ in range(1 + EXTRA_COPIES[pnet.plan.mode])]
-        copies[copy] = apply_fault(copies[copy], mask, kind)
-        out[f] = merge_copies(pnet, layer, copies, raw)[:, 0]  # raw: dmr_recompute's value
+    for layer in np.unique(faults.layer):
+        rows = np.flatnonzero(faults.layer == layer)
+        index = faults.index[rows]
+        golden = state.outputs[layer][:, index]  # (N, m)
+        faulty = apply_fault(golden, faults.mask[rows], faults.kind[rows])
+        protected = pnet.plan.for_layer(int(layer))
+        if protected is not None and pnet.plan.mode is not ProtectionMode.NONE:
+            hit = np.isin(index, protected)
+            if hit.any():
+                faulty[:, hit] = _merged(state, int(layer), faults.take(rows[hit]))
+        out[rows] = faulty.T
     return out
+
+
+def _merged(state: GoldenState, layer: int, faults: FaultBatch) -> I8:
+    """(N, m) merged values when each fault hits one copy of a protected neuron."""
+    pnet = state.pnet
+    rec = pnet.net.layers[layer]
+    ch = (
+        faults.index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else faults.index
+    )
+    acc = state.accs[layer][:, faults.index].astype(np.int64) + rec.bias[ch].astype(np.int64)
+    raw = copies_from_accumulators(pnet, layer, acc, faults.index)
+    hit = apply_fault(raw, faults.mask, faults.kind)
+    copies = [np.where(faults.copy == c, hit, raw) for c in range(1 + EXTRA_COPIES[pnet.plan.mode])]
+    return merge_copies(pnet, layer, copies, raw)  # raw: dmr_recompute's recomputed value
 
 
 def faulty_classes(state: GoldenState, faults: FaultBatch) -> I64:

@@ -27,6 +27,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "zoo": set(),
     "analysis": {"errors", "config", "functional", "faults", "numba"},
     "protection": {"errors", "config", "functional"},
+    "faults": {"errors", "config", "functional", "protection", "numba", "threadpoolctl", "dask"},
     "report": {"errors", "analysis", "matplotlib"},
     "cli": {"*"},
 }
