@@ -14,6 +14,14 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
+from accelsim.faults.bounds import LayerBound, layer_bounds
+from accelsim.faults.kernels import (
+    POST_CLAMP,
+    POST_PLAIN,
+    POST_SPLIT,
+    POST_ZERO,
+    rounding_slack_kernel,
+)
 from accelsim.functional import kernels
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import classify
@@ -24,7 +32,6 @@ I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
-POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO = 0, 1, 2, 3
 _POST_OF_MODE = {
     ProtectionMode.SPLIT: POST_SPLIT,
     ProtectionMode.RANGER: POST_CLAMP,
@@ -48,9 +55,14 @@ class GoldenState:
     ranges: tuple[tuple[int, int], ...]
     classes: I64
     labels: I64
+    bounds: tuple[LayerBound | None, ...]
+    slack: tuple[tuple[I32, I32], ...]
 
     def __post_init__(self) -> None:
+        slack = [a for pair in self.slack for a in pair]
         for arr in (self.x, *self.outputs, *self.accs, *self.post, self.classes, self.labels):
+            arr.setflags(write=False)
+        for arr in slack:
             arr.setflags(write=False)
 
     @property
@@ -101,13 +113,38 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
             h = protected_layer(pnet, i, h)
             outs[i].append(h.reshape(len(h), -1))
     outputs = tuple(np.concatenate(o) for o in outs)
+    post = tuple(post_codes(pnet, i) for i in range(len(layers)))
+    acc_arrays = tuple(np.concatenate(a) if a else np.zeros((0, 0), np.int32) for a in accs)
+    first = min(i for i, rec in enumerate(layers) if isinstance(rec, Conv2D | Dense))
+    slack = tuple(
+        rounding_slack(rec, acc_arrays[i], post[i]) if i > first and acc_arrays[i].size else _NONE
+        for i, rec in enumerate(layers)
+    )
     return GoldenState(
         pnet=pnet,
         x=np.ascontiguousarray(x),
         outputs=outputs,
-        accs=tuple(np.concatenate(a) if a else np.zeros((0, 0), np.int32) for a in accs),
-        post=tuple(post_codes(pnet, i) for i in range(len(layers))),
+        accs=acc_arrays,
+        post=post,
         ranges=tuple(pnet.ranges.get(i, (-128, 127)) for i in range(len(layers))),
         classes=classify(outputs[-1]),
         labels=np.asarray(labels, np.int64),
+        bounds=layer_bounds(layers, post),
+        slack=slack,
     )
+
+
+_NONE = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32))
+
+
+def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I32, I32]:
+    """(lo, hi) int32 (N, size): per golden accumulator, the moves that keep its output.
+    Only layers after the first weighted one need it (nothing upstream of that can change)."""
+    lo, hi = np.empty_like(acc), np.empty_like(acc)
+    per_channel = int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else 1
+    chan = np.arange(acc.shape[1], dtype=np.int64) // per_channel
+    rounding_slack_kernel(
+        acc, rec.bias.astype(np.int64), rec.multiplier.astype(np.int64),
+        rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, lo, hi,
+    )  # fmt: skip
+    return lo, hi

@@ -24,38 +24,81 @@ from numba import njit
 
 from accelsim.functional.kernels import requant_one
 
+# What follows requantisation for an output element (see protection/protected.py): nothing,
+# split (2 x LCU of two halves), ranger's clamp, or zeroing outside the range.
+POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO = 0, 1, 2, 3
+
 
 @njit(cache=True)
 def _post_value(a, o, k, bias, mult, shift, lo, post, rlo, rhi):
     """Output k (channel o) from its accumulator a without bias, as ``protected_layer`` gives
     it: plain requantisation, or split (2 x LCU of two halves), or ranger clamp, or zeroing."""
     code = post[k]
-    if code == 1:
+    if code == POST_SPLIT:
         h = requant_one(a + bias[o], mult[o], shift[o] - 1, lo)
         return 2 * (h & 0xBF)
     y = requant_one(a + bias[o], mult[o], shift[o], lo)
-    if code == 2:
+    if code == POST_CLAMP:
         return min(max(y, rlo), rhi)
-    if code == 3 and (y < rlo or y > rhi):
+    if code == POST_ZERO and (y < rlo or y > rhi):
         return 0
     return y
 
 
+SLACK_LIMIT = 1 << 30  # "unbounded" for a rounding slack (saturated or ReLU-zero outputs)
+
+
 @njit(cache=True)
-def _stays_off(a, da, b, lo):
-    """True when a ReLU output is 0 before and after its accumulator moves by da: requantising
-    a non-positive value with a non-negative multiplier gives <= 0, and every post-operation
-    maps 0 to what it maps the golden 0 to. Saves the requantisation of half the outputs."""
-    return lo == 0 and a + b <= 0 and a + da + b <= 0
+def _raw_value(a, o, bias, mult, shift, lo, code):
+    """The requantised value before any post-operation (split: the half)."""
+    return requant_one(a + bias[o], mult[o], shift[o] - (1 if code == POST_SPLIT else 0), lo)
+
+
+@njit(cache=True, nogil=True)
+def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi):
+    """For every accumulator acc[n, k] (without bias; channel chan[k]): the largest moves
+    out_lo[n, k] <= 0 <= out_hi[n, k] that leave its requantised value unchanged (capped at
+    SLACK_LIMIT). Requantisation is monotone in the accumulator, so every move in between
+    leaves the output, and whatever post-operation follows, unchanged: the kernels below skip
+    those outputs with two comparisons instead of a requantisation."""
+    n_img, size = acc.shape
+    for n in range(n_img):
+        for k in range(size):
+            a0 = np.int64(acc[n, k])
+            o = chan[k]
+            code = post[k]
+            y0 = _raw_value(a0, o, bias, mult, shift, lo, code)
+            for direction in (1, -1):
+                step = np.int64(1)
+                while step < SLACK_LIMIT and (
+                    _raw_value(a0 + direction * step, o, bias, mult, shift, lo, code) == y0
+                ):
+                    step *= 2
+                good = step // 2  # moves up to good keep y0; step does not (or is the cap)
+                bad = step
+                if step >= SLACK_LIMIT:
+                    good = SLACK_LIMIT
+                else:
+                    while bad - good > 1:
+                        mid = (good + bad) // 2
+                        if _raw_value(a0 + direction * mid, o, bias, mult, shift, lo, code) == y0:
+                            good = mid
+                        else:
+                            bad = mid
+                if direction == 1:
+                    out_hi[n, k] = good
+                else:
+                    out_lo[n, k] = -good
 
 
 @njit(cache=True, nogil=True)
 def conv_changes_kernel(
-    img, ptr, pos, val, xin, acc, yout, wt, bias, mult, shift, lo, post, rlo, rhi, geo,
-    accd, mark, touched, out_ptr, out_pos, out_val, progress,
+    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
+    geo, accd, mark, touched, out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """wt (C, KH, KW, O) int64; geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch
-    accd (OH * OW * O) int64 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
+    """slo, shi: ``rounding_slack_kernel`` of acc; wt (C, KH, KW, O) int32;
+    geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch accd (OH * OW * O) int32
+    zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
     _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
     ohw = oh * ow
     used = progress[1]
@@ -64,7 +107,7 @@ def conv_changes_kernel(
         nt = 0
         for e in range(ptr[p], ptr[p + 1]):
             q = pos[e]
-            d = val[e] - np.int64(xin[n, q])
+            d = np.int32(val[e] - np.int64(xin[n, q]))
             if d == 0:
                 continue
             c = q // (h * w)
@@ -104,9 +147,11 @@ def conv_changes_kernel(
                     continue
                 accd[sp * n_out + o] = 0
                 k = o * ohw + sp
-                if _stays_off(acc[n, k], da, bias[o], lo):
-                    continue
-                v = _post_value(acc[n, k] + da, o, k, bias, mult, shift, lo, post, rlo, rhi)
+                if slo[n, k] <= da <= shi[n, k]:
+                    continue  # within the rounding slack: output unchanged
+                v = _post_value(
+                    np.int64(acc[n, k]) + da, o, k, bias, mult, shift, lo, post, rlo, rhi
+                )
                 if v != yout[n, k]:
                     out_pos[used] = k
                     out_val[used] = v
@@ -118,10 +163,10 @@ def conv_changes_kernel(
 
 @njit(cache=True, nogil=True)
 def dense_changes_kernel(
-    img, ptr, pos, val, xin, acc, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
+    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
     accd, out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """wt (I, O) int64; scratch accd (O,) int64 zeros."""
+    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int32; scratch accd (O,) int32."""
     n_out = wt.shape[1]
     used = progress[1]
     for p in range(progress[0], img.size):
@@ -132,7 +177,7 @@ def dense_changes_kernel(
         n = img[p]
         for e in range(ptr[p], ptr[p + 1]):
             j = pos[e]
-            d = val[e] - np.int64(xin[n, j])
+            d = np.int32(val[e] - np.int64(xin[n, j]))
             if d != 0:
                 for o in range(n_out):
                     accd[o] += d * wt[j, o]
@@ -141,9 +186,9 @@ def dense_changes_kernel(
             if da == 0:
                 continue
             accd[o] = 0
-            if _stays_off(acc[n, o], da, bias[o], lo):
+            if slo[n, o] <= da <= shi[n, o]:
                 continue
-            v = _post_value(acc[n, o] + da, o, o, bias, mult, shift, lo, post, rlo, rhi)
+            v = _post_value(np.int64(acc[n, o]) + da, o, o, bias, mult, shift, lo, post, rlo, rhi)
             if v != yout[n, o]:
                 out_pos[used] = o
                 out_val[used] = v
@@ -228,3 +273,30 @@ def classify_changes_kernel(img, ptr, pos, val, logits, row, out_class):
             if row[k] > row[best]:
                 best = k
         out_class[p] = best
+
+
+@njit(cache=True, nogil=True)
+def cannot_change_kernel(
+    img, ptr, pos, val, golden, lin, field, cap, logits, classes, acc, fs, out
+):
+    """out[p] = 1 when pair p's changes provably keep the golden class; scratch acc, fs (K,)."""
+    n_cls = lin.shape[1]
+    for p in range(img.size):
+        n = img[p]
+        for k in range(n_cls):
+            acc[k] = 0.0
+            fs[k] = 0.0
+        for e in range(ptr[p], ptr[p + 1]):
+            q = pos[e]
+            d = abs(np.float64(val[e]) - np.float64(golden[n, q]))
+            for k in range(n_cls):
+                acc[k] += d * lin[q, k]
+                fs[k] += field[q, k]
+        c = classes[n]
+        top = logits[n, c] - (acc[c] + min(fs[c], cap[c]) + 1e-6)
+        safe = 1
+        for k in range(n_cls):
+            if k != c and logits[n, k] + acc[k] + min(fs[k], cap[k]) + 1e-6 >= top:
+                safe = 0
+                break
+        out[p] = safe

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -16,22 +14,10 @@ from accelsim.faults.propagate import Changes, dense_step, faulty_classes, spars
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
 from accelsim.functional.network import Network, classify, quantize_images
-from accelsim.functional.quantize import quantize_network
 from accelsim.protection.plan import plan_from_neurons
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
-from tests.conftest import TINY_ARCH, random_float_weights
 
 MODES = list(Mode)
-
-
-@pytest.fixture
-def pool_net(tiny_images: np.ndarray) -> Network:
-    """The tiny net with an overlapping 3x3/2 max-pool (AlexNet's kind) instead of 2x2/2."""
-    arch = copy.deepcopy(TINY_ARCH)
-    arch["layers"][1] = {"type": "maxpool2d", "name": "p1", "size": 3, "stride": 2}
-    arch["layers"][4]["in_features"] = 4 * 2 * 2
-    weights = random_float_weights(arch, np.random.default_rng(11))
-    return quantize_network("tiny-pool", arch, weights, tiny_images)
 
 
 def _pnet(net: Network, mode: Mode, x: np.ndarray, rng: np.random.Generator) -> ProtectedNetwork:

@@ -1,0 +1,136 @@
+"""The shortcuts are sound: rounding slacks against brute force, logit bounds against the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim import load_network
+from accelsim.config.workload import ProtectionMode as Mode
+from accelsim.datasets import load_dataset
+from accelsim.faults.golden import compute_golden
+from accelsim.faults.kernels import SLACK_LIMIT
+from accelsim.faults.propagate import Changes, provably_unchanged
+from accelsim.functional.layers import Conv2D, Dense
+from accelsim.functional.network import forward, quantize_images
+from accelsim.functional.reference import requantize_ref
+from accelsim.protection.plan import plan_from_neurons
+from accelsim.protection.protected import (
+    ProtectedNetwork,
+    profile_ranges,
+    protected_layer,
+    protected_logits,
+)
+from tests.unit.faults.test_propagate import _pnet, _random_changes
+
+
+def _raw(rec, acc: np.ndarray, chan: np.ndarray, split: np.ndarray) -> np.ndarray:
+    shift = rec.shift[chan] - split.astype(np.int32)
+    out = requantize_ref(
+        (acc + rec.bias[chan])[None, :, None], rec.multiplier[chan], shift, relu=rec.relu
+    )
+    return out[0, :, 0].astype(np.int64)
+
+
+@pytest.mark.parametrize("mode", [Mode.NONE, Mode.SPLIT, Mode.ZERO])
+def test_rounding_slack_is_exact(mode, tiny_net, tiny_images, rng) -> None:
+    x = quantize_images(tiny_net, tiny_images)
+    pnet = _pnet(tiny_net, mode, x, rng)
+    state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+    checked = 0
+    for i, rec in enumerate(tiny_net.layers):
+        if not isinstance(rec, Conv2D | Dense) or i == 0:
+            assert state.slack[i][0].size == 0
+            continue
+        lo, hi = state.slack[i]
+        acc = state.accs[i].astype(np.int64)
+        per = int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else 1
+        chan = np.broadcast_to(np.arange(acc.shape[1]) // per, acc.shape).ravel()
+        split = np.broadcast_to(state.post[i] == 1, acc.shape).ravel()
+        a, lo, hi = acc.ravel(), lo.ravel().astype(np.int64), hi.ravel().astype(np.int64)
+        y0 = _raw(rec, a, chan, split)
+        assert np.all(lo <= 0)
+        assert np.all(hi >= 0)
+        np.testing.assert_array_equal(_raw(rec, a + lo, chan, split), y0)
+        np.testing.assert_array_equal(_raw(rec, a + hi, chan, split), y0)
+        inner_hi, inner_lo = hi < SLACK_LIMIT, lo > -SLACK_LIMIT
+        assert np.all(_raw(rec, a + hi + 1, chan, split)[inner_hi] != y0[inner_hi])
+        assert np.all(_raw(rec, a + lo - 1, chan, split)[inner_lo] != y0[inner_lo])
+        checked += a.size
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("mode", [Mode.NONE, Mode.TMR, Mode.RANGER])
+def test_logit_bounds_hold_for_random_changes(mode, tiny_net, pool_net, tiny_images, rng):
+    """For random changes at every layer output, the true logit moves (full re-inference) never
+    exceed the bound, so every pair declared unchanged keeps its class."""
+    for net in (tiny_net, pool_net):
+        x = quantize_images(net, tiny_images)
+        pnet = _pnet(net, mode, x, rng)
+        state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+        for layer in range(len(net.layers) - 1):
+            bound = state.bounds[layer]
+            assert bound is not None
+            ch = _random_changes(state, layer + 1, rng, 150)  # changes of this layer's output
+            for p in range(ch.img.size):
+                a, b = ch.ptr[p], ch.ptr[p + 1]
+                n = ch.img[p]
+                h = state.outputs[layer][n].copy()
+                h[ch.pos[a:b]] = ch.val[a:b]
+                logits = _logits_from(pnet, layer, h)
+                moved = np.abs(logits.astype(np.int64) - state.outputs[-1][n])
+                d = np.abs(ch.val[a:b] - state.outputs[layer][n, ch.pos[a:b]].astype(np.int64))
+                limit = d @ bound.lin[ch.pos[a:b]] + np.minimum(
+                    bound.field[ch.pos[a:b]].sum(axis=0), bound.cap
+                )
+                assert np.all(moved <= limit + 1e-9), (layer, p)
+            safe = provably_unchanged(state, layer, ch)
+            for p in np.flatnonzero(safe):
+                a, b = ch.ptr[p], ch.ptr[p + 1]
+                h = state.outputs[layer][ch.img[p]].copy()
+                h[ch.pos[a:b]] = ch.val[a:b]
+                assert np.argmax(_logits_from(pnet, layer, h)) == state.classes[ch.img[p]]
+
+
+def _logits_from(pnet: ProtectedNetwork, layer: int, flat_out: np.ndarray) -> np.ndarray:
+    """Logits when layer ``layer`` outputs ``flat_out`` (protection applied downstream)."""
+    h = flat_out.reshape(1, *pnet.net.layers[layer].out_shape)
+    for i in range(layer + 1, len(pnet.net.layers)):
+        h = protected_layer(pnet, i, h)
+    return h[0]
+
+
+def test_bounds_prune_on_a_real_network_and_stay_exact(rng) -> None:
+    """On LeNet-5 the bounds drop most changes of fc1's output (tiny moves) and none of the
+    dropped ones changes the class."""
+    net = load_network("lenet5")
+    data = load_dataset("mnist", "sample", n_images=40)
+    x = quantize_images(net, data.images)
+    pnet = ProtectedNetwork(net, plan_from_neurons(net, Mode.NONE, {}), {})
+    state = compute_golden(pnet, x, data.labels)
+    fc1 = net.layer_index("fc1")
+    n = 400
+    img = rng.integers(0, len(x), n)
+    pos = rng.integers(0, 120, n)
+    old = state.outputs[fc1][img, pos].astype(np.int64)
+    val = np.clip(old + rng.integers(-3, 4, n), 0, 127)
+    ch = Changes(img, np.arange(n + 1), pos, val)
+    safe = provably_unchanged(state, fc1, ch)
+    assert safe.mean() > 0.5
+    for p in np.flatnonzero(safe):
+        h = state.outputs[fc1][img[p]].copy()
+        h[pos[p]] = val[p]
+        logits = forward(net, h[None], start=fc1 + 1)
+        assert np.argmax(logits[0]) == state.classes[img[p]]
+
+
+def test_no_bounds_upstream_of_split_or_zero_neurons(tiny_net, tiny_images) -> None:
+    x = quantize_images(tiny_net, tiny_images)
+    d1 = tiny_net.layer_index("d1")
+    for mode in (Mode.SPLIT, Mode.ZERO):
+        plan = plan_from_neurons(tiny_net, mode, {d1: [0]})
+        pnet = ProtectedNetwork(tiny_net, plan, profile_ranges(tiny_net, x))
+        state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+        assert all(b is None for b in state.bounds[:d1])
+        assert state.bounds[d1] is not None
+        np.testing.assert_array_equal(state.outputs[-1], protected_logits(pnet, x))
