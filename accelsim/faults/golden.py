@@ -129,7 +129,7 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
         ranges=tuple(pnet.ranges.get(i, (-128, 127)) for i in range(len(layers))),
         classes=classify(outputs[-1]),
         labels=np.asarray(labels, np.int64),
-        bounds=layer_bounds(layers, post),
+        bounds=_useful(layer_bounds(layers, post), outputs[-1], classify(outputs[-1])),
         slack=slack,
     )
 
@@ -137,12 +137,38 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
 _NONE = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32))
 
 
+def _useful(
+    bounds: tuple[LayerBound | None, ...], logits: I8, classes: I64
+) -> tuple[LayerBound | None, ...]:
+    """Keep a layer's bound only where it can pay for its check: when the bound of the
+    smallest possible change (one position, a move of 1) fits in the median image's margin
+    between the top logit and the runner-up. (Early layers' rounding terms are too large.)"""
+    top = logits[np.arange(len(logits)), classes].astype(np.float64)
+    rest = logits.astype(np.float64)
+    rest[np.arange(len(logits)), classes] = -np.inf
+    margin = float(np.median(top - rest.max(axis=1))) if len(logits) else 0.0
+    out = []
+    for b in bounds:
+        smallest = None if b is None else np.min(b.lin.max(1) + np.minimum(b.field, b.cap).max(1))
+        out.append(b if smallest is not None and 2 * smallest < margin else None)
+    return tuple(out)
+
+
 def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I32, I32]:
     """(lo, hi) int32 (N, size): per golden accumulator, the moves that keep its output.
-    Only layers after the first weighted one need it (nothing upstream of that can change)."""
+    Only layers after the first weighted one need it (nothing upstream of that can change).
+    Convolutions get it channels-last, (N, OH * OW * O), the order of the kernel's scratch, so
+    that its check runs over contiguous memory."""
+    if isinstance(rec, Conv2D):
+        o = rec.out_channels
+        acc = np.ascontiguousarray(acc.reshape(len(acc), o, -1).transpose(0, 2, 1)).reshape(
+            len(acc), -1
+        )
+        post = np.ascontiguousarray(post.reshape(o, -1).T).ravel()
+        chan = np.arange(acc.shape[1], dtype=np.int64) % o
+    else:
+        chan = np.arange(acc.shape[1], dtype=np.int64)
     lo, hi = np.empty_like(acc), np.empty_like(acc)
-    per_channel = int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else 1
-    chan = np.arange(acc.shape[1], dtype=np.int64) // per_channel
     rounding_slack_kernel(
         acc, rec.bias.astype(np.int64), rec.multiplier.astype(np.int64),
         rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, lo, hi,

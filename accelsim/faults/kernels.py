@@ -68,23 +68,33 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
             o = chan[k]
             code = post[k]
             y0 = _raw_value(a0, o, bias, mult, shift, lo, code)
+            eff = shift[o] - (1 if code == POST_SPLIT else 0)
+            m_real = np.float64(mult[o]) * 2.0 ** (eff - 31)
             for direction in (1, -1):
-                step = np.int64(1)
-                while step < SLACK_LIMIT and (
-                    _raw_value(a0 + direction * step, o, bias, mult, shift, lo, code) == y0
-                ):
-                    step *= 2
-                good = step // 2  # moves up to good keep y0; step does not (or is the cap)
-                bad = step
-                if step >= SLACK_LIMIT:
-                    good = SLACK_LIMIT
+                if (direction == 1 and y0 >= 127) or (direction == -1 and y0 <= lo):
+                    good = SLACK_LIMIT  # saturated (or ReLU zero): no move changes it
                 else:
+                    # the next value starts near acc + bias = (y0 +- 0.5) / M: probe there, then
+                    # settle the exact boundary (two roundings) by bisection around the guess
+                    edge = (y0 + 0.5 * direction) / m_real - bias[o] - a0
+                    guess = int(min(max(np.ceil(abs(edge)) - 1, 0), SLACK_LIMIT))
+                    good, bad = np.int64(0), np.int64(SLACK_LIMIT + 1)
+                    for probe in (guess, guess + 1, guess - 1):
+                        if good < probe < bad:
+                            if (
+                                _raw_value(a0 + direction * probe, o, bias, mult, shift, lo, code)
+                                == y0
+                            ):
+                                good = probe
+                            else:
+                                bad = probe
                     while bad - good > 1:
                         mid = (good + bad) // 2
                         if _raw_value(a0 + direction * mid, o, bias, mult, shift, lo, code) == y0:
                             good = mid
                         else:
                             bad = mid
+                    good = min(good, SLACK_LIMIT)
                 if direction == 1:
                     out_hi[n, k] = good
                 else:
@@ -96,7 +106,7 @@ def conv_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
     geo, accd, mark, touched, out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc; wt (C, KH, KW, O) int32;
+    """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH, KW, O) int8;
     geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch accd (OH * OW * O) int32
     zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
     _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
@@ -126,9 +136,10 @@ def conv_changes_kernel(
                         mark[sp] = 1
                         touched[nt] = sp
                         nt += 1
-                    base = sp * n_out
-                    for o in range(n_out):
-                        accd[base + o] += d * wt[c, i, j, o]
+                    row = accd[sp * n_out : (sp + 1) * n_out]
+                    w_row = wt[c, i, j]
+                    for o in range(n_out):  # contiguous views: vectorises
+                        row[o] += d * np.int32(w_row[o])
         if used + nt * n_out > out_pos.size:
             for t in range(nt):
                 sp = touched[t]
@@ -142,13 +153,14 @@ def conv_changes_kernel(
             sp = touched[t]
             mark[sp] = 0
             for o in range(n_out):
-                da = accd[sp * n_out + o]
+                at = sp * n_out + o
+                da = accd[at]
                 if da == 0:
                     continue
-                accd[sp * n_out + o] = 0
-                k = o * ohw + sp
-                if slo[n, k] <= da <= shi[n, k]:
+                accd[at] = 0
+                if slo[n, at] <= da <= shi[n, at]:
                     continue  # within the rounding slack: output unchanged
+                k = o * ohw + sp
                 v = _post_value(
                     np.int64(acc[n, k]) + da, o, k, bias, mult, shift, lo, post, rlo, rhi
                 )
@@ -166,7 +178,7 @@ def dense_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
     accd, out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int32; scratch accd (O,) int32."""
+    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32."""
     n_out = wt.shape[1]
     used = progress[1]
     for p in range(progress[0], img.size):
@@ -179,8 +191,9 @@ def dense_changes_kernel(
             j = pos[e]
             d = np.int32(val[e] - np.int64(xin[n, j]))
             if d != 0:
+                w_row = wt[j]
                 for o in range(n_out):
-                    accd[o] += d * wt[j, o]
+                    accd[o] += d * np.int32(w_row[o])
         for o in range(n_out):
             da = accd[o]
             if da == 0:
@@ -300,3 +313,14 @@ def cannot_change_kernel(
                 safe = 0
                 break
         out[p] = safe
+
+
+@njit(cache=True, nogil=True)
+def take_pairs_kernel(ptr, pos, val, rows, out_ptr, out_pos, out_val):
+    """Copy the changes of pairs ``rows`` into out_pos/out_val at out_ptr (already summed)."""
+    for r in range(rows.size):
+        src = ptr[rows[r]]
+        dst = out_ptr[r]
+        for e in range(out_ptr[r + 1] - dst):
+            out_pos[dst + e] = pos[src + e]
+            out_val[dst + e] = val[src + e]
