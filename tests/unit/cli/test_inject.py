@@ -110,6 +110,61 @@ def test_bad_fault_count_is_a_usage_error(capsys, tmp_path: Path) -> None:
     assert "leveugle, exhaustive or a positive int" in capsys.readouterr().err
 
 
+def _spawned_workers(pid: int) -> list[int]:
+    """Worker processes (multiprocessing spawn) whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmd:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_rows(db: Path, proc: subprocess.Popen, at_least: int) -> int:
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=0.1) as con:
+                    done = con.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= at_least:
+                break
+        time.sleep(0.02)
+    return done
+
+
+def test_crashed_worker_is_reported_and_resume_finishes(capsys, tmp_path: Path) -> None:
+    """SIGKILL one worker process of a 2-worker campaign: the campaign stops with a one-line
+    error (exit 2) that says to resume, keeps what it finished, and --resume completes it."""
+    args = ["inject", WORKLOAD, "--faults", "600", "--test-images", "1000", "--batch-size", "3"]
+    out = tmp_path / "crash"
+    db = out / "campaigns" / "campaign-lenet5-none.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accelsim", *args, "--workers", "2", "--output-dir", str(out)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert _wait_rows(db, proc, 30) >= 30
+    workers = _spawned_workers(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "worker process died" in err
+    assert "--resume" in err
+    partial = len(_rows(db))
+    assert 30 <= partial < 600
+    assert main([*args, "--output-dir", str(out), "--resume", "--json"]) == 0
+    assert len(_rows(db)) == 600
+
+
 def test_kill_9_then_resume_equals_an_uninterrupted_run(capsys, tmp_path: Path) -> None:
     """Kill a real campaign subprocess with SIGKILL mid-way; --resume must finish it with rows
     identical to an uninterrupted run (here with 2 worker processes)."""
@@ -121,18 +176,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(capsys, tmp_path: Path) 
         [sys.executable, "-m", "accelsim", *args, "--output-dir", str(killed_dir)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=0.1) as con:
-                    done = con.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= 30:
-                break
-        time.sleep(0.02)
+    _wait_rows(db, proc, 30)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
