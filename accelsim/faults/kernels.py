@@ -101,66 +101,6 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
                     out_lo[n, k] = -good
 
 
-@njit(cache=True)
-def _conv_deltas(n, first, last, pos, val, xin, wt, geo, accd, mark, touched):
-    """Accumulate ``d * w`` of the changes pos/val[first:last] (image n) into accd, channels-last
-    (OH * OW, O); list the touched output pixels in touched[:nt]; return nt."""
-    _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
-    nt = 0
-    for e in range(first, last):
-        q = pos[e]
-        d = np.int32(val[e] - np.int64(xin[n, q]))
-        if d == 0:
-            continue
-        c = q // (h * w)
-        y = (q // w) % h
-        x = q % w
-        for i in range(kh):
-            ny = y + pad - i
-            if ny < 0 or ny % s != 0 or ny // s >= oh:
-                continue
-            for j in range(kw):
-                nx = x + pad - j
-                if nx < 0 or nx % s != 0 or nx // s >= ow:
-                    continue
-                sp = (ny // s) * ow + nx // s
-                if mark[sp] == 0:
-                    mark[sp] = 1
-                    touched[nt] = sp
-                    nt += 1
-                row = accd[sp * n_out : (sp + 1) * n_out]
-                w_row = wt[c, i, j]
-                for o in range(n_out):  # contiguous views: vectorises
-                    row[o] += d * np.int32(w_row[o])
-    return nt
-
-
-@njit(cache=True)
-def _clear(nt, n_out, accd, mark, touched):
-    for t in range(nt):
-        sp = touched[t]
-        mark[sp] = 0
-        for o in range(n_out):
-            accd[sp * n_out + o] = 0
-
-
-@njit(cache=True)
-def _conv_new_value(
-    n, sp, o, accd, acc, slo, shi, ohw, n_out, bias, mult, shift, lo, post, rlo, rhi
-):
-    """Clear accd at (sp, o); return the output's new value, or -999 when it cannot have
-    changed (no move, or a move within its rounding slack)."""
-    at = sp * n_out + o
-    da = accd[at]
-    if da == 0:
-        return -999
-    accd[at] = 0
-    if slo[n, at] <= da <= shi[n, at]:
-        return -999
-    k = o * ohw + sp
-    return _post_value(np.int64(acc[n, k]) + da, o, k, bias, mult, shift, lo, post, rlo, rhi)
-
-
 @njit(cache=True, nogil=True)
 def conv_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
@@ -169,13 +109,43 @@ def conv_changes_kernel(
     """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH, KW, O) int8;
     geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch accd (OH * OW * O) int32
     zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
-    n_out, ohw = geo[3], geo[4] * geo[5]
+    _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
+    ohw = oh * ow
     used = progress[1]
     for p in range(progress[0], img.size):
         n = img[p]
-        nt = _conv_deltas(n, ptr[p], ptr[p + 1], pos, val, xin, wt, geo, accd, mark, touched)
+        nt = 0
+        for e in range(ptr[p], ptr[p + 1]):
+            q = pos[e]
+            d = np.int32(val[e] - np.int64(xin[n, q]))
+            if d == 0:
+                continue
+            c = q // (h * w)
+            y = (q // w) % h
+            x = q % w
+            for i in range(kh):
+                ny = y + pad - i
+                if ny < 0 or ny % s != 0 or ny // s >= oh:
+                    continue
+                for j in range(kw):
+                    nx = x + pad - j
+                    if nx < 0 or nx % s != 0 or nx // s >= ow:
+                        continue
+                    sp = (ny // s) * ow + nx // s
+                    if mark[sp] == 0:
+                        mark[sp] = 1
+                        touched[nt] = sp
+                        nt += 1
+                    row = accd[sp * n_out : (sp + 1) * n_out]
+                    w_row = wt[c, i, j]
+                    for o in range(n_out):  # contiguous views: vectorises
+                        row[o] += d * np.int32(w_row[o])
         if used + nt * n_out > out_pos.size:
-            _clear(nt, n_out, accd, mark, touched)
+            for t in range(nt):
+                sp = touched[t]
+                mark[sp] = 0
+                for o in range(n_out):
+                    accd[sp * n_out + o] = 0
             progress[0] = p
             progress[1] = used
             return
@@ -183,85 +153,21 @@ def conv_changes_kernel(
             sp = touched[t]
             mark[sp] = 0
             for o in range(n_out):
-                v = _conv_new_value(
-                    n, sp, o, accd, acc, slo, shi, ohw, n_out, bias, mult, shift, lo, post, rlo, rhi
-                )
+                at = sp * n_out + o
+                da = accd[at]
+                if da == 0:
+                    continue
+                accd[at] = 0
+                if slo[n, at] <= da <= shi[n, at]:
+                    continue  # within the rounding slack: output unchanged
                 k = o * ohw + sp
-                if v != -999 and v != yout[n, k]:
+                v = _post_value(
+                    np.int64(acc[n, k]) + da, o, k, bias, mult, shift, lo, post, rlo, rhi
+                )
+                if v != yout[n, k]:
                     out_pos[used] = k
                     out_val[used] = v
                     used += 1
-        out_ptr[p + 1] = used
-    progress[0] = img.size
-    progress[1] = used
-
-
-@njit(cache=True, nogil=True)
-def conv_pool_changes_kernel(
-    img, ptr, pos, val, xin, acc, slo, shi, yconv, ypool, wt, bias, mult, shift, lo, post,
-    rlo, rhi, geo, size, accd, mark, touched, newv, is_new, changed, is_win, wins,
-    out_ptr, out_pos, out_val, progress,
-):  # fmt: skip
-    """A convolution and the non-overlapping max-pool after it (stride = size) in one pass:
-    the changed convolution outputs go to scratch (newv, changed) instead of a CSR, and only the
-    pooling windows holding one are re-reduced; emits changes of the pool's output. Scratch as
-    ``conv_changes_kernel`` plus newv (O * OH * OW) int64, is_new (O * OH * OW) uint8 zeros,
-    changed (O * OH * OW) int64, is_win (O * POH * POW) uint8 zeros, wins (O * POH * POW)
-    int64."""
-    n_out, oh, ow = geo[3], geo[4], geo[5]
-    ohw = oh * ow
-    poh, pow_ = oh // size, ow // size
-    used = progress[1]
-    for p in range(progress[0], img.size):
-        n = img[p]
-        nt = _conv_deltas(n, ptr[p], ptr[p + 1], pos, val, xin, wt, geo, accd, mark, touched)
-        if used + nt * n_out > out_pos.size:
-            _clear(nt, n_out, accd, mark, touched)
-            progress[0] = p
-            progress[1] = used
-            return
-        n_ch = 0
-        n_win = 0
-        for t in range(nt):
-            sp = touched[t]
-            mark[sp] = 0
-            py, px = (sp // ow) // size, (sp % ow) // size
-            for o in range(n_out):
-                v = _conv_new_value(
-                    n, sp, o, accd, acc, slo, shi, ohw, n_out, bias, mult, shift, lo, post, rlo, rhi
-                )
-                k = o * ohw + sp
-                if v == -999 or v == yconv[n, k]:
-                    continue
-                newv[k] = v
-                is_new[k] = 1
-                changed[n_ch] = k
-                n_ch += 1
-                if py < poh and px < pow_:
-                    wi = (o * poh + py) * pow_ + px
-                    if is_win[wi] == 0:
-                        is_win[wi] = 1
-                        wins[n_win] = wi
-                        n_win += 1
-        for t in range(n_win):
-            wi = wins[t]
-            is_win[wi] = 0
-            o = wi // (poh * pow_)
-            py = (wi // pow_) % poh
-            px = wi % pow_
-            best = np.int64(-129)
-            for i in range(size):
-                base = o * ohw + (py * size + i) * ow + px * size
-                for j in range(size):
-                    q = base + j
-                    v = newv[q] if is_new[q] else np.int64(yconv[n, q])
-                    best = max(best, v)
-            if best != ypool[n, wi]:
-                out_pos[used] = wi
-                out_val[used] = best
-                used += 1
-        for t in range(n_ch):
-            is_new[changed[t]] = 0
         out_ptr[p + 1] = used
     progress[0] = img.size
     progress[1] = used

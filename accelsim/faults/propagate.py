@@ -189,80 +189,28 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
     return Changes(ch.img, ptr, pos, val)
 
 
-def fuses_with_pool(state: GoldenState, layer: int) -> bool:
-    """A convolution followed by a non-overlapping max-pool runs as one kernel."""
-    layers = state.pnet.net.layers
-    nxt = layers[layer + 1] if layer + 1 < len(layers) else None
-    return (
-        isinstance(layers[layer], Conv2D) and isinstance(nxt, MaxPool2D) and nxt.size == nxt.stride
-    )
-
-
-def conv_pool_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
-    """Changed outputs of the max-pool after convolution ``layer`` (see ``fuses_with_pool``)."""
-    rec, pool = state.pnet.net.layers[layer], state.pnet.net.layers[layer + 1]
-    c, h, w = rec.in_shape
-    o, oh, ow = rec.out_shape
-    kh, kw = rec.weight.shape[2:]
-    geo = np.array([c, h, w, o, oh, ow, kh, kw, rec.stride, rec.padding], np.int64)
-    size = o * oh * ow
-    n_win = int(np.prod(pool.out_shape))
-    scratch = (
-        np.zeros(oh * ow * o, np.int32),
-        np.zeros(oh * ow, np.uint8),
-        np.zeros(oh * ow, np.int64),
-        np.zeros(size, np.int64),
-        np.zeros(size, np.uint8),
-        np.zeros(size, np.int64),
-        np.zeros(n_win, np.uint8),
-        np.zeros(n_win, np.int64),
-    )
-
-    def call(*out):
-        k.conv_pool_changes_kernel(
-            ch.img, ch.ptr, ch.pos, ch.val, state.layer_input(layer), state.accs[layer],
-            *state.slack[layer], state.outputs[layer], state.outputs[layer + 1],
-            _kernel_weights(rec), *_post_args(state, layer), geo, pool.size, *scratch, *out,
-        )  # fmt: skip
-
-    ptr, pos, val = _run_kernel(call, ch.img.size, 4 * ch.pos.size + 64)
-    return Changes(ch.img, ptr, pos, val)
-
-
-def step(state: GoldenState, layer: int, ch: Changes) -> tuple[Changes, int]:
-    """Changed outputs after layer ``layer`` and the layer they belong to: sparse kernels
-    (a convolution and its non-overlapping max-pool fused), the whole layer for widely spread
-    changes."""
+def step(state: GoldenState, layer: int, ch: Changes) -> Changes:
+    """Changed outputs of layer ``layer``: sparse kernels, dense for widely spread changes."""
     rec = state.pnet.net.layers[layer]
     if isinstance(rec, Flatten) or ch.img.size == 0:
-        return ch, layer
+        return ch
     if isinstance(rec, MaxPool2D):
-        return sparse_step(state, layer, ch), layer
-    fused = fuses_with_pool(state, layer)
+        return sparse_step(state, layer, ch)
     wide = ch.counts > DENSE_FRACTION[type(rec)] * int(np.prod(rec.in_shape))
-
-    def sparse(part: Changes) -> Changes:
-        return conv_pool_step(state, layer, part) if fused else sparse_step(state, layer, part)
-
-    def dense(part: Changes) -> Changes:
-        out = dense_step(state, layer, part)
-        return sparse_step(state, layer + 1, out) if fused else out
-
-    last = layer + 1 if fused else layer
     if not wide.any():
-        return sparse(ch), last
+        return sparse_step(state, layer, ch)
     if wide.all():
-        return dense(ch), last
+        return dense_step(state, layer, ch)
     order = np.concatenate([np.flatnonzero(~wide), np.flatnonzero(wide)])
-    a = sparse(ch.take(order[: int((~wide).sum())]))
-    b = dense(ch.take(order[int((~wide).sum()) :]))
+    a = sparse_step(state, layer, ch.take(order[: int((~wide).sum())]))
+    b = dense_step(state, layer, ch.take(order[int((~wide).sum()) :]))
     joined = Changes(
         np.concatenate([a.img, b.img]),
         np.concatenate([a.ptr, a.ptr[-1] + b.ptr[1:]]),
         np.concatenate([a.pos, b.pos]),
         np.concatenate([a.val, b.val]),
     )
-    return joined.take(np.argsort(order, kind="stable")), last
+    return joined.take(np.argsort(order, kind="stable"))
 
 
 def provably_unchanged(state: GoldenState, layer: int, ch: Changes) -> npt.NDArray[np.bool_]:
@@ -284,16 +232,14 @@ def propagate_classes(state: GoldenState, layer: int, ch: Changes) -> I64:
     classes = state.classes[ch.img].copy()
     alive = np.arange(ch.img.size)
     n_layers = len(state.pnet.net.layers)
-    at = layer
-    while True:
+    for at in range(layer, n_layers):
+        if at > layer:
+            ch = step(state, at, ch)
         keep = np.flatnonzero((ch.counts > 0) & ~provably_unchanged(state, at, ch))
         if keep.size < ch.img.size:
             ch, alive = ch.take(keep), alive[keep]
         if alive.size == 0:
             return classes
-        if at == n_layers - 1:
-            break
-        ch, at = step(state, at + 1, ch)
     out = np.empty(ch.img.size, np.int64)
     row = np.empty(state.outputs[-1].shape[1], np.int64)
     k.classify_changes_kernel(ch.img, ch.ptr, ch.pos, ch.val, state.outputs[-1], row, out)

@@ -20,21 +20,3 @@ def pool_net(tiny_images: np.ndarray) -> Network:
     arch["layers"][4]["in_features"] = 4 * 2 * 2
     weights = random_float_weights(arch, np.random.default_rng(11))
     return quantize_network("tiny-pool", arch, weights, tiny_images)
-
-
-@pytest.fixture
-def fused_net(tiny_images: np.ndarray) -> Network:
-    """conv -> conv -> 2x2/2 max-pool (the pair the fused kernel runs; 9x9 leaves a row and a
-    column outside every window) -> dense -> dense."""
-    arch = copy.deepcopy(TINY_ARCH)
-    conv2 = dict(arch["layers"][0], name="c1b", in_channels=3, out_channels=4)
-    arch["layers"] = [
-        arch["layers"][0],
-        conv2,
-        {"type": "maxpool2d", "name": "p1", "size": 2, "stride": 2},
-        {"type": "flatten", "name": "flat"},
-        dict(arch["layers"][4], in_features=4 * 4 * 4),
-        arch["layers"][5],
-    ]
-    weights = random_float_weights(arch, np.random.default_rng(13))
-    return quantize_network("tiny-fused", arch, weights, tiny_images)
