@@ -14,11 +14,11 @@ whole batch through a custom PyTorchFI neuron hook (its fastest use; the built-i
 
 accelsim runs the whole paper-size Leveugle sample (7,645 faults; ``--faults N`` draws N of
 them at random, but then the workers' one-off start, ~5 s for the golden state, weighs more);
-PyTorchFI runs ``--pytorchfi-faults`` of the same faults (its cost per fault is constant). Printed: faults/s and
-fault x image evaluations/s of both, their ratio, and the projected time of the full
-7,645 x 10,000 campaign. Targets (issue #5): full LeNet-5 campaign < 10 min, >= 50x PyTorchFI
-per fault x image; ``--alexnet-faults N`` also times N AlexNet faults over 1,000 test images
-and projects the 9,494-fault campaign (target < 60 min).
+PyTorchFI runs ``--pytorchfi-faults`` of the same faults (its cost per fault is constant).
+Printed: faults/s and fault x image evaluations/s of both, their ratio, and the projected
+time of the full 7,645 x 10,000 campaign. Targets (issue #5): full LeNet-5 campaign < 10 min,
+>= 50x PyTorchFI per fault x image; ``--alexnet-faults N`` also times N AlexNet faults over
+1,000 test images and projects the 9,494-fault campaign (target < 60 min).
 """
 
 from __future__ import annotations
