@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dask.distributed import LocalCluster
 
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.config.workload import ProtectionMode as Mode
@@ -65,9 +66,8 @@ def test_local_workers_give_identical_rows(tmp_path: Path, campaign) -> None:
 
 
 def test_dask_local_cluster_gives_identical_rows(tmp_path: Path, campaign) -> None:
-    distributed = pytest.importorskip("dask.distributed")
     one = _run(tmp_path, "one", campaign, workers=1)
-    with distributed.LocalCluster(
+    with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None,
     ) as cluster:  # fmt: skip
