@@ -18,7 +18,7 @@ from accelsim.cli.commands import _emit, _nvf, _table
 from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError
-from accelsim.faults.campaign import CampaignInputs, run_campaign
+from accelsim.faults.campaign import CampaignInputs, check_reachable, run_campaign
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import bits_label, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults
@@ -194,6 +194,8 @@ def inject(args: argparse.Namespace) -> int:
     tag = mode.value if mode is ProtectionMode.NONE else f"{mode.value}-T{args.threshold:g}"
     out_dir = Path(args.output_dir or spec.output_dir) / "campaigns"
     stem = out_dir / f"campaign-{net.name}-{tag}"
+    if args.dask is not None:
+        check_reachable(args.dask)  # before the database exists: nothing to resume yet
     con = open_store(stem.with_suffix(".sqlite"), settings, resume=args.resume)
     golden = classify(protected_logits(pnet, x))
     golden_correct = int((golden == labels).sum())

@@ -182,7 +182,7 @@ def _on_dask(
         raise AccelsimError(
             "--dask needs dask.distributed: pip install 'dask[distributed]'"
         ) from None
-    _check_reachable(address)
+    check_reachable(address)
     try:
         client = Client(address, timeout=30)
     except OSError as err:
@@ -204,7 +204,7 @@ def _on_dask(
         client.close()
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """Fail in seconds, not after the client's timeout, when nothing listens at ``address``."""
     host_port = address.split("://", 1)[-1]
     host, _, port = host_port.rpartition(":")

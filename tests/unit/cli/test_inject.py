@@ -101,6 +101,7 @@ def test_bad_arguments_are_clear_errors(capsys, tmp_path: Path, extra, message) 
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "campaigns").exists()  # refused before any database was created
 
 
 def test_bad_fault_count_is_a_usage_error(capsys, tmp_path: Path) -> None:
