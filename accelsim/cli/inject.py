@@ -18,14 +18,19 @@ from accelsim.cli.commands import _emit, _nvf, _table
 from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError
-from accelsim.faults.campaign import CampaignInputs, check_reachable, run_campaign
+from accelsim.faults.campaign import (
+    CampaignInputs,
+    check_reachable,
+    golden_state,
+    run_campaign,
+)
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import bits_label, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults
-from accelsim.faults.store import FaultRows, open_store
+from accelsim.faults.store import FaultRows, done_ids, open_store
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import classify, quantize_images
-from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf
+from accelsim.protection.plan import plan_from_neurons, plan_from_nvf, plan_hash
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
 
 
@@ -61,13 +66,6 @@ def _fault_spec(args: argparse.Namespace, spec: FaultSpec) -> FaultSpec:
             "take 1, adjacent_bits/random_bits 1..8"
         )
     return out
-
-
-def _plan_hash(plan: ProtectionPlan) -> str:
-    h = hashlib.sha256(repr((plan.mode.value, plan.layers)).encode())
-    for arr in plan.neurons:
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:16]
 
 
 def _protected_network(args: argparse.Namespace, spec, net) -> tuple[ProtectedNetwork, dict]:
@@ -161,8 +159,11 @@ def _write_summary_csv(path: Path, summaries: list[tuple[str, Summary]]) -> None
 def inject(args: argparse.Namespace) -> int:
     spec = load_workload(args.workload)
     fspec = _fault_spec(args, spec.faults)
-    if args.workers is not None and args.workers < 1:
-        raise AccelsimError(f"--workers: expected a positive int, got {args.workers}")
+    for option in ("workers", "batch_size", "test_images"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            name = option.replace("_", "-")
+            raise AccelsimError(f"--{name}: expected a positive int, got {value}")
     net = load_network(spec.network)
     pnet, nvf_info = _protected_network(args, spec, net)
     mode = pnet.plan.mode
@@ -179,7 +180,7 @@ def inject(args: argparse.Namespace) -> int:
         "network_hash": network_hash(net),
         "protection": mode.value,
         "threshold_percent": args.threshold if mode is not ProtectionMode.NONE else None,
-        "plan_hash": _plan_hash(pnet.plan),
+        "plan_hash": plan_hash(pnet.plan),
         "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
         "fault_model": {
             k: (v.value if hasattr(v, "value") else v) for k, v in asdict(fspec).items()
@@ -197,18 +198,20 @@ def inject(args: argparse.Namespace) -> int:
     if args.dask is not None:
         check_reachable(args.dask)  # before the database exists: nothing to resume yet
     con = open_store(stem.with_suffix(".sqlite"), settings, resume=args.resume)
-    golden = classify(protected_logits(pnet, x))
-    golden_correct = int((golden == labels).sum())
     inputs = CampaignInputs(pnet, x, labels)
-    batch = fault_batch(faults)
-    start = time.perf_counter()
+    start = time.perf_counter()  # the golden state counts: workers compute it in their time
+    in_process = args.dask is None and (args.workers or 1) == 1
+    # in this process the campaign needs the golden state anyway; elsewhere one inference will do
+    golden = golden_state(inputs).classes if in_process else classify(protected_logits(pnet, x))
+    golden_correct = int((golden == labels).sum())
+    done_before = len(done_ids(con))
     with tqdm(
-        total=len(faults), unit="fault", desc=f"inject {net.name} ({tag})", disable=None,
-        leave=False, smoothing=0.05,
+        total=len(faults), initial=done_before, unit="fault", desc=f"inject {net.name} ({tag})",
+        disable=None, leave=False, smoothing=0.05,
     ) as bar:  # fmt: skip
         try:
             rows = run_campaign(
-                inputs, batch, con,
+                inputs, fault_batch(faults), con,
                 workers=args.workers or 1, dask_address=args.dask,
                 batch_size=args.batch_size, on_progress=bar.update,
             )  # fmt: skip
@@ -235,7 +238,7 @@ def inject(args: argparse.Namespace) -> int:
     summaries = [("all", overall), *groups]
     _write_fault_csv(stem.with_suffix(".faults.csv"), rows, net, len(x), golden_correct)
     _write_summary_csv(stem.with_suffix(".summary.csv"), summaries)
-    pairs = len(rows) * len(x)
+    pairs = (len(rows) - done_before) * len(x)  # evaluated by this run
     doc = {
         **settings,
         **nvf_info,

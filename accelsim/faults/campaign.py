@@ -31,6 +31,7 @@ from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes
 from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
 from accelsim.functional.modelio import network_hash
+from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork
 
 I8 = npt.NDArray[np.int8]
@@ -49,9 +50,9 @@ class CampaignInputs:
 
     def __post_init__(self) -> None:
         h = hashlib.sha256(network_hash(self.pnet.net).encode())
-        plan = self.pnet.plan
-        h.update(repr((plan.mode.value, plan.layers, sorted(self.pnet.ranges.items()))).encode())
-        for arr in (*plan.neurons, self.x, self.labels):
+        h.update(plan_hash(self.pnet.plan).encode())
+        h.update(repr(sorted(self.pnet.ranges.items())).encode())
+        for arr in (self.x, self.labels):
             h.update(np.ascontiguousarray(arr).tobytes())
         object.__setattr__(self, "key", h.hexdigest())
 
@@ -75,12 +76,12 @@ def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:
     state = golden_state(inputs)
     classes = faulty_classes(state, batch)
     return FaultRows(
-        batch.ids.copy(),
-        batch.layer.copy(),
-        batch.index.copy(),
-        batch.copy.copy(),
-        batch.mask.copy(),
-        batch.kind.copy(),
+        batch.ids,
+        batch.layer,
+        batch.index,
+        batch.copy,
+        batch.mask,
+        batch.kind,
         (classes != state.classes[None, :]).sum(axis=1).astype(np.int64),
         (classes == state.labels[None, :]).sum(axis=1).astype(np.int64),
     )
@@ -119,10 +120,10 @@ def run_campaign(
     """Evaluate every fault of ``faults`` not yet in the database ``con``; return all rows."""
     if workers < 1:
         raise AccelsimError(f"--workers: expected a positive int, got {workers}")
+    if batch_size is not None and batch_size < 1:
+        raise AccelsimError(f"--batch-size: expected a positive int, got {batch_size}")
     size = batch_size or default_batch_size(len(inputs.x))
     batches = pending_batches(faults, done_ids(con), size)
-    if on_progress is not None:
-        on_progress(0)
     if dask_address is not None:
         results = _on_dask(inputs, batches, dask_address)
     elif workers == 1:
@@ -176,12 +177,8 @@ def _take(it: Iterator[FaultBatch], n: int) -> list[FaultBatch]:
 def _on_dask(
     inputs: CampaignInputs, batches: list[FaultBatch], address: str
 ) -> Iterator[FaultRows]:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise AccelsimError(
-            "--dask needs dask.distributed: pip install 'dask[distributed]'"
-        ) from None
+    from dask.distributed import Client, as_completed  # slow to import: only when used
+
     check_reachable(address)
     try:
         client = Client(address, timeout=30)

@@ -59,10 +59,16 @@ class GoldenState:
     slack: tuple[tuple[I32, I32], ...]
 
     def __post_init__(self) -> None:
-        slack = [a for pair in self.slack for a in pair]
-        for arr in (self.x, *self.outputs, *self.accs, *self.post, self.classes, self.labels):
-            arr.setflags(write=False)
-        for arr in slack:
+        slack = (a for pair in self.slack for a in pair)
+        for arr in (
+            self.x,
+            *self.outputs,
+            *self.accs,
+            *self.post,
+            self.classes,
+            self.labels,
+            *slack,
+        ):
             arr.setflags(write=False)
 
     @property
@@ -113,6 +119,7 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
             h = protected_layer(pnet, i, h)
             outs[i].append(h.reshape(len(h), -1))
     outputs = tuple(np.concatenate(o) for o in outs)
+    classes = classify(outputs[-1])
     post = tuple(post_codes(pnet, i) for i in range(len(layers)))
     acc_arrays = tuple(np.concatenate(a) if a else np.zeros((0, 0), np.int32) for a in accs)
     first = min(i for i, rec in enumerate(layers) if isinstance(rec, Conv2D | Dense))
@@ -127,9 +134,9 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
         accs=acc_arrays,
         post=post,
         ranges=tuple(pnet.ranges.get(i, (-128, 127)) for i in range(len(layers))),
-        classes=classify(outputs[-1]),
+        classes=classes,
         labels=np.asarray(labels, np.int64),
-        bounds=_useful(layer_bounds(layers, post), outputs[-1], classify(outputs[-1])),
+        bounds=_useful(layer_bounds(layers, post), outputs[-1], classes),
         slack=slack,
     )
 

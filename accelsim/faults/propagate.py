@@ -94,11 +94,8 @@ def _run_kernel(call, n_pairs: int, capacity: int) -> tuple[I64, I64, I64]:
         if progress[0] == n_pairs:
             used = int(progress[1])
             return out_ptr, out_pos[:used], out_val[:used]
-        grown = np.empty(2 * out_pos.size, np.int64)
-        grown[: out_pos.size] = out_pos
-        out_pos, grown = grown, np.empty(2 * out_val.size, np.int64)
-        grown[: out_val.size] = out_val
-        out_val = grown
+        out_pos = np.concatenate([out_pos, np.empty_like(out_pos)])
+        out_val = np.concatenate([out_val, np.empty_like(out_val)])
 
 
 def _post_args(state: GoldenState, layer: int) -> tuple:
@@ -270,10 +267,8 @@ def _merged(state: GoldenState, layer: int, faults: FaultBatch) -> I8:
     """(N, m) merged values when each fault hits one copy of a protected neuron."""
     pnet = state.pnet
     rec = pnet.net.layers[layer]
-    ch = (
-        faults.index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else faults.index
-    )
-    acc = state.accs[layer][:, faults.index].astype(np.int64) + rec.bias[ch].astype(np.int64)
+    bias = rec.bias[rec.channel_of(faults.index)].astype(np.int64)
+    acc = state.accs[layer][:, faults.index].astype(np.int64) + bias
     raw = copies_from_accumulators(pnet, layer, acc, faults.index)
     hit = apply_fault(raw, faults.mask, faults.kind)
     copies = [np.where(faults.copy == c, hit, raw) for c in range(1 + EXTRA_COPIES[pnet.plan.mode])]
@@ -286,7 +281,8 @@ def faulty_classes(state: GoldenState, faults: FaultBatch) -> I64:
     values = faulty_values(state, faults)
     for layer in np.unique(faults.layer):
         rows = np.flatnonzero(faults.layer == layer)
-        changed = values[rows] != state.outputs[layer][:, faults.index[rows]].T
+        index, vals = faults.index[rows], values[rows]
+        changed = vals != state.outputs[layer][:, index].T
         # image-major order: the pairs of one image run back to back, so the kernels find that
         # image's golden rows in cache (fault-major order made conv kernels memory-bound)
         img, fr = np.nonzero(changed.T)
@@ -296,8 +292,8 @@ def faulty_classes(state: GoldenState, faults: FaultBatch) -> I64:
             ch = Changes(
                 img[sl].astype(np.int64),
                 np.arange(img[sl].size + 1, dtype=np.int64),
-                faults.index[rows][fr[sl]].astype(np.int64),
-                values[rows][fr[sl], img[sl]].astype(np.int64),
+                index[fr[sl]],
+                vals[fr[sl], img[sl]].astype(np.int64),
             )
             classes[rows[fr[sl]], img[sl]] = propagate_classes(state, int(layer), ch)
     return classes

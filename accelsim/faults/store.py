@@ -63,7 +63,11 @@ def open_store(path: Path, settings: dict[str, Any], *, resume: bool) -> sqlite3
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
     if exists:
-        _check_settings(con, path, settings)
+        try:
+            _check_settings(con, path, settings)
+        except AccelsimError:
+            con.close()
+            raise
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     if exists:
@@ -85,7 +89,6 @@ def _check_settings(con: sqlite3.Connection, path: Path, settings: dict[str, Any
     try:
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as err:
-        con.close()
         raise AccelsimError(f"{path} is not an accelsim campaign database ({err})") from None
     if meta.get("schema") != str(SCHEMA_VERSION) or "settings" not in meta:
         raise AccelsimError(f"{path}: not an accelsim campaign database of schema {SCHEMA_VERSION}")
@@ -93,7 +96,6 @@ def _check_settings(con: sqlite3.Connection, path: Path, settings: dict[str, Any
     wanted = json.loads(json.dumps(settings, sort_keys=True))
     differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
     if differ:
-        con.close()
         detail = "; ".join(f"{k}: stored {stored.get(k)!r}, now {wanted.get(k)!r}" for k in differ)
         raise AccelsimError(
             f"{path} was written for another campaign ({detail}); it cannot be resumed with "

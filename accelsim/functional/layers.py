@@ -59,6 +59,10 @@ class _Weighted:
     def out_size(self) -> int:
         return int(np.prod(self.out_shape))
 
+    def channel_of(self, flat_index: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Output channel of flat (C-H-W) output indices."""
+        return np.asarray(flat_index, np.int64) // (self.out_size // self.out_channels)
+
 
 @dataclass(frozen=True, eq=False)
 class Conv2D(_Weighted):

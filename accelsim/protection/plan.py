@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,14 @@ class ProtectionPlan:
 
     def for_layer(self, layer: int) -> I64 | None:
         return self.neurons[self.layers.index(layer)] if layer in self.layers else None
+
+
+def plan_hash(plan: ProtectionPlan) -> str:
+    """SHA-256 (16 hex digits) of the mode and the protected neurons."""
+    h = hashlib.sha256(repr((plan.mode.value, plan.layers)).encode())
+    for arr in plan.neurons:
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _check_layers(net: Network, mode: ProtectionMode, chosen: dict[int, I64]) -> None:

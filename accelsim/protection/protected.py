@@ -107,7 +107,7 @@ def copies_from_accumulators(pnet: ProtectedNetwork, layer: int, acc: I64, index
     """The value each copy of the protected neurons ``index`` holds before the merge, from their
     accumulators (bias included, (N, n)): ``requantise(acc, M / 2)`` for split, else y."""
     rec = pnet.net.layers[layer]
-    ch = index // int(np.prod(rec.out_shape[1:])) if isinstance(rec, Conv2D) else index
+    ch = rec.channel_of(index)
     halve = 1 if pnet.plan.mode is ProtectionMode.SPLIT else 0
     return requantize_ref(
         acc[:, :, None], rec.multiplier[ch], rec.shift[ch] - halve, relu=rec.relu
