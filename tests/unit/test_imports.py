@@ -28,6 +28,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "analysis": {"errors", "config", "functional", "faults", "numba"},
     "protection": {"errors", "config", "functional"},
     "faults": {"errors", "config", "functional", "protection", "numba", "threadpoolctl", "dask"},
+    "timing": {"errors", "config", "functional", "protection", "numba", "simpy"},
     "report": {"errors", "analysis", "matplotlib"},
     "cli": {"*"},
 }

@@ -1,0 +1,1 @@
+"""SimPy cycle model of the accelerator: decides *when*, asks functional/ *what*."""

@@ -1,0 +1,99 @@
+"""Run SCALE-Sim v3 on one topology in its own interpreter (numpy < 2.3) and print JSON.
+
+Usage (from bench_timing.py, with the Python of an environment holding scalesim==3.0.0):
+    PYTHON scalesim_runner.py ROWS COLS DATAFLOW TOPOLOGY.csv WORKDIR
+
+Prints one JSON line: {"layers": [{"name", "total_cycles", "stall_cycles"}...], "wall_s",
+"peak_rss_mb"}. Stalls are off (InterfaceBandwidth = CALC), traces are not written
+(save_disk_space). This file never imports accelsim.
+"""
+
+import csv
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+CFG = """[general]
+run_name = accelsim_peer
+
+[architecture_presets]
+ArrayHeight : {rows}
+ArrayWidth : {cols}
+IfmapSramSzkB : 1024
+FilterSramSzkB : 1024
+OfmapSramSzkB : 1024
+IfmapOffset : 0
+FilterOffset : 10000000
+OfmapOffset : 20000000
+Dataflow : {dataflow}
+Bandwidth : 10
+ReadRequestBuffer : 32
+WriteRequestBuffer : 32
+
+[layout]
+IfmapCustomLayout : False
+FilterCustomLayout : False
+IfmapSRAMBankBandwidth : 10
+IfmapSRAMBankNum : 10
+IfmapSRAMBankPort : 2
+FilterSRAMBankBandwidth : 10
+FilterSRAMBankNum : 10
+FilterSRAMBankPort : 2
+
+[sparsity]
+SparsitySupport : false
+SparseRep : ellpack_block
+OptimizedMapping : false
+BlockSize : 8
+RandomNumberGeneratorSeed : 40
+
+[run_presets]
+InterfaceBandwidth : CALC
+UseRamulatorTrace : False
+"""
+
+
+def main() -> None:
+    rows, cols, dataflow, topology, workdir = sys.argv[1:6]
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "accelsim_peer.cfg"
+    cfg.write_text(CFG.format(rows=rows, cols=cols, dataflow=dataflow))
+    layout = work / "layout.csv"
+    layout.write_text("Layer name, IFMAP SRAM Bank, FILTER SRAM Bank,\n")
+    from scalesim.scale_sim import scalesim  # noqa: PLC0415 (timed import excluded below)
+
+    start = time.perf_counter()
+    sim = scalesim(
+        save_disk_space=True, verbose=False, config=str(cfg), topology=topology,
+        layout=str(layout),
+    )
+    sim.run_scale(top_path=str(work))
+    wall = time.perf_counter() - start
+    report = next(work.rglob("COMPUTE_REPORT.csv"))
+    names = [r[0].strip() for r in list(csv.reader(open(topology)))[1:] if r]
+    layers = []
+    with open(report) as fh:
+        rows_ = list(csv.reader(fh))
+    head = [h.strip() for h in rows_[0]]
+    for name, row in zip(names, rows_[1:], strict=False):
+        rec = dict(zip(head, (v.strip() for v in row), strict=False))
+        layers.append(
+            {
+                "name": name,
+                "total_cycles": int(float(rec["Total Cycles (incl. prefetch)"]))
+                if "Total Cycles (incl. prefetch)" in rec
+                else None,
+                "compute_cycles": int(float(rec.get("Total Cycles", "nan"))),
+                "stall_cycles": int(float(rec.get("Stall Cycles", "0"))),
+                "raw": rec,
+            }
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"layers": layers, "wall_s": wall, "peak_rss_mb": peak}))
+
+
+if __name__ == "__main__":
+    main()
