@@ -82,6 +82,7 @@ class LayerTiming:
     peak_weight_bytes: int
     peak_output_bytes: int
     weight_bytes: int  # int8 weights + int32 biases held for this layer
+    copy_bytes: int  # extra int8 copies of protected neurons held until corrected
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,9 +106,11 @@ class TimingReport:
 
     @property
     def footprint_bytes(self) -> int:
-        """Weights and biases of every layer plus the largest input + output feature maps."""
+        """Weights and biases of every layer plus the largest input + output (+ copies) buffer
+        occupancy of any layer."""
         return self.total("weight_bytes") + max(
-            (t.peak_input_bytes + t.peak_output_bytes for t in self.layers), default=0
+            (t.peak_input_bytes + t.peak_output_bytes + t.copy_bytes for t in self.layers),
+            default=0,
         )
 
 
@@ -275,7 +278,7 @@ class CorrectionStage(_Component):
             yield p.layer_done.put(k)
 
 
-def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int) -> LayerTiming:
+def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int, extra: int) -> LayerTiming:
     total = st.end - st.start
     exposed = max(0, st.correction_end - st.compute_end) if ls.fold is not None else 0
     post = ls.post_cycles
@@ -299,6 +302,7 @@ def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int) -> LayerTiming:
         peak_weight_bytes=st.peak_weight,
         peak_output_bytes=st.peak_output,
         weight_bytes=ls.layer_weight_bytes,
+        copy_bytes=int(ls.protected.sum()) * extra,
     )
 
 
@@ -325,7 +329,10 @@ def simulate_schedule(
         arch.name,
         schedule.network,
         schedule.mode,
-        tuple(_layer_timing(ls, st, pes) for ls, st in zip(schedule.layers, stats, strict=True)),
+        tuple(
+            _layer_timing(ls, st, pes, schedule.extra_copies)
+            for ls, st in zip(schedule.layers, stats, strict=True)
+        ),
         ideal_memory,
         tuple(np.asarray(st.fold_starts, np.int64) for st in stats),
     )

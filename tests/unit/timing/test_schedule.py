@@ -1,0 +1,75 @@
+"""Fold counts and compute cycles: SCALE-Sim v3's model, protected copies, operand bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim.config.arch import Dataflow, PEArraySpec
+from accelsim.timing.schedule import Gemm, fold_map, layer_gemm, schedule_layer
+
+OS, WS, IS = Dataflow.OUTPUT_STATIONARY, Dataflow.WEIGHT_STATIONARY, Dataflow.INPUT_STATIONARY
+
+# "Total Cycles" of SCALE-Sim 3.0.0's COMPUTE_REPORT.csv for LeNet-5's layers (conv1: M 576,
+# N 6, K 25; conv2: 64, 16, 150; fc1: 1, 120, 256; fc2: 1, 84, 120; fc3: 1, 10, 84), run on
+# this machine with InterfaceBandwidth CALC; it prints the index of the last cycle (count - 1).
+SCALESIM_LENET = {
+    (OS, 16): [1979, 719, 2287, 899, 113],
+    (WS, 8): [2391, 3267, 11039, 3794, 505],
+    (WS, 16): [1243, 1099, 6015, 2255, 281],
+    (WS, 32): [669, 789, 3039, 1139, 284],
+    (IS, 8): [8063, 5775, 4543, 1589, 351],
+    (IS, 16): [3743, 2479, 2655, 1039, 335],
+    (IS, 32): [1799, 1099, 1711, 711, 311],
+}
+LENET_GEMMS = [Gemm(576, 6, 25), Gemm(64, 16, 150), Gemm(1, 120, 256), Gemm(1, 84, 120),
+               Gemm(1, 10, 84)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flow", "size"), sorted(SCALESIM_LENET, key=str))
+def test_compute_cycles_equal_scalesim(flow, size):
+    pe = PEArraySpec(size, size, flow)
+    got = [fold_map(g, pe).cycles - 1 for g in LENET_GEMMS]
+    assert got == SCALESIM_LENET[(flow, size)]
+
+
+def test_gemm_of_layers(tiny_net):
+    conv1, _, conv2, _, dense, _ = tiny_net.layers
+    assert layer_gemm(conv1) == Gemm(81, 3, 9)
+    assert layer_gemm(conv2) == Gemm(4, 4, 27)
+    assert layer_gemm(dense) == Gemm(1, 7, 16)
+    assert layer_gemm(tiny_net.layers[1]) is None
+
+
+@pytest.mark.parametrize("flow", list(Dataflow))
+def test_schedule_covers_every_fold_once_and_copies_follow_their_fold(tiny_net, flow):
+    pe = PEArraySpec(4, 3, flow)
+    layer = tiny_net.layers[0]
+    plain = schedule_layer(layer, 0, pe, None, 0)
+    fm = plain.fold
+    assert plain.n_tiles == fm.folds
+    assert len({(r, c) for r, c in zip(plain.row_fold, plain.col_fold, strict=True)}) == fm.folds
+    protected = np.array([0, 80])  # channel 0, first and last pixel
+    tmr = schedule_layer(layer, 0, pe, protected, 2)
+    originals = tmr.copy == 0
+    assert originals.sum() == fm.folds
+    for t in np.flatnonzero(tmr.copy > 0):  # a copy re-runs the fold right before it
+        assert (tmr.row_fold[t], tmr.col_fold[t]) == (tmr.row_fold[t - 1], tmr.col_fold[t - 1])
+        assert tmr.copy[t] == tmr.copy[t - 1] + 1
+    assert tmr.protected.sum() == 2  # the correction stage gets each protected neuron once
+    if flow is OS:  # pixel 0 and pixel 80 sit in different row folds: two folds re-run
+        assert (tmr.copy > 0).sum() == 2 * 2
+    else:  # every reduction fold of the strips holding them re-runs
+        strips = 1 if flow is WS else 2
+        assert (tmr.copy > 0).sum() == 2 * strips * fm.row_folds
+
+
+def test_operand_bytes_per_dataflow(tiny_net):
+    layer = tiny_net.layers[0]  # M 81, N 3, K 9
+    os_ = schedule_layer(layer, 0, PEArraySpec(4, 3, OS), None, 0)
+    assert os_.input_bytes[0] == 4 * 9 and os_.weight_bytes[0] == 3 * (9 + 4)
+    assert os_.output_bytes[-1] == 1 * 3  # last row fold holds one pixel (81 = 20 * 4 + 1)
+    assert os_.writeback_bytes.sum() == 81 * 3
+    ws = schedule_layer(layer, 0, PEArraySpec(4, 3, WS), None, 0)  # K folds: 4, 4, 1
+    np.testing.assert_array_equal(ws.output_bytes, [81 * 3 * 4, 81 * 3 * 4, 81 * 3])
+    np.testing.assert_array_equal(ws.writeback_bytes, [0, 0, 81 * 3])
