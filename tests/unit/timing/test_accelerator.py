@@ -116,7 +116,8 @@ def test_correction_stage_after_protected_folds(tiny_net):
     schedule, report = simulate(tiny_net, arch, plan=plan, ideal_memory=True)
     k = [ls.name for ls in schedule.layers].index("d1")
     lt = report.layers[k]
-    assert lt.tiles == 6 and lt.copy_tiles == 4
+    assert lt.tiles == 6
+    assert lt.copy_tiles == 4
     assert lt.compute_cycles == 6 * 19
     assert lt.correction_cycles == 2 + 2
     assert lt.correction_exposed_cycles == 2 + 3  # the last batch ends after the last fold

@@ -67,7 +67,8 @@ def test_schedule_covers_every_fold_once_and_copies_follow_their_fold(tiny_net, 
 def test_operand_bytes_per_dataflow(tiny_net):
     layer = tiny_net.layers[0]  # M 81, N 3, K 9
     os_ = schedule_layer(layer, 0, PEArraySpec(4, 3, OS), None, 0)
-    assert os_.input_bytes[0] == 4 * 9 and os_.weight_bytes[0] == 3 * (9 + 4)
+    assert os_.input_bytes[0] == 4 * 9
+    assert os_.weight_bytes[0] == 3 * (9 + 4)
     assert os_.output_bytes[-1] == 1 * 3  # last row fold holds one pixel (81 = 20 * 4 + 1)
     assert os_.writeback_bytes.sum() == 81 * 3
     ws = schedule_layer(layer, 0, PEArraySpec(4, 3, WS), None, 0)  # K folds: 4, 4, 1
