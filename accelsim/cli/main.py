@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from accelsim import __version__
 from accelsim.cli import commands
 from accelsim.cli.inject import inject, parse_faults
+from accelsim.cli.simulate import parse_modes, simulate_command
 from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.errors import AccelsimError
+from accelsim.timing.pe_faults import PeSite
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +102,51 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument("--output-dir", help="override the workload's output_dir")
     inj.add_argument("--json", action="store_true", help="print one JSON document")
     inj.set_defaults(func=inject)
+
+    sim = sub.add_parser(
+        "simulate", help="cycle-level run on an architecture: cycles, stalls, traffic, overheads"
+    )
+    sim.add_argument("arch", help="architecture YAML (e.g. arch/pe16x16.yaml)")
+    sim.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    sim.add_argument(
+        "--protection",
+        type=parse_modes,
+        help="comma-separated modes to simulate next to the unprotected run (default: the "
+        "workload's protection.modes)",
+    )
+    sim.add_argument("--threshold", type=float, default=20.0, help="NVF threshold in percent")
+    sim.add_argument(
+        "--top",
+        type=float,
+        metavar="PERCENT",
+        help="protect the PERCENT %% most vulnerable neurons (sets the threshold from the NVF)",
+    )
+    sim.add_argument(
+        "--ideal-memory",
+        action="store_true",
+        help="free transfers (SCALE-Sim's InterfaceBandwidth CALC): compute cycles only",
+    )
+    sim.add_argument("--trace", metavar="FILE", help="write the event log as CSV")
+    sim.add_argument(
+        "--pe-faults", type=int, help="also run N PE-datapath faults per mode (and N neuron faults)"
+    )
+    sim.add_argument(
+        "--pe-site", choices=[s.value for s in PeSite], default="accumulator",
+        help="register the PE faults hit (default: accumulator)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--permanent", action="store_true", help="stuck-at PE faults instead of transient flips"
+    )
+    sim.add_argument(
+        "--test-images", type=int, default=200, help="images per PE fault (default 200)"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="seed of the PE-fault sample")
+    sim.add_argument("--images", type=int, help="override analysis.images (NVF)")
+    sim.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
+    sim.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
+    sim.add_argument("--output-dir", help="override the workload's output_dir")
+    sim.add_argument("--json", action="store_true", help="print one JSON document")
+    sim.set_defaults(func=simulate_command)
 
     data = sub.add_parser("data", help="datasets: fetch the official files, show where they are")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

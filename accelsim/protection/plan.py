@@ -133,3 +133,16 @@ def load_plan(path: Path, net: Network) -> ProtectionPlan:
         )
     t = float(data["threshold_percent"])
     return plan_from_neurons(net, mode, neurons, threshold_percent=None if np.isnan(t) else t)
+
+
+def threshold_for_top(nvf_by_layer: dict[int, F64], top_percent: float) -> float:
+    """The NVF threshold (percent) that protects the ``top_percent`` % most vulnerable neurons
+    (ties at the threshold included; never neurons with NVF 0)."""
+    if not 0 < top_percent <= 100:
+        raise AccelsimError(f"--top: expected a percentage in (0, 100], got {top_percent:g}")
+    values = np.sort(np.concatenate([np.ravel(v) for v in nvf_by_layer.values()]))[::-1]
+    positive = values[values > 0]
+    if positive.size == 0:
+        raise AccelsimError("every neuron has NVF 0: there is nothing to protect")
+    k = max(1, int(np.ceil(values.size * top_percent / 100)))
+    return 100.0 * float(max(values[min(k, values.size) - 1], positive[-1]))

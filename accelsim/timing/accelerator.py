@@ -125,13 +125,15 @@ class OffchipChannel:
         self.env, self.spec, self.ideal = env, arch.offchip, ideal
         self.bus = simpy.Resource(env, capacity=1)
 
-    def transfer(self, nbytes: int) -> Generator[simpy.Event, Any, None]:
+    def transfer(self, nbytes: int, *, posted: bool = False) -> Generator[simpy.Event, Any, None]:
+        """Hold the channel for the bytes, then wait the latency (reads); a posted write
+        returns as soon as its bytes are on the channel."""
         if self.ideal or nbytes <= 0:
             return
         with self.bus.request() as req:
             yield req
             yield self.env.timeout(math.ceil(nbytes / self.spec.bandwidth_bytes_per_cycle))
-        if self.spec.latency_cycles:
+        if self.spec.latency_cycles and not posted:
             yield self.env.timeout(self.spec.latency_cycles)
 
 
@@ -240,16 +242,20 @@ class PEArray(_Component):
 
 
 class OutputDrain(_Component):
-    """Writes the final int8 outputs of finished folds off-chip."""
+    """Writes the final int8 outputs of finished folds off-chip as posted writes; a layer is
+    drained when its last write has landed (one latency after it left)."""
 
     def run(self) -> Generator[simpy.Event, Any, None]:
         p = self.ports
+        latency = 0 if self.ideal else self.arch.offchip.latency_cycles
         for k, ls in enumerate(self.schedule.layers):
             if ls.fold is None:
                 continue
             while (nbytes := (yield p.outputs.get())) != _END:
-                yield from p.offchip.transfer(nbytes)
+                yield from p.offchip.transfer(nbytes, posted=True)
                 self.stats[k].offchip_output += nbytes
+            if self.stats[k].offchip_output and latency:
+                yield self.env.timeout(latency)
             yield p.drained.put(k)
 
 

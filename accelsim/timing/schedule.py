@@ -14,13 +14,19 @@ A fold (a *tile*) is one R x C block of the two spatial dimensions; partial fold
 fold, as in SCALE-Sim. Compute cycles of a layer are ``folds * cycles per fold``; SCALE-Sim's
 COMPUTE_REPORT prints the index of the last cycle, one less.
 
-Protected neurons (split: one extra copy, TMR: two) are scheduled at tile granularity: every
-fold that produces a protected neuron is run again once per extra copy, right after the
-original fold (its operands are still in the buffers), with the array mapping rotated by
-``copy`` rows and ``copy`` columns, so copy k of a neuron sits on PE ((r + k) mod R,
-(c + k) mod C), never on the PE of another copy when R or C exceeds the copy count. In the
-weight- and input-stationary dataflows a fold only produces partial sums, so every reduction
-(K) fold of a protected output strip is re-run.
+Protected neurons (split: one extra copy, TMR: two) are scheduled at fold granularity, and
+always on other PEs than their original:
+
+- *stacked*: when the fold leaves enough of the array idle (output stationary: the rows it uses
+  times the number of copies fit in R, e.g. every Dense layer, whose M is 1; weight/input
+  stationary: the same with its columns in C), the copies are computed in the same fold in the
+  idle rows (columns) right below (beside) the originals, fed the same operands: no extra cycles.
+- *re-run*: otherwise the fold runs again once per extra copy, right after the original (its
+  operands are still in the buffers), with the array mapping rotated by ``copy`` rows and
+  ``copy`` columns: copy k of a neuron sits on PE ((r + k) mod R, (c + k) mod C), never on the
+  PE of another copy when R or C exceeds the copy count. In the weight- and input-stationary
+  dataflows a fold only produces partial sums, so every reduction (K) fold of a protected
+  output strip is re-run.
 """
 
 from __future__ import annotations
@@ -106,7 +112,9 @@ class LayerSchedule:
     """The folds of one layer in issue order (arrays of length n_tiles, int64).
 
     ``row_fold``/``col_fold`` index the fold in the spatial dimensions, ``copy`` is 0 for the
-    original computation and k for the k-th extra copy of protected neurons, ``protected`` counts
+    original computation and k for the k-th extra copy of protected neurons (re-run, rotated),
+    ``stack`` is how many copies the fold computes side by side (1, or 1 + extra copies when
+    they are stacked in idle rows/columns ``stack_offset`` apart), ``protected`` counts
     the protected neurons a fold finishes (the correction stage's work after it), ``*_bytes`` are
     the bytes each operand slice of the fold occupies.
     """
@@ -119,6 +127,8 @@ class LayerSchedule:
     col_fold: I64
     copy: I64
     protected: I64
+    stack: I64
+    stack_offset: I64
     input_bytes: I64
     weight_bytes: I64
     output_bytes: I64
@@ -129,7 +139,7 @@ class LayerSchedule:
     post_cycles: int  # pooling: cycles of the activation/pooling unit
 
     def __post_init__(self) -> None:
-        for arr in (self.row_fold, self.col_fold, self.copy, self.protected):
+        for arr in (self.row_fold, self.col_fold, self.copy, self.protected, self.stack):
             arr.setflags(write=False)
         for arr in (self.input_bytes, self.weight_bytes, self.output_bytes, self.writeback_bytes):
             arr.setflags(write=False)
@@ -213,7 +223,15 @@ def schedule_layer(
     empty = np.zeros(0, np.int64)
     if gemm is None:
         return LayerSchedule(
-            index, layer.name, None, None, *([empty] * 8), in_b, w_b, out_b, _post_cycles(layer, pe)
+            index,
+            layer.name,
+            None,
+            None,
+            *([empty] * 10),
+            in_b,
+            w_b,
+            out_b,
+            _post_cycles(layer, pe),
         )
     fm = fold_map(gemm, pe)
     rf, cf = np.meshgrid(np.arange(fm.row_folds), np.arange(fm.col_folds), indexing="ij")
@@ -222,15 +240,26 @@ def schedule_layer(
     rf, cf = rf.ravel(), cf.ravel()
     finish = np.zeros(rf.size, np.int64)
     copies = np.ones(rf.size, np.int64)
+    stack = np.ones(rf.size, np.int64)
+    offset = np.zeros(rf.size, np.int64)
     if protected is not None and protected.size:
         rerun, fin = _protected_folds(layer, fm, pe, protected)
         finish = fin[rf, cf]
-        copies = 1 + extra_copies * rerun[rf, cf]
+        want = rerun[rf, cf] & (extra_copies > 0)
+        if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
+            used, room = _used(fm.spatial_rows, pe.rows, rf), pe.rows
+        else:
+            used, room = _used(fm.spatial_cols, pe.cols, cf), pe.cols
+        stacked = want & (used * (1 + extra_copies) <= room)
+        stack = np.where(stacked, 1 + extra_copies, 1)
+        offset = np.where(stacked, used, 0)
+        copies = 1 + extra_copies * (want & ~stacked)
     order = np.repeat(np.arange(rf.size), copies)
     copy = np.arange(order.size) - np.repeat(np.cumsum(copies) - copies, copies)
     is_last_copy = copy == copies[order] - 1
     done = np.where(is_last_copy, finish[order], 0)  # correction work after this fold
     rf, cf = rf[order], cf[order]
+    stack, offset = np.where(copy == 0, stack[order], 1), np.where(copy == 0, offset[order], 0)
     is_os = pe.dataflow is Dataflow.OUTPUT_STATIONARY
     last_k = np.full(rf.size, is_os) | (rf == fm.row_folds - 1)
     in_bytes, wt_bytes, out_bytes = _slice_bytes(gemm, fm, pe, rf, cf, last_k)
@@ -238,7 +267,7 @@ def schedule_layer(
     out_bytes = np.where(copy > 0, np.where(last_k, finish[order], out_bytes), out_bytes)
     writeback = np.where((copy == 0) & last_k, out_bytes, 0)
     return LayerSchedule(
-        index, layer.name, gemm, fm, rf, cf, copy, done,
+        index, layer.name, gemm, fm, rf, cf, copy, done, stack, offset,
         in_bytes, wt_bytes, out_bytes, writeback, in_b, w_b, out_b, 0,
     )  # fmt: skip
 
@@ -280,14 +309,22 @@ def neurons_on_pe(
     cp = (col - ls.copy) % pe.cols
     i = ls.row_fold * pe.rows + rp
     j = ls.col_fold * pe.cols + cp
+    copy = ls.copy.copy()
+    stacked = ls.stack > 1
     if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
-        keep = (i < g.m) & (j < g.n)
-        return ls.copy[keep], j[keep] * g.m + i[keep]
-    keep = j < fm.spatial_cols
+        e = np.where(stacked, row // np.maximum(ls.stack_offset, 1), 0)
+        i = np.where(stacked, ls.row_fold * pe.rows + row - e * ls.stack_offset, i)
+        copy = np.where(stacked, e, copy)
+        keep = (i < g.m) & (j < g.n) & (~stacked | (e < ls.stack))
+        return copy[keep], j[keep] * g.m + i[keep]
+    e = np.where(stacked, col // np.maximum(ls.stack_offset, 1), 0)
+    j = np.where(stacked, ls.col_fold * pe.cols + col - e * ls.stack_offset, j)
+    copy = np.where(stacked, e, copy)
+    keep = (j < fm.spatial_cols) & (~stacked | (e < ls.stack))
     if outputs_only:
         keep &= (ls.row_fold == fm.row_folds - 1) & (row == pe.rows - 1)
     streamed = np.arange(fm.temporal)
-    copies = np.repeat(ls.copy[keep], streamed.size)
+    copies = np.repeat(copy[keep], streamed.size)
     jj = np.repeat(j[keep], streamed.size)
     ss = np.tile(streamed, int(keep.sum()))
     m, n = (ss, jj) if pe.dataflow is Dataflow.WEIGHT_STATIONARY else (jj, ss)

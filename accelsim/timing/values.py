@@ -61,50 +61,74 @@ def _wrap32(v: I64) -> I64:
 
 
 class _Fold:
-    """One fold with the fault's PE in it: logical position, spatial indices, local cycle."""
+    """One fold with the fault's PE in it: which copy's accumulators the PE feeds (``acc``,
+    None when the PE is idle in a stacked fold), its logical position, spatial indices and the
+    cycle inside the fold."""
 
-    def __init__(self, ls, pe, t, fault: PeFault, start: int | None) -> None:
-        self.copy = int(ls.copy[t])
+    def __init__(self, ls: LayerSchedule, pe: PEArraySpec, t: int, fault: PeFault, start) -> None:
+        self.rot = int(ls.copy[t])  # re-run copies are rotated; stacked folds are not
+        self.stack, self.offset = int(ls.stack[t]), int(ls.stack_offset[t])
+        self.os = pe.dataflow is Dataflow.OUTPUT_STATIONARY
         self.r, self.c = fault.row, fault.col
-        self.rp = (fault.row - self.copy) % pe.rows
-        self.cp = (fault.col - self.copy) % pe.cols
-        self.i = int(ls.row_fold[t]) * pe.rows + self.rp
-        self.j = int(ls.col_fold[t]) * pe.cols + self.cp
         self.row0 = int(ls.row_fold[t]) * pe.rows
+        self.col0 = int(ls.col_fold[t]) * pe.cols
         self.is_last_k = int(ls.row_fold[t]) == ls.fold.row_folds - 1
         self.tau = None if start is None else fault.cycle - start
+        self.acc, self.rp = self.row_copy(fault.row, pe)
+        self.cp = (fault.col - self.rot) % pe.cols
+        if self.stack > 1 and not self.os:
+            e = fault.col // self.offset
+            self.acc, self.cp = (e if e < self.stack else None), fault.col - e * self.offset
+        self.i, self.j = self.row0 + self.rp, self.col0 + self.cp
+
+    def row_copy(self, row: int, pe: PEArraySpec) -> tuple[int | None, int]:
+        """(copy, logical row) of physical ``row``."""
+        if self.stack > 1 and self.os:
+            e = row // self.offset
+            return (e if e < self.stack else None), row - e * self.offset
+        return self.rot, (row - self.rot) % pe.rows
 
 
 def _column_partial(a: I8, w: I8, f: _Fold, pe: PEArraySpec, k_total: int, m, n) -> I64:
     """Partial sums leaving physical row ``f.r`` in this fold (rows 0..r, valid k only), of the
     outputs (m, n) where exactly one of m, n is an index array: (B, len(array))."""
-    ks = f.row0 + (np.arange(f.r + 1) - f.copy) % pe.rows
+    ks = f.row0 + (np.arange(f.r + 1) - f.rot) % pe.rows
     ks = ks[ks < k_total]
     if np.ndim(m):  # weight stationary: streamed outputs m of column n
         return a[:, m][:, :, ks].astype(np.int64) @ w[ks, n].astype(np.int64)
     return a[:, m, ks].astype(np.int64) @ w[ks][:, n].astype(np.int64)
 
 
+def _os_weight_fault(fault: PeFault, f: _Fold, a: I8, w: I8, acc: I64, pe, g) -> None:
+    """The weight register's value moves down the column: every PE from row r down uses it."""
+    n = f.j
+    if n >= g.n:
+        return
+    k = None if fault.is_permanent else f.tau - f.r - f.c
+    if k is not None and not 0 <= k < g.k:
+        return
+    dw = fault.apply(w[:, n] if k is None else w[k, n], 8) - (w[:, n] if k is None else w[k, n])
+    for row in range(f.r, pe.rows):
+        copy, rp = f.row_copy(row, pe)
+        m = f.row0 + rp
+        if copy is None or m >= g.m or (f.stack > 1 and rp >= f.offset):
+            continue
+        prod = a[:, m, :].astype(np.int64) @ dw if k is None else a[:, m, k].astype(np.int64) * dw
+        acc[copy][:, m, n] += prod
+
+
 def _os_fault(fault, f: _Fold, a, w, acc, pe, g, edits):
-    m, n = f.i, f.j
     if fault.site is PeSite.OPERAND_REGISTER:
-        if n >= g.n:
-            return
-        ms = f.row0 + (np.arange(f.r, pe.rows) - f.copy) % pe.rows
-        ms = ms[ms < g.m]
-        if fault.is_permanent:
-            dw = fault.apply(w[:, n], 8) - w[:, n]
-            acc[:, ms, n] += a[:, ms, :].astype(np.int64) @ dw
-        elif 0 <= (k := f.tau - f.r - f.c) < g.k:
-            dw = fault.apply(w[k, n], 8) - np.int64(w[k, n])
-            acc[:, ms, n] += a[:, ms, k].astype(np.int64) * dw
+        _os_weight_fault(fault, f, a, w, acc, pe, g)
         return
-    if m >= g.m or n >= g.n:
+    m, n = f.i, f.j
+    if f.acc is None or m >= g.m or n >= g.n:
         return
+    acc = acc[f.acc]
     kappa = None if fault.is_permanent else f.tau - f.r - f.c
     if fault.site is PeSite.OUTPUT_REGISTER:
         if kappa is None or kappa >= g.k:
-            edits.append((f.copy, np.array([m]), np.array([n])))
+            edits.append((f.acc, np.array([m]), np.array([n])))
         return
     if kappa is None:  # stuck accumulator: forced after every MAC
         p = np.zeros(a.shape[0], np.int64)
@@ -125,15 +149,16 @@ def _stationary_fault(fault, f: _Fold, a, w, acc, before, pe, g, edits):
     (rows: k, cols: m, streamed: n)."""
     ws = pe.dataflow is Dataflow.WEIGHT_STATIONARY
     streamed = g.m if ws else g.n
-    if f.j >= (g.n if ws else g.m):
+    if f.acc is None or f.j >= (g.n if ws else g.m):
         return
+    acc = acc[f.acc]
     s = None if fault.is_permanent else f.tau - pe.rows - f.r - f.c
     sel = np.arange(streamed) if s is None else np.array([s])
     if fault.site is PeSite.OUTPUT_REGISTER:
         if f.r == pe.rows - 1 and f.is_last_k:
             sel = sel[(sel >= 0) & (sel < streamed)]
             fixed = np.full(sel.size, f.j)
-            edits.append((f.copy, *((sel, fixed) if ws else (fixed, sel))))
+            edits.append((f.acc, *((sel, fixed) if ws else (fixed, sel))))
         return
     if fault.site is PeSite.OPERAND_REGISTER:
         if f.i >= g.k or (s is not None and f.tau < pe.rows):
@@ -166,20 +191,21 @@ def layer_accumulators(
     acc = np.zeros((n_copies, a.shape[0], g.m, g.n), np.int64)
     edits: list[Edit] = []
     for t in range(ls.n_tiles):
-        copy = int(ls.copy[t])
+        copies = range(ls.copy[t], ls.copy[t] + ls.stack[t])  # a re-run copy, or the stack
         f = None
         if fault is not None:
             start = None if fault.is_permanent else int(starts[t])
             busy = fault.is_permanent or 0 <= fault.cycle - start < ls.fold.fold_cycles
             f = _Fold(ls, pe, t, fault, start) if busy else None
-        before = acc[copy].copy() if f is not None else None
-        fold_acc_int8(a, w, fold_block(ls, pe, t), acc[copy])
+        before = acc[f.acc].copy() if f is not None and f.acc is not None else None
+        for copy in copies:
+            fold_acc_int8(a, w, fold_block(ls, pe, t), acc[copy])
         if f is None:
             continue
         if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
-            _os_fault(fault, f, a, w, acc[copy], pe, g, edits)
+            _os_fault(fault, f, a, w, acc, pe, g, edits)
         else:
-            _stationary_fault(fault, f, a, w, acc[copy], before, pe, g, edits)
+            _stationary_fault(fault, f, a, w, acc, before, pe, g, edits)
     return _wrap32(acc), edits
 
 
@@ -203,7 +229,7 @@ def layer_outputs(
     if ls.gemm is None:
         return apply_layer(layer, x)
     index = pnet.plan.for_layer(ls.layer) if pnet.plan.mode is not ProtectionMode.NONE else None
-    n_copies = 1 + int(ls.copy.max(initial=0))
+    n_copies = int(np.max(ls.copy + ls.stack, initial=1))
     acc, edits = layer_accumulators(ls, pe, layer, x, n_copies, fault, starts)
     y = _requant(layer, acc[0])
     flat = y.reshape(len(y), -1)  # a view: y is contiguous

@@ -33,22 +33,28 @@ def _f(fault: PeFault, v: int, width: int) -> int:
 def emulate_layer(a, w, tiles, pe: PEArraySpec, n_copies: int, fault, fold_cycles: int):
     """Accumulators (copies, M, N) of one image and output-register edits {(copy, m, n)}.
 
-    ``a`` (M, K) int8, ``w`` (K, N) int8, ``tiles``: (row_fold, col_fold, copy, start) tuples.
+    ``a`` (M, K) int8, ``w`` (K, N) int8, ``tiles``: (row_fold, col_fold, copy, stack,
+    stack_offset, start) tuples. A re-run copy k is rotated by k rows and columns; a stacked
+    fold computes copy e in rows (output stationary) or columns e * offset .. (e + 1) * offset.
     """
     m_total, _k_total = a.shape
     n_total = w.shape[1]
     big_r, big_c = pe.rows, pe.cols
     acc = np.zeros((n_copies, m_total, n_total), np.int64)
     edits = set()
-    for rf, cf, copy, s in tiles:
+    for rf, cf, copy, stack, offset, s in tiles:
+        if pe.dataflow is not Dataflow.OUTPUT_STATIONARY:
+            _stationary_fold(a, w, acc, edits, rf, cf, copy, stack, offset, s, fault, pe)
+            continue
         for r in range(big_r):
             for c in range(big_c):
-                rp, cp = (r - copy) % big_r, (c - copy) % big_c
+                rp, cp, e = (r - copy) % big_r, (c - copy) % big_c, copy
+                if stack > 1:
+                    e, rp, cp = r // offset, r % offset, c
+                    if e >= stack:
+                        continue
                 i, j = rf * big_r + rp, cf * big_c + cp
-                if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
-                    _os_pe(a, w, acc[copy], edits, copy, r, c, i, j, s, fault, fold_cycles, pe)
-        if pe.dataflow is not Dataflow.OUTPUT_STATIONARY:
-            _stationary_fold(a, w, acc[copy], edits, rf, cf, copy, s, fault, pe)
+                _os_pe(a, w, acc[e], edits, e, r, c, i, j, s, fault, fold_cycles, pe)
     return acc, edits
 
 
@@ -74,7 +80,7 @@ def _os_pe(a, w, acc, edits, copy, r, c, m, n, s, fault, fold_cycles, pe):
     acc[m, n] = p
 
 
-def _stationary_fold(a, w, acc, edits, rf, cf, copy, s, fault, pe):
+def _stationary_fold(a, w, accs, edits, rf, cf, copy, stack, offset, s, fault, pe):
     ws = pe.dataflow is Dataflow.WEIGHT_STATIONARY
     m_total, k_total = a.shape
     n_total = w.shape[1]
@@ -82,14 +88,19 @@ def _stationary_fold(a, w, acc, edits, rf, cf, copy, s, fault, pe):
     streamed = m_total if ws else n_total
     last_k = (rf + 1) * big_r >= k_total
     for c in range(big_c):
-        j = cf * big_c + (c - copy) % big_c
+        j, e = cf * big_c + (c - copy) % big_c, copy
+        if stack > 1:
+            e, j = c // offset, cf * big_c + c % offset
+            if e >= stack:
+                continue
         if j >= (n_total if ws else m_total):
             continue
-        for e in range(streamed):
-            m, n = (e, j) if ws else (j, e)
+        acc = accs[e]
+        for el in range(streamed):
+            m, n = (el, j) if ws else (j, el)
             psum = int(acc[m, n])
             for rho in range(big_r):
-                tau = big_r + rho + c + e
+                tau = big_r + rho + c + el
                 k = rf * big_r + (rho - copy) % big_r
                 if k < k_total:
                     av, wv = int(a[m, k]), int(w[k, n])
@@ -107,7 +118,6 @@ def _stationary_fold(a, w, acc, edits, rf, cf, copy, s, fault, pe):
                 if _hit(fault, PeSite.ACCUMULATOR, rho, c, s + tau):
                     psum = _f(fault, psum, 32)
             acc[m, n] = psum
-            if last_k and _hit(
-                fault, PeSite.OUTPUT_REGISTER, big_r - 1, c, s + big_r + big_r - 1 + c + e
-            ):
-                edits.add((copy, m, n))
+            out_cycle = s + big_r + big_r - 1 + c + el
+            if last_k and _hit(fault, PeSite.OUTPUT_REGISTER, big_r - 1, c, out_cycle):
+                edits.add((e, m, n))

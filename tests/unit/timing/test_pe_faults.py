@@ -29,10 +29,12 @@ def _setup(tiny_net, tiny_images, layer_name, pe, protected, extra):
 
 
 def _compare(layer, h, ls, pe, starts, fault):
-    n_copies = 1 + int(ls.copy.max())
+    n_copies = int(np.max(ls.copy + ls.stack))
     acc, edits = layer_accumulators(ls, pe, layer, h, n_copies, fault, starts)
     a, w = layer_operands(layer, h)
-    tiles = list(zip(ls.row_fold, ls.col_fold, ls.copy, starts, strict=True))
+    tiles = list(
+        zip(ls.row_fold, ls.col_fold, ls.copy, ls.stack, ls.stack_offset, starts, strict=True)
+    )
     ref_acc, ref_edits = emulate_layer(a[0], w, tiles, pe, n_copies, fault, ls.fold.fold_cycles)
     np.testing.assert_array_equal(acc[:, 0], ref_acc, err_msg=str(fault))
     got = {
@@ -108,25 +110,27 @@ def test_neurons_on_pe_partition_the_outputs(tiny_net):
     np.testing.assert_array_equal(np.sort(seen), np.arange(layer.out_size))
 
 
-def test_copies_of_a_neuron_sit_on_different_pes(tiny_net):
-    for flow in Dataflow:
-        pe = PEArraySpec(3, 4, flow)
-        layer = tiny_net.layers[0]
-        protected = np.arange(0, layer.out_size, 7)
-        ls = schedule_layer(layer, 0, pe, protected, 2)
-        owner: dict[int, set] = {}
-        for r in range(pe.rows):
-            for c in range(pe.cols):
-                copies, flat = neurons_on_pe(ls, pe, r, c, outputs_only=True)
-                for cp, f in zip(copies, flat, strict=True):
-                    if f in protected:
-                        owner.setdefault(int(f), set()).add((cp, r, c))
-        for f, places in owner.items():
-            assert len({cp for cp, _, _ in places}) == 3, f
-            pes_by_copy = {cp: {(r, c) for k, r, c in places if k == cp} for cp in range(3)}
-            for a in range(3):
-                for b in range(a + 1, 3):
-                    assert not pes_by_copy[a] & pes_by_copy[b], (flow, f)
+@pytest.mark.parametrize("index", [0, 4])  # c1: copies re-run; d1: copies stacked (os)
+@pytest.mark.parametrize("flow", list(Dataflow))
+def test_copies_of_a_neuron_sit_on_different_pes(tiny_net, flow, index):
+    pe = PEArraySpec(3, 4, flow)
+    layer = tiny_net.layers[index]
+    protected = np.arange(0, layer.out_size, 7)
+    ls = schedule_layer(layer, index, pe, protected, 2)
+    owner: dict[int, set] = {}
+    for r in range(pe.rows):
+        for c in range(pe.cols):
+            copies, flat = neurons_on_pe(ls, pe, r, c, outputs_only=True)
+            for cp, f in zip(copies, flat, strict=True):
+                if f in protected:
+                    owner.setdefault(int(f), set()).add((cp, r, c))
+    assert sorted(owner) == protected.tolist()
+    for f, places in owner.items():
+        assert len({cp for cp, _, _ in places}) == 3, f
+        pes_by_copy = {cp: {(r, c) for k, r, c in places if k == cp} for cp in range(3)}
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not pes_by_copy[a] & pes_by_copy[b], (flow, f)
 
 
 def test_fault_checks_and_sampling(rng):

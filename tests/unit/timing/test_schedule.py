@@ -57,11 +57,17 @@ def test_schedule_covers_every_fold_once_and_copies_follow_their_fold(tiny_net, 
         assert (tmr.row_fold[t], tmr.col_fold[t]) == (tmr.row_fold[t - 1], tmr.col_fold[t - 1])
         assert tmr.copy[t] == tmr.copy[t - 1] + 1
     assert tmr.protected.sum() == 2  # the correction stage gets each protected neuron once
-    if flow is OS:  # pixel 0 and pixel 80 sit in different row folds: two folds re-run
-        assert (tmr.copy > 0).sum() == 2 * 2
-    else:  # every reduction fold of the strips holding them re-runs
-        strips = 1 if flow is WS else 2
-        assert (tmr.copy > 0).sum() == 2 * strips * fm.row_folds
+    if flow is OS:
+        # pixel 0's fold uses all 4 rows: re-run twice; pixel 80's (81 = 20 * 4 + 1) uses one
+        # row: its two copies are stacked in the idle rows 1 and 2 of the same fold
+        assert (tmr.copy > 0).sum() == 2
+        last = np.flatnonzero(tmr.row_fold == fm.row_folds - 1)
+        assert tmr.stack[last].tolist() == [3]
+        assert tmr.stack_offset[last].tolist() == [1]
+    elif flow is WS:  # one strip (channel 0) of 3 columns: every reduction fold re-runs
+        assert (tmr.copy > 0).sum() == 2 * fm.row_folds
+    else:  # is: pixels 0 and 80 lie in two strips that use all 3 columns (81 = 27 * 3)
+        assert (tmr.copy > 0).sum() == 2 * 2 * fm.row_folds
 
 
 def test_operand_bytes_per_dataflow(tiny_net):
@@ -74,3 +80,18 @@ def test_operand_bytes_per_dataflow(tiny_net):
     ws = schedule_layer(layer, 0, PEArraySpec(4, 3, WS), None, 0)  # K folds: 4, 4, 1
     np.testing.assert_array_equal(ws.output_bytes, [81 * 3 * 4, 81 * 3 * 4, 81 * 3])
     np.testing.assert_array_equal(ws.writeback_bytes, [0, 0, 81 * 3])
+
+
+def test_stacked_copies_cost_no_cycles(tiny_net):
+    """d1 (M 1) on a 4x3 output-stationary array uses one row: TMR stacks both copies in rows
+    1 and 2 of the same folds, so its folds (and cycles) do not change."""
+    pe = PEArraySpec(4, 3, OS)
+    layer = tiny_net.layers[4]
+    plain = schedule_layer(layer, 4, pe, None, 0)
+    tmr = schedule_layer(layer, 4, pe, np.arange(7), 2)
+    assert tmr.n_tiles == plain.n_tiles
+    assert (tmr.copy == 0).all()
+    assert tmr.stack.tolist() == [3] * plain.n_tiles
+    assert tmr.protected.tolist() == [3, 3, 1]
+    five_rows = schedule_layer(layer, 4, PEArraySpec(2, 3, OS), np.arange(7), 2)
+    assert five_rows.n_tiles == 3 * plain.n_tiles  # 3 copies need 3 rows: re-run instead
