@@ -63,17 +63,21 @@ def main() -> None:
     cfg.write_text(CFG.format(rows=rows, cols=cols, dataflow=dataflow))
     layout = work / "layout.csv"
     layout.write_text("Layer name, IFMAP SRAM Bank, FILTER SRAM Bank,\n")
-    from scalesim.scale_sim import scalesim  # noqa: PLC0415 (timed import excluded below)
+    from scalesim.scale_sim import scalesim
 
     start = time.perf_counter()
     sim = scalesim(
-        save_disk_space=True, verbose=False, config=str(cfg), topology=topology,
+        save_disk_space=True,
+        verbose=False,
+        config=str(cfg),
+        topology=topology,
         layout=str(layout),
     )
     sim.run_scale(top_path=str(work))
     wall = time.perf_counter() - start
     report = next(work.rglob("COMPUTE_REPORT.csv"))
-    names = [r[0].strip() for r in list(csv.reader(open(topology)))[1:] if r]
+    with open(topology) as fh:
+        names = [r[0].strip() for r in list(csv.reader(fh))[1:] if r]
     layers = []
     with open(report) as fh:
         rows_ = list(csv.reader(fh))

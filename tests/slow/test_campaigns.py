@@ -69,3 +69,22 @@ def test_campaign_equals_full_reinference_on_real_networks(name, dataset, mode, 
     got = faulty_classes(state, fault_batch(faults))
     for f, row in zip(faults, got, strict=True):
         np.testing.assert_array_equal(row, classify(protected_logits(pnet, x, fault=f)), str(f))
+
+
+@pytest.mark.parametrize("flow", ["output_stationary", "weight_stationary"])
+def test_alexnet_on_the_array_equals_forward(flow):
+    import dataclasses
+
+    from accelsim.config.arch import Dataflow, PEArraySpec, load_arch
+    from accelsim.functional.network import forward
+    from accelsim.timing.simulate import plan_schedule
+    from accelsim.timing.values import accelerator_logits
+
+    net = load_network("alexnet")
+    data = load_dataset("cifar10", "test", data_dir=data_dir_or_fail(), n_images=4)
+    x = quantize_images(net, data.images)
+    arch = load_arch(REPO / "arch" / "pe16x16.yaml")
+    arch = dataclasses.replace(arch, pe_array=PEArraySpec(16, 16, Dataflow(flow)))
+    none = ProtectedNetwork(net, plan_from_neurons(net, Mode.NONE, {}), {})
+    got = accelerator_logits(plan_schedule(net, arch), none, x)
+    np.testing.assert_array_equal(got, forward(net, x))
