@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from accelsim import __version__
 from accelsim.cli import commands
 from accelsim.cli.inject import inject, parse_faults
+from accelsim.cli.run import run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
 from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.errors import AccelsimError
@@ -22,6 +23,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"accelsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="the headline: NVF sweep x protection modes, campaigns, cycles, figures, report",
+    )
+    run.add_argument("arch", help="architecture YAML (e.g. arch/pe16x16.yaml)")
+    run.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    run.add_argument("--out", help="output folder (default: the workload's output_dir/run-ARCH)")
+    run.add_argument(
+        "--scale",
+        choices=("quick", "paper"),
+        default="quick",
+        help="quick (default): 1,000 faults x 1,000 images per campaign, NVF over <= 500 "
+        "images; paper: Leveugle sample sizes, the full test split, the workload's NVF images",
+    )
+    run.add_argument(
+        "--modes",
+        type=parse_modes,
+        help="protection modes to sweep (default: the workload's protection.modes)",
+    )
+    run.add_argument("--faults", type=int, help="faults per campaign (overrides the scale)")
+    run.add_argument("--test-images", type=int, help="images per campaign (overrides the scale)")
+    run.add_argument("--test-split", choices=("train", "test", "sample"), help="campaign split")
+    run.add_argument("--nvf-split", choices=("train", "test", "sample"), help="NVF split")
+    run.add_argument("--workers", type=int, help="local worker processes per campaign")
+    run.add_argument("--seed", type=int, help="fault-sampling seed (default: faults.seed)")
+    run.add_argument("--resume", action="store_true", help="continue the sweep in --out")
+    run.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else cache)")
+    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.set_defaults(func=run_command)
 
     models = sub.add_parser(
         "models", help="list the model zoo: neurons, parameters, MACs, accuracy"

@@ -29,7 +29,8 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "protection": {"errors", "config", "functional"},
     "faults": {"errors", "config", "functional", "protection", "numba", "threadpoolctl", "dask"},
     "timing": {"errors", "config", "functional", "protection", "numba", "simpy"},
-    "report": {"errors", "analysis", "matplotlib"},
+    "sweep": {"errors", "config", "functional", "protection", "faults", "timing"},
+    "report": {"errors", "analysis", "sweep", "matplotlib"},
     "cli": {"*"},
 }
 COMMON = {"numpy"}

@@ -1,0 +1,223 @@
+"""``run``: the headline. NVF analysis (cached), then for the unprotected network and every NVF
+threshold x protection mode a fault-injection campaign and a cycle simulation; results,
+Table I, figures and a self-contained HTML report, written as they finish."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from accelsim import __version__
+from accelsim.cli.commands import _emit, _nvf, _table
+from accelsim.config.arch import load_arch
+from accelsim.config.workload import ProtectionMode, load_workload
+from accelsim.datasets import load_dataset
+from accelsim.errors import AccelsimError, DatasetError
+from accelsim.functional.modelio import load_network, network_hash
+from accelsim.functional.network import quantize_images
+from accelsim.protection.protected import profile_ranges
+from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
+from accelsim.report.plots import nvf_figure, save_figure
+from accelsim.report.sweep_plots import fig4_figure, overhead_figure
+from accelsim.report.tables import PAPER_THRESHOLDS, critical_table
+from accelsim.sweep.results import ResultRow, recommend, write_results
+from accelsim.sweep.runner import SweepConfig, plan_jobs, run_sweep
+from accelsim.sweep.thresholds import DEFAULT_TOPS, sweep_points
+
+QUICK_FAULTS, QUICK_IMAGES, QUICK_NVF_IMAGES = 1000, 1000, 500
+
+
+def _analysis(args, spec) -> tuple[Any, ...]:
+    """NVF (cached under the workload's output folder); quick runs fall back to the bundled
+    sample when the analysis split is not on disk."""
+    images = (
+        spec.analysis.n_images
+        if args.scale == "paper"
+        else min(spec.analysis.n_images, QUICK_NVF_IMAGES)
+    )
+    ns = SimpleNamespace(images=images, split=args.nvf_split, data_dir=args.data_dir,
+                         output_dir=None, force=False)  # fmt: skip
+    try:
+        return (*_nvf(ns, spec), None)
+    except DatasetError as exc:
+        if args.scale == "paper" or args.nvf_split is not None:
+            raise
+        ns.split = "sample"
+        note = f"analysis split not found ({exc}); NVF on the bundled MNIST sample instead"
+        return (*_nvf(ns, spec), note)
+
+
+def _test_data(args, spec, net, nvf_split: str, nvf_images: int):
+    """Campaign images: the workload's split (all of it at paper scale, the first 1,000 in a
+    quick run), disjoint from the NVF images when both come from the bundled sample."""
+    split = args.test_split or spec.dataset.split
+    n = args.test_images or (spec.dataset.n_images if args.scale == "paper" else QUICK_IMAGES)
+    if args.scale != "paper" and spec.dataset.n_images is not None:
+        n = min(n, spec.dataset.n_images)
+    if split == "sample" and nvf_split == "sample":
+        data = load_dataset(net.dataset, split, data_dir=args.data_dir)
+        skip = min(nvf_images, len(data.labels) - 1)
+        images, labels = data.images[skip:], data.labels[skip:]
+        return images[:n], labels[:n], f"sample images {skip}..{skip + len(labels[:n]) - 1}"
+    data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n)
+    return data.images, data.labels, f"{split} images 0..{len(data.labels) - 1}"
+
+
+def _row_cells(r: ResultRow) -> list[str]:
+    a, c = r.accuracy_loss_pp, r.critical_rate
+    t = "-" if math.isnan(r.threshold_percent) else f"{r.threshold_percent:.4g}"
+    return [
+        r.mode, r.label, t, f"{r.critical_neurons:,}", f"{r.neurons:,}",
+        f"{r.neurons_overhead_percent:+.2f}", f"{r.memory_overhead_percent:+.2f}",
+        f"{r.cycles:,}", f"{r.cycle_overhead_percent:+.2f}",
+        f"{a.value:.4f} ± {(a.hi - a.lo) / 2:.4f}",
+        f"{100 * c.value:.4f} ± {100 * (c.hi - c.lo) / 2:.4f}",
+        f"{r.faults:,}", f"{100 * r.fault_free_accuracy:.2f}",
+    ]  # fmt: skip
+
+
+ROW_HEADERS = (
+    "mode", "threshold", "NVF >= %", "critical", "neurons", "+neurons %", "+memory %", "cycles",
+    "+cycles %", "accuracy loss (pp)", "critical rate (%)", "faults", "fault-free acc %",
+)  # fmt: skip
+
+
+def _check_out(out_dir: Path, resume: bool) -> None:
+    if not resume and any((out_dir / "campaigns").glob("*.sqlite")):
+        raise AccelsimError(
+            f"{out_dir} already holds a sweep's campaigns; pass --resume to continue it, or "
+            "choose another --out"
+        )
+
+
+def _figures(rows, result, net, out_dir: Path) -> list[HtmlFigure]:
+    fig_dir = out_dir / "figures"
+    made = [
+        ("fig4", "Accuracy loss, critical-fault rate and network size vs NVF threshold",
+         fig4_figure(rows, net.name)),
+        ("overhead", "Accuracy loss and critical-fault rate vs cycle and memory overhead",
+         overhead_figure(rows, net.name)),
+        ("nvf", "NVF distribution per layer and critical portion vs threshold",
+         nvf_figure(result, net.name)),
+    ]  # fmt: skip
+    out = []
+    for name, caption, fig in made:
+        paths = save_figure(fig, fig_dir / name)
+        out.append(HtmlFigure(f"figure-{name}", caption, paths[0]))
+    return out
+
+
+def run_command(args: argparse.Namespace) -> int:
+    for option in ("faults", "test_images", "workers"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise AccelsimError(
+                f"--{option.replace('_', '-')}: expected a positive int, got {value}"
+            )
+    started = time.perf_counter()
+    arch = load_arch(args.arch)
+    spec = load_workload(args.workload)
+    net = load_network(spec.network)
+    out_dir = Path(args.out) if args.out else spec.output_dir / f"run-{arch.name}"
+    _check_out(out_dir, args.resume)
+    net, analysis_data, result, _, cached, _, note = _analysis(args, spec)
+    nvf = {lay.layer: lay.nvf for lay in result.layers}
+    images, labels, test_desc = _test_data(args, spec, net, analysis_data.split, result.n_inputs)
+    x, labels = quantize_images(net, images), labels.astype(np.int64)
+    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
+    faults = args.faults or (spec.faults.samples if args.scale == "paper" else QUICK_FAULTS)
+    seed = spec.faults.seed if args.seed is None else args.seed
+    fspec = dataclasses.replace(spec.faults, samples=faults, seed=seed)
+    modes = tuple(m for m in (args.modes or spec.protection_modes) if m is not ProtectionMode.NONE)
+    points = sweep_points(nvf, spec.thresholds_percent, DEFAULT_TOPS)
+    config = SweepConfig(modes, fspec, args.workers or 1)
+    jobs = plan_jobs(net, nvf, points, config)
+    meta = {
+        "accelsim_version": __version__, "arch": arch.name, "workload": spec.name,
+        "network": net.name, "network_hash": network_hash(net), "seed": seed,
+        "scale": args.scale, "faults_per_campaign": faults, "fault_kind": fspec.kind.value,
+        "test_images": len(x), "test_images_from": test_desc,
+        "nvf_method": result.method.value, "nvf_images": result.n_inputs,
+        "nvf_split": analysis_data.split, "nvf_cached": cached,
+        "accuracy_loss_budget_pp": spec.accuracy_loss_budget_percent,
+        "thresholds": [dataclasses.asdict(p) for p in points],
+    }  # fmt: skip
+    sizes = sorted({j.n_faults for j in jobs})
+    size_text = f"{sizes[0]:,}" + (f"..{sizes[-1]:,}" if len(sizes) > 1 else "")
+    header = (
+        f"{net.name} on {arch.name}: {len(points)} thresholds x {len(modes)} modes + "
+        f"unprotected = {len(jobs)} campaigns of {size_text} faults ({faults}) x "
+        f"{len(x):,} images ({test_desc}); NVF over {result.n_inputs} "
+        f"{analysis_data.split} images{' [cached]' if cached else ''}"
+    )
+    if not args.json:
+        print(header + (f"\nnote: {note}" if note else ""), flush=True)
+    table1 = critical_table(result.nvf, PAPER_THRESHOLDS, net.name)
+    files: list[Path] = []
+
+    def on_row(rows: list[ResultRow]) -> None:
+        files[:] = write_results(rows, out_dir, {**meta, "table_i": [vars(r) for r in table1]})
+
+    with tqdm(total=sum(j.n_faults for j in jobs), unit="fault", desc="sweep",
+              disable=None, smoothing=0.05) as bar:  # fmt: skip
+        rows = run_sweep(
+            net, arch, jobs, ranges, x, labels, config, out_dir, resume=args.resume,
+            on_stage=lambda s: bar.set_description(f"sweep {s}"), on_progress=bar.update,
+            on_row=on_row,
+        )  # fmt: skip
+    figures = _figures(rows, result, net, out_dir)
+    best, why = recommend(rows, spec.accuracy_loss_budget_percent)
+    half_a = float(np.median([(r.accuracy_loss_pp.hi - r.accuracy_loss_pp.lo) / 2 for r in rows]))
+    half_c = float(np.median([(r.critical_rate.hi - r.critical_rate.lo) / 2 for r in rows]))
+    precision = (
+        f"campaigns: {size_text} faults x {len(x):,} images each; median 95 % half-width "
+        f"{half_a:.4f} pp (accuracy loss), {100 * half_c:.4f} % (critical-fault rate)"
+    )
+    t1_rows = tuple(
+        (f"{r.threshold_percent:g}", r.critical, f"{r.portion_percent:.2f}",
+         "-" if r.paper_critical is None else r.paper_critical,
+         "-" if r.paper_portion_percent is None else f"{r.paper_portion_percent:.2f}")
+        for r in table1
+    )  # fmt: skip
+    tables = [
+        HtmlTable("results", "Results: one row per threshold x mode (95 % intervals)",
+                  ROW_HEADERS, tuple(tuple(_row_cells(r)) for r in rows)),
+        HtmlTable("table-i", "Table I: critical neurons per NVF threshold (ours | paper)",
+                  ("NVF >= %", "critical", "portion %", "paper", "paper portion %"), t1_rows),
+        HtmlTable("thresholds", "Thresholds of the sweep",
+                  ("NVF >= %", "label", "protected", "share %"),
+                  tuple((f"{p.threshold_percent:.4g}", p.label, p.n_protected,
+                         f"{p.top_percent:.2f}") for p in points)),
+    ]  # fmt: skip
+    summary = [header, precision, f"recommended under the {spec.accuracy_loss_budget_percent:g} pp "
+               f"accuracy-loss budget: {why}"]  # fmt: skip
+    report = write_report(
+        out_dir / "report.html",
+        render_report(f"accelsim: {net.name} on {arch.name}", summary, meta | {
+            "thresholds": ", ".join(p.label for p in points)}, figures, tables),
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    doc = {**meta, "rows": [dataclasses.asdict(r) for r in rows], "recommendation": why,
+           "recommended": None if best is None else dataclasses.asdict(best),
+           "seconds": seconds, "files": [str(p) for p in [*files, report]]
+           + [str(f.png) for f in figures]}  # fmt: skip
+    lines = [
+        "", *_table(list(ROW_HEADERS), [_row_cells(r) for r in rows]), "", precision, "",
+        "Table I: critical neurons per NVF threshold (ours | paper)",
+        *_table(["NVF >= %", "critical", "portion %", "paper", "paper portion %"],
+                [list(r) for r in t1_rows]),
+        "", f"done in {seconds:.0f} s; wrote {out_dir}/: results.csv, results.json, "
+        "figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/",
+        "", f"recommended under the {spec.accuracy_loss_budget_percent:g} pp accuracy-loss "
+        f"budget: {why}",
+    ]  # fmt: skip
+    _emit(args, doc, lines)
+    return 0

@@ -1,0 +1,1 @@
+"""Threshold sweeps: thresholds, the sweep runner, result rows."""

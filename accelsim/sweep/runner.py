@@ -1,0 +1,171 @@
+"""The sweep: for the unprotected network and every (threshold, mode), the protection plan, a
+fault-injection campaign (streamed into its own SQLite database, so ``resume`` continues where
+a killed sweep stopped) and a cycle simulation; one ``ResultRow`` each, handed to ``on_row`` as
+soon as it is complete."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.arch import ArchSpec
+from accelsim.config.workload import FaultSpec, ProtectionMode
+from accelsim.faults.campaign import CampaignInputs, golden_state, run_campaign
+from accelsim.faults.metrics import Estimate, summarize
+from accelsim.faults.model import fault_batch
+from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.faults.store import open_store
+from accelsim.functional.modelio import network_hash
+from accelsim.functional.network import Network
+from accelsim.protection.overhead import overhead
+from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf, plan_hash
+from accelsim.protection.protected import ProtectedNetwork
+from accelsim.sweep.results import Interval, ResultRow
+from accelsim.sweep.thresholds import SweepPoint
+from accelsim.timing.simulate import simulate
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    modes: tuple[ProtectionMode, ...]  # protected modes; the unprotected network always runs
+    faults: FaultSpec  # kind, sample size (leveugle or a count), seed
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class _Job:
+    mode: ProtectionMode
+    point: SweepPoint | None
+    plan: ProtectionPlan
+    n_faults: int
+
+
+def _interval(e: Estimate) -> Interval:
+    return Interval(e.value, e.lo, e.hi)
+
+
+def plan_jobs(
+    net: Network, nvf: dict[int, F64], points: tuple[SweepPoint, ...], config: SweepConfig
+) -> list[_Job]:
+    """Every campaign of the sweep, unprotected first, with its fault count."""
+    none = plan_from_neurons(net, ProtectionMode.NONE, {})
+    jobs = [(ProtectionMode.NONE, None, none)]
+    for point in points:
+        for mode in config.modes:
+            jobs.append((mode, point, plan_from_nvf(net, mode, nvf, point.threshold_percent)))
+    out = []
+    for mode, point, plan in jobs:
+        pop = build_population(net, plan, config.faults.kind, config.faults.n_bits)
+        n = len(sample_faults(pop, config.faults, rng=np.random.default_rng(0)))
+        out.append(_Job(mode, point, plan, n))
+    return out
+
+
+def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress):
+    f = config.faults
+    pop = build_population(pnet.net, pnet.plan, f.kind, f.n_bits)
+    faults = sample_faults(pop, f, rng=np.random.default_rng(f.seed))
+    settings = {
+        "network_hash": network_hash(pnet.net),
+        "protection": job.mode.value,
+        "plan_hash": plan_hash(pnet.plan),
+        "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
+        "fault_model": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(f).items()},
+        "faults": len(faults),
+        "images_hash": hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16],
+    }
+    inputs = CampaignInputs(pnet, x, labels)
+    golden_correct = int((golden_state(inputs).classes == labels).sum())
+    con = open_store(db, settings, resume=resume)
+    try:
+        rows = run_campaign(
+            inputs, fault_batch(faults), con, workers=config.workers, on_progress=on_progress
+        )
+    finally:
+        con.close()
+    summary = summarize(
+        "all", rows, n_images=len(x), golden_correct=golden_correct, population=pop.size,
+        confidence=f.confidence,
+    )  # fmt: skip
+    return summary, golden_correct, pop.size
+
+
+def run_sweep(
+    net: Network,
+    arch: ArchSpec,
+    jobs: list[_Job],
+    ranges: dict[int, tuple[int, int]],
+    x: I8,
+    labels: I64,
+    config: SweepConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_row: Callable[[list[ResultRow]], None] | None = None,
+) -> list[ResultRow]:
+    """Run every job; rows in job order."""
+    rows: list[ResultRow] = []
+    base_cycles = base_over = None
+    for k, job in enumerate(jobs):
+        tag = job.mode.value
+        if job.point is not None:
+            tag += f"-T{job.point.threshold_percent:.6g}"
+        if on_stage is not None:
+            where = "unprotected" if job.point is None else f"{job.mode.value}, {job.point.label}"
+            on_stage(f"[{k + 1}/{len(jobs)}] {where}")
+        pnet = ProtectedNetwork(net, job.plan, ranges if job.point is not None else {})
+        start = time.perf_counter()
+        db = out_dir / "campaigns" / f"{tag}.sqlite"
+        summary, golden_correct, population = _campaign(
+            job, pnet, x, labels, config, db, resume, on_progress
+        )
+        seconds = time.perf_counter() - start
+        _, report = simulate(net, arch, plan=job.plan)
+        over = overhead(net, job.plan)
+        if base_cycles is None:
+            base_cycles, base_over = report.total_cycles, over
+        memory = base_over.param_bytes + base_over.activation_bytes
+        rows.append(
+            ResultRow(
+                mode=job.mode.value,
+                label="unprotected" if job.point is None else job.point.label,
+                threshold_percent=np.nan if job.point is None else job.point.threshold_percent,
+                top_percent=np.nan if job.point is None else job.point.top_percent,
+                critical_neurons=job.plan.n_protected,
+                neurons=over.neurons,
+                neurons_overhead_percent=over.neurons_overhead_percent,
+                param_bytes=over.param_bytes,
+                param_bytes_extra=over.param_bytes_extra,
+                activation_bytes=over.activation_bytes,
+                activation_bytes_extra=over.activation_bytes_extra,
+                memory_overhead_percent=100
+                * (over.param_bytes_extra + over.activation_bytes_extra)
+                / memory,
+                compute_cycles=report.total("compute_cycles"),
+                cycles=report.total_cycles,
+                cycle_overhead_percent=100 * (report.total_cycles / base_cycles - 1),
+                faults=summary.n_faults,
+                population=population,
+                images=len(x),
+                fault_free_accuracy=golden_correct / len(x),
+                accuracy_loss_pp=_interval(summary.accuracy_loss_pp),
+                critical_rate=_interval(summary.critical_rate),
+                faults_with_effect=_interval(summary.faults_with_effect),
+                campaign_seconds=seconds,
+            )
+        )
+        if on_row is not None:
+            on_row(rows)
+    return rows
