@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--test-images", type=int, help="images per campaign (overrides the scale)")
     run.add_argument("--test-split", choices=("train", "test", "sample"), help="campaign split")
     run.add_argument("--nvf-split", choices=("train", "test", "sample"), help="NVF split")
+    run.add_argument("--nvf-images", type=int, help="NVF analysis images (overrides the scale)")
     run.add_argument("--workers", type=int, help="local worker processes per campaign")
     run.add_argument("--seed", type=int, help="fault-sampling seed (default: faults.seed)")
     run.add_argument("--resume", action="store_true", help="continue the sweep in --out")

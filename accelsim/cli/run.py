@@ -38,7 +38,7 @@ QUICK_FAULTS, QUICK_IMAGES, QUICK_NVF_IMAGES = 1000, 1000, 500
 def _analysis(args, spec) -> tuple[Any, ...]:
     """NVF (cached under the workload's output folder); quick runs fall back to the bundled
     sample when the analysis split is not on disk."""
-    images = (
+    images = args.nvf_images or (
         spec.analysis.n_images
         if args.scale == "paper"
         else min(spec.analysis.n_images, QUICK_NVF_IMAGES)
@@ -51,7 +51,10 @@ def _analysis(args, spec) -> tuple[Any, ...]:
         if args.scale == "paper" or args.nvf_split is not None:
             raise
         ns.split = "sample"
-        note = f"analysis split not found ({exc}); NVF on the bundled MNIST sample instead"
+        note = (
+            f"the {spec.analysis.split} split is not on disk ({str(exc).split(':')[0]}; see "
+            "`python -m accelsim data info`): NVF on the bundled MNIST sample instead"
+        )
         return (*_nvf(ns, spec), note)
 
 
@@ -116,7 +119,7 @@ def _figures(rows, result, net, out_dir: Path) -> list[HtmlFigure]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    for option in ("faults", "test_images", "workers"):
+    for option in ("faults", "test_images", "workers", "nvf_images"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise AccelsimError(
@@ -152,9 +155,10 @@ def run_command(args: argparse.Namespace) -> int:
     }  # fmt: skip
     sizes = sorted({j.n_faults for j in jobs})
     size_text = f"{sizes[0]:,}" + (f"..{sizes[-1]:,}" if len(sizes) > 1 else "")
+    sampling = faults if isinstance(faults, str) else "fixed count"
     header = (
         f"{net.name} on {arch.name}: {len(points)} thresholds x {len(modes)} modes + "
-        f"unprotected = {len(jobs)} campaigns of {size_text} faults ({faults}) x "
+        f"unprotected = {len(jobs)} campaigns of {size_text} faults ({sampling}) x "
         f"{len(x):,} images ({test_desc}); NVF over {result.n_inputs} "
         f"{analysis_data.split} images{' [cached]' if cached else ''}"
     )

@@ -1,0 +1,87 @@
+"""``run``: the whole sweep on a small budget: rows, files, report, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from accelsim.cli.main import main
+from tests.conftest import REPO
+
+ARCH = str(REPO / "arch" / "pe16x16.yaml")
+WORKLOAD = str(REPO / "workloads" / "lenet5.yaml")
+SMALL = ["--faults", "40", "--test-images", "60", "--nvf-split", "sample", "--nvf-images", "64"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("run")
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["run", ARCH, WORKLOAD, "--out", str(out), *SMALL, "--json"]) == 0
+    return out, json.loads(buf.getvalue())
+
+
+def test_rows_cover_every_threshold_and_mode(sweep):
+    _, doc = sweep
+    rows = doc["rows"]
+    points = doc["thresholds"]
+    assert len(rows) == 1 + 2 * len(points)
+    assert rows[0]["mode"] == "none"
+    assert math.isnan(rows[0]["threshold_percent"])
+    assert [r["mode"] for r in rows[1:]] == ["split", "tmr"] * len(points)
+    for r in rows:
+        assert r["faults"] == 40
+        assert r["images"] == 60
+        est = r["critical_rate"]
+        assert est["lo"] <= est["value"] <= est["hi"]
+    for r in rows[1:]:  # more protection: more neurons and cycles, never fewer
+        assert r["neurons"] > rows[0]["neurons"]
+        assert r["cycles"] >= rows[0]["cycles"]
+    tmr_all = [r for r in rows if r["mode"] == "tmr" and r["threshold_percent"] == 0.0]
+    assert tmr_all[0]["critical_rate"]["value"] == 0.0  # every neuron triplicated: no faults bite
+    assert doc["test_images_from"] == "sample images 64..123"  # disjoint from the NVF images
+
+
+def test_files(sweep):
+    out, doc = sweep
+    with (out / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(doc["rows"])
+    assert json.loads((out / "results.json").read_text())["rows"] == json.loads(
+        json.dumps(doc["rows"])
+    )
+    for name in ("fig4", "overhead", "nvf"):
+        for ext in (".png", ".svg"):
+            assert (out / "figures" / name).with_suffix(ext).stat().st_size > 10_000
+    html = (out / "report.html").read_text()
+    for anchor in ("figure-fig4", "figure-overhead", "figure-nvf", "results", "table-i",
+                   "thresholds", "settings", "summary"):  # fmt: skip
+        assert f'id="{anchor}"' in html
+    assert doc["network_hash"] in html
+    assert "recommended under the 5 pp" in html
+    assert len(list((out / "campaigns").glob("*.sqlite"))) == len(doc["rows"])
+
+
+def test_resume_reuses_the_campaigns_and_refuses_without_it(sweep, capsys):
+    out, doc = sweep
+    assert main(["run", ARCH, WORKLOAD, "--out", str(out), *SMALL]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["run", ARCH, WORKLOAD, "--out", str(out), *SMALL, "--resume", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    strip = ("campaign_seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in again["rows"]] == [
+        {k: v for k, v in r.items() if k not in strip} for r in json.loads(json.dumps(doc["rows"]))
+    ]
+
+
+def test_bad_options(capsys, tmp_path):
+    assert main(["run", ARCH, WORKLOAD, "--out", str(tmp_path), "--faults", "0"]) == 2
+    assert "--faults: expected a positive int, got 0" in capsys.readouterr().err
