@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from accelsim import __version__
 from accelsim.cli import commands
 from accelsim.cli.inject import inject, parse_faults
-from accelsim.cli.run import run_command
+from accelsim.cli.run import parse_percents, run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
 from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.errors import AccelsimError
@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes",
         type=parse_modes,
         help="protection modes to sweep (default: the workload's protection.modes)",
+    )
+    run.add_argument(
+        "--thresholds",
+        type=parse_percents,
+        help="NVF thresholds in %% (comma-separated; default: the workload's thresholds_percent)",
+    )
+    run.add_argument(
+        "--tops",
+        type=parse_percents,
+        help="also protect the top P %% of neurons (comma-separated; default 1,2,5,10,20,50; "
+        "'' for none)",
     )
     run.add_argument("--faults", type=int, help="faults per campaign (overrides the scale)")
     run.add_argument("--test-images", type=int, help="images per campaign (overrides the scale)")

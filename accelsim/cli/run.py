@@ -59,12 +59,17 @@ def _analysis(args, spec) -> tuple[Any, ...]:
 
 
 def _test_data(args, spec, net, nvf_split: str, nvf_images: int):
-    """Campaign images: the workload's split (all of it at paper scale, the first 1,000 in a
-    quick run), disjoint from the NVF images when both come from the bundled sample."""
+    """Campaign images: the workload's split, its first 1,000 images in a quick run, the whole
+    test split at paper scale; disjoint from the NVF images when both come from the bundled
+    sample."""
     split = args.test_split or spec.dataset.split
-    n = args.test_images or (spec.dataset.n_images if args.scale == "paper" else QUICK_IMAGES)
-    if args.scale != "paper" and spec.dataset.n_images is not None:
-        n = min(n, spec.dataset.n_images)
+    if args.scale == "paper":  # the full test split (the bundled sample is only its start)
+        split = args.test_split or ("test" if split == "sample" else split)
+        n = args.test_images
+    else:
+        n = args.test_images or QUICK_IMAGES
+        if spec.dataset.n_images is not None:
+            n = min(n, spec.dataset.n_images)
     if split == "sample" and nvf_split == "sample":
         data = load_dataset(net.dataset, split, data_dir=args.data_dir)
         skip = min(nvf_images, len(data.labels) - 1)
@@ -72,6 +77,22 @@ def _test_data(args, spec, net, nvf_split: str, nvf_images: int):
         return images[:n], labels[:n], f"sample images {skip}..{skip + len(labels[:n]) - 1}"
     data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n)
     return data.images, data.labels, f"{split} images 0..{len(data.labels) - 1}"
+
+
+def parse_percents(text: str) -> tuple[float, ...]:
+    """--thresholds / --tops: comma-separated percentages in [0, 100] ('' for none)."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value <= 100:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated percentages in [0, 100], got {part!r}"
+            )
+        out.append(value)
+    return tuple(out)
 
 
 def _row_cells(r: ResultRow) -> list[str]:
@@ -140,7 +161,11 @@ def run_command(args: argparse.Namespace) -> int:
     seed = spec.faults.seed if args.seed is None else args.seed
     fspec = dataclasses.replace(spec.faults, samples=faults, seed=seed)
     modes = tuple(m for m in (args.modes or spec.protection_modes) if m is not ProtectionMode.NONE)
-    points = sweep_points(nvf, spec.thresholds_percent, DEFAULT_TOPS)
+    grid = spec.thresholds_percent if args.thresholds is None else args.thresholds
+    tops = DEFAULT_TOPS if args.tops is None else tuple(t for t in args.tops if t > 0)
+    points = sweep_points(nvf, grid, tops)
+    if not points:
+        raise AccelsimError("no threshold selects any neuron: lower --thresholds or add --tops")
     config = SweepConfig(modes, fspec, args.workers or 1)
     jobs = plan_jobs(net, nvf, points, config)
     meta = {

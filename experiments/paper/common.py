@@ -1,0 +1,64 @@
+"""Shared by the paper-reproduction scripts: run accelsim's CLI, capture its JSON, and the
+paper's reference numbers (DESIGN.md section 7, the paper's Table I)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from accelsim.cli.main import main
+from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "experiments" / "out"
+NETWORKS = ("mlp7", "lenet5", "alexnet")
+NAMES = {"mlp7": "MLP-7", "lenet5": "LeNet-5", "alexnet": "AlexNet"}
+PAPER = {  # DESIGN.md section 7
+    "mlp7": {"neurons": 2816, "int8_accuracy": 70.1, "fi_sample": 6750, "critical_20": 503,
+             "critical_20_share": 17.86, "split_loss_20": 4.86, "loss_ratio": 2.14,
+             "critical_ratio": 1.85, "tmr_neurons_20": 3822, "split_neurons_20": 3319},
+    "lenet5": {"neurons": 4684, "int8_accuracy": 89.1, "fi_sample": 7650, "critical_20": 187,
+               "critical_20_share": 3.99, "split_loss_20": 3.88, "loss_ratio": 3.38,
+               "critical_ratio": 2.78, "tmr_neurons_20": 5058, "split_neurons_20": 4871},
+    "alexnet": {"neurons": 103168, "int8_accuracy": 62.9, "fi_sample": 9500, "critical_20": 622,
+                "critical_20_share": 0.6, "split_loss_20": 1.56, "loss_ratio": 3.36,
+                "critical_ratio": 1.97, "tmr_neurons_20": 104412, "split_neurons_20": 103790},
+}  # fmt: skip
+
+
+def paper_shares(network: str) -> list[float]:
+    """The shares (percent of neurons) the paper's NVF grid protects, largest first, > 0."""
+    table = PAPER_TABLE_I[network]
+    return [100 * c / table[0] for c in table if c > 0]
+
+
+def accelsim_json(argv: list[str]) -> dict[str, Any]:
+    """Run ``python -m accelsim ARGV --json`` in this process and return its document."""
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main([*argv, "--json"])
+    if code != 0:
+        raise SystemExit(f"accelsim {' '.join(argv)} failed with status {code}")
+    return json.loads(buf.getvalue())
+
+
+def git_hash() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=REPO, check=False)  # fmt: skip
+    return out.stdout.strip() or "unknown"
+
+
+def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
+    out = OUT / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps({**doc, "git": git_hash()}, indent=1))
+    (out / "result.md").write_text("\n".join(markdown) + "\n")
+    return out
+
+
+__all__ = ["NAMES", "NETWORKS", "OUT", "PAPER", "PAPER_TABLE_I", "PAPER_THRESHOLDS", "REPO",
+           "accelsim_json", "paper_shares", "save"]  # fmt: skip

@@ -1,0 +1,44 @@
+"""Table I: critical neurons per NVF threshold, ours next to the paper's, for MLP-7, LeNet-5
+and AlexNet (NVF: the workload's analysis settings, 1,000 training images; cached).
+
+    python experiments/paper/table1.py [--networks mlp7,lenet5,alexnet]
+
+Writes experiments/out/table1/result.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import NAMES, PAPER_TABLE_I, REPO, accelsim_json, save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", default="mlp7,lenet5,alexnet")
+    args = parser.parse_args()
+    docs, md = {}, []
+    for net in args.networks.split(","):
+        doc = accelsim_json(["analyze", str(REPO / "workloads" / f"{net}.yaml")])
+        docs[net] = doc
+        md += [
+            f"**{NAMES[net]}** ({doc['images']:,} {doc['split']} images, NVF 95 % half-width of "
+            f"the median neuron {doc['median_half_width_percent']:.3f} pp)", "",
+            "| NVF >= | ours | ours % | paper | paper % |", "|---|---|---|---|---|",
+        ]  # fmt: skip
+        for row in doc["table"]:
+            md.append(
+                f"| {row['threshold_percent']:g} % | {row['critical']:,} | "
+                f"{row['portion_percent']:.2f} | {row['paper_critical']:,} | "
+                f"{row['paper_portion_percent']:.2f} |"
+            )
+        top = max(lay["max_nvf_percent"] for lay in doc["layers"])
+        md += ["", f"largest NVF of any neuron: {top:.3f} %", ""]
+    assert all(n in PAPER_TABLE_I for n in docs)
+    out = save("table1", docs, md)
+    print("\n".join(md))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
