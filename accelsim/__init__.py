@@ -23,6 +23,10 @@ from accelsim.functional.network import (
     resume,
 )
 from accelsim.functional.quantize import quantize_network
+from accelsim.timing.accelerator import TimingReport
+from accelsim.timing.pe_faults import PeFault, PeSite
+from accelsim.timing.simulate import overhead, plan_schedule, simulate
+from accelsim.timing.values import accelerator_logits
 
 __all__ = [
     "AccelsimError",
@@ -32,9 +36,13 @@ __all__ = [
     "DatasetError",
     "ModelFormatError",
     "Network",
+    "PeFault",
+    "PeSite",
     "ShapeError",
+    "TimingReport",
     "WorkloadSpec",
     "__version__",
+    "accelerator_logits",
     "classify",
     "forward",
     "forward_all",
@@ -43,6 +51,8 @@ __all__ = [
     "load_network",
     "load_workload",
     "network_hash",
+    "overhead",
+    "plan_schedule",
     "predict",
     "quantize_images",
     "quantize_network",
@@ -50,4 +60,5 @@ __all__ = [
     "resolve_data_dir",
     "resume",
     "save_network",
+    "simulate",
 ]
