@@ -6,8 +6,8 @@ is the index of the last cycle, so it is compared + 1), and the wall time of a w
 simulation of each (accelsim: schedule + discrete-event run with the memory model, median of 3
 after a warm-up; SCALE-Sim: its own run, measured inside its process, import excluded) and their
 ratio. Then the protected case of the issue: AlexNet on 16x16 with split protection at NVF 20 %
-(and, since our AlexNet has few neurons that critical, at the top 5 % of NVF), time and peak
-memory of a fresh process.
+(and, since our AlexNet has few neurons that critical, at the top 5 % of NVF): time and peak
+memory of a fresh process that loads the network and the plan and simulates once.
 
 SCALE-Sim 3.0.0 needs numpy < 2.3, so it runs in its own environment:
 
@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim.config.arch import ArchSpec, Dataflow, PEArraySpec, load_arch
+from accelsim import ArchSpec, load_arch, load_dataset, load_network, quantize_images, simulate
+from accelsim.config.arch import Dataflow, PEArraySpec
 from accelsim.functional.layers import Conv2D, Dense
-from accelsim.functional.modelio import load_network
-from accelsim.timing.simulate import simulate
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("scalesim_runner.py")
@@ -89,36 +88,49 @@ def scalesim_run(python: str, net, size: int, flow: str, work: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def protected_case(top: float | None, nvf_images: int) -> dict:
-    """AlexNet, 16x16, split at NVF 20 % (or the top ``top`` %): a fresh process, timed."""
-    code = f"""
-import json, resource, time
-import numpy as np
-from accelsim.config.arch import load_arch
-from accelsim.config.workload import ProtectionMode
-from accelsim.datasets import load_dataset
-from accelsim.analysis.vulnerability import compute_nvf
-from accelsim.functional.modelio import load_network
-from accelsim.functional.network import quantize_images
-from accelsim.protection.plan import plan_from_nvf, threshold_for_top
-from accelsim.timing.simulate import simulate
+def protected_plans(nvf_images: int, work: Path) -> list[Path]:
+    """Split plans for AlexNet at NVF >= 20 % and at the top 5 % (NVF over training images),
+    saved for the timed child processes."""
+    from accelsim.analysis.vulnerability import compute_nvf
+    from accelsim.config.workload import ProtectionMode
+    from accelsim.protection.plan import plan_from_nvf, save_plan, threshold_for_top
+
+    net = load_network("alexnet")
+    data = load_dataset("cifar10", "train", n_images=nvf_images)
+    nvf = {lay.layer: lay.nvf for lay in compute_nvf(net, quantize_images(net, data.images)).layers}
+    paths = []
+    for name, t in (("nvf20", 20.0), ("top5", threshold_for_top(nvf, 5.0))):
+        path = work / f"plan-{name}.npz"
+        save_plan(plan_from_nvf(net, ProtectionMode.SPLIT, nvf, t), path)
+        paths.append(path)
+    return paths
+
+
+CHILD = """
+import json, sys, time
+from accelsim import load_arch, load_network, simulate
+from accelsim.protection.plan import load_plan
+def hwm_mb():  # this image's peak (ru_maxrss would include the parent's, copied at fork)
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 net = load_network("alexnet")
-data = load_dataset("cifar10", "train", n_images={nvf_images})
-nvf = {{lay.layer: lay.nvf for lay in compute_nvf(net, quantize_images(net, data.images)).layers}}
-t = threshold_for_top(nvf, {top}) if {top!r} != "None" else 20.0
-plan = plan_from_nvf(net, ProtectionMode.SPLIT, nvf, t)
-arch = load_arch("{REPO / "arch" / "pe16x16.yaml"}")
-simulate(net, arch, plan=plan)  # warm-up: imports, numba-free but first-call costs
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+plan = load_plan(sys.argv[1], net)
+arch = load_arch(sys.argv[2])
 start = time.perf_counter()
 _, report = simulate(net, arch, plan=plan)
 seconds = time.perf_counter() - start
-print(json.dumps({{"threshold_percent": t, "protected": plan.n_protected, "seconds": seconds,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "rss_before_mb": rss0 / 1024, "total_cycles": report.total_cycles,
-    "copy_folds": report.total("copy_tiles")}}))
+print(json.dumps({"threshold_percent": plan.threshold_percent, "protected": plan.n_protected,
+    "seconds": seconds, "peak_rss_mb": hwm_mb(),
+    "total_cycles": report.total_cycles, "copy_folds": report.total("copy_tiles")}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def protected_case(plan: Path) -> dict:
+    """One fresh process: load AlexNet and the plan, simulate on 16x16 once (cold: the time
+    includes SimPy's first run), report time and the process's peak resident memory."""
+    arch = REPO / "arch" / "pe16x16.yaml"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(plan), str(arch)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -179,8 +191,9 @@ def main() -> None:
               f"{max(ratios):,.0f}x over {len(ratios)} array x dataflow runs")  # fmt: skip
     protected = []
     if not args.skip_protected:
-        for top in (None, 5.0):
-            case = protected_case(top, args.nvf_images)
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = [protected_case(p) for p in protected_plans(args.nvf_images, Path(tmp))]
+        for case in cases:
             protected.append(case)
             print(f"AlexNet 16x16 split, NVF >= {case['threshold_percent']:.4g} % "
                   f"({case['protected']:,} neurons protected, {case['copy_folds']:,} copy "

@@ -55,6 +55,17 @@ UseRamulatorTrace : False
 """
 
 
+def _peak_mb() -> float:
+    """This process image's peak resident memory (VmHWM): ru_maxrss would include the parent's,
+    which Linux carries over a fork + exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            line = next(x for x in fh if x.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     rows, cols, dataflow, topology, workdir = sys.argv[1:6]
     work = Path(workdir)
@@ -95,7 +106,7 @@ def main() -> None:
                 "raw": rec,
             }
         )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     print(json.dumps({"layers": layers, "wall_s": wall, "peak_rss_mb": peak}))
 
 
