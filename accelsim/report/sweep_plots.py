@@ -88,9 +88,11 @@ def overhead_figure(rows: list[ResultRow], title: str) -> Figure:
     is the point at 0 % overhead."""
     fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
     base = next((r for r in rows if is_unprotected(r)), None)
-    xs = (("cycle_overhead_percent", "cycle overhead on the array (%)"),
-          ("memory_overhead_percent",
-           "memory overhead (%): parameters + activations, copies with their own weights"))  # fmt: skip
+    memory = "memory overhead (%): parameters + activations, copies with their own weights"
+    xs = (
+        ("cycle_overhead_percent", "cycle overhead on the array (%)"),
+        ("memory_overhead_percent", memory),
+    )
     for i, metric in enumerate(("accuracy_loss_pp", "critical_rate")):
         for j, (xfield, xlabel) in enumerate(xs):
             ax = axes[i, j]

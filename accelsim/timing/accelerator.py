@@ -288,7 +288,8 @@ def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int, extra: int) -> LayerT
     total = st.end - st.start
     exposed = max(0, st.correction_end - st.compute_end) if ls.fold is not None else 0
     post = ls.post_cycles
-    macs = ls.n_tiles and ls.gemm.m * ls.gemm.n * ls.gemm.k * ls.n_tiles // ls.fold.folds
+    # every fold computes its share of the layer's MACs once per copy it holds (stacked copies)
+    macs = ls.n_tiles and ls.gemm.m * ls.gemm.n * ls.gemm.k * int(ls.stack.sum()) // ls.fold.folds
     return LayerTiming(
         layer=ls.layer,
         name=ls.name,
