@@ -83,13 +83,14 @@ def _layer_row(t: LayerTiming) -> list[Any]:
         f"{t.correction_cycles:,}/{t.correction_exposed_cycles:,}", f"{t.post_cycles:,}",
         f"{t.total_cycles:,}", f"{100 * t.utilisation:.1f}",
         f"{t.offchip_read_bytes:,}", f"{t.offchip_write_bytes:,}",
+        f"{t.buffer_read_bytes:,}/{t.buffer_write_bytes:,}",
         f"{t.peak_input_bytes:,}/{t.peak_weight_bytes:,}/{t.peak_output_bytes:,}",
     ]  # fmt: skip
 
 
 LAYER_HEADERS = [
     "layer", "folds (+copies)", "compute", "stall", "corr busy/exposed", "pool", "total",
-    "util %", "off-chip read B", "off-chip write B", "peak in/w/out B",
+    "util %", "off-chip read B", "off-chip write B", "buffer R/W B", "peak in/w/out B",
 ]  # fmt: skip
 
 
@@ -102,6 +103,7 @@ def _total_row(r: TimingReport) -> list[Any]:
         f"{r.total('post_cycles'):,}", f"{r.total_cycles:,}",
         f"{100 * r.total('macs') / max(1, r.total_cycles * _pes(r)):.1f}",
         f"{r.total('offchip_read_bytes'):,}", f"{r.total('offchip_write_bytes'):,}",
+        f"{r.total('buffer_read_bytes'):,}/{r.total('buffer_write_bytes'):,}",
         f"footprint {r.footprint_bytes:,}",
     ]  # fmt: skip
 

@@ -53,6 +53,8 @@ class _Stats:
     offchip_input: int = 0
     offchip_weight: int = 0
     offchip_output: int = 0
+    buffer_read: int = 0
+    buffer_write: int = 0
     peak_input: int = 0
     peak_weight: int = 0
     peak_output: int = 0
@@ -78,6 +80,8 @@ class LayerTiming:
     utilisation: float  # macs / (total_cycles * PEs)
     offchip_read_bytes: int
     offchip_write_bytes: int
+    buffer_read_bytes: int  # operand bytes the array streams from the input and weight buffers
+    buffer_write_bytes: int  # output (and partial-sum) bytes it writes to the output buffer
     peak_input_bytes: int
     peak_weight_bytes: int
     peak_output_bytes: int
@@ -231,6 +235,9 @@ class PEArray(_Component):
                 yield env.timeout(max(base, stream))
                 st.compute += base
                 st.buffer_stall += max(0, stream - base)
+                stacked = int(ls.stack[t])
+                st.buffer_read += int(ls.input_bytes[t] + ls.weight_bytes[t])
+                st.buffer_write += stacked * int(ls.output_bytes[t])
                 yield p.slots.put(1)
                 if ls.writeback_bytes[t]:
                     yield p.outputs.put(int(ls.writeback_bytes[t]))
@@ -305,6 +312,8 @@ def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int, extra: int) -> LayerT
         utilisation=float(macs / (total * pes)) if total else 0.0,
         offchip_read_bytes=st.offchip_input + st.offchip_weight,
         offchip_write_bytes=st.offchip_output,
+        buffer_read_bytes=st.buffer_read,
+        buffer_write_bytes=st.buffer_write,
         peak_input_bytes=st.peak_input,
         peak_weight_bytes=st.peak_weight,
         peak_output_bytes=st.peak_output,

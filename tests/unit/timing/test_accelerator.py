@@ -67,6 +67,9 @@ def test_first_fetch_then_back_to_back_when_operands_fit(tiny_net):
     assert lt.stall_cycles == 30 + 11
     assert lt.offchip_read_bytes == 156
     assert lt.offchip_write_bytes == 7
+    # the array streams 1 x 16 inputs and 4 (then 3) x (16 + 4 bias) weight bytes per fold
+    assert lt.buffer_read_bytes == 2 * 16 + 4 * 20 + 3 * 20
+    assert lt.buffer_write_bytes == 4 + 3
 
 
 def test_double_buffering_hides_fetches(tiny_net):
