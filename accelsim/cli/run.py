@@ -28,7 +28,7 @@ from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_rep
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
 from accelsim.report.tables import PAPER_THRESHOLDS, critical_table
-from accelsim.sweep.results import ResultRow, recommend, write_results
+from accelsim.sweep.results import ResultRow, recommend, row_document, write_results
 from accelsim.sweep.runner import SweepConfig, plan_jobs, run_sweep
 from accelsim.sweep.thresholds import DEFAULT_TOPS, sweep_points
 
@@ -234,8 +234,8 @@ def run_command(args: argparse.Namespace) -> int:
             "thresholds": ", ".join(p.label for p in points)}, figures, tables),
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    doc = {**meta, "rows": [dataclasses.asdict(r) for r in rows], "recommendation": why,
-           "recommended": None if best is None else dataclasses.asdict(best),
+    doc = {**meta, "rows": [row_document(r) for r in rows], "recommendation": why,
+           "recommended": None if best is None else row_document(best),
            "seconds": seconds, "files": [str(p) for p in [*files, report]]
            + [str(f.png) for f in figures]}  # fmt: skip
     lines = [

@@ -77,11 +77,26 @@ def write_results(rows: list[ResultRow], out_dir: Path, meta: dict[str, Any]) ->
             w = csv.DictWriter(fh, fieldnames=list(flat[0]))
             w.writeheader()
             w.writerows(flat)
-    doc = {**meta, "rows": [dataclasses.asdict(r) for r in rows]}
+    doc = {**meta, "rows": [row_document(r) for r in rows]}
     tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=True))
+    tmp.write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=False))
     tmp.replace(json_path)
     return [csv_path, json_path]
+
+
+def _no_nan(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
+def row_document(row: ResultRow) -> dict[str, Any]:
+    """A row as strict JSON data (NaN, the unprotected row's threshold, becomes null)."""
+    return _no_nan(dataclasses.asdict(row))
 
 
 def _json_default(obj: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ def test_rows_cover_every_threshold_and_mode(sweep):
     points = doc["thresholds"]
     assert len(rows) == 1 + 2 * len(points)
     assert rows[0]["mode"] == "none"
-    assert math.isnan(rows[0]["threshold_percent"])
+    assert rows[0]["threshold_percent"] is None  # strict JSON: null, not NaN
     assert [r["mode"] for r in rows[1:]] == ["split", "tmr"] * len(points)
     for r in rows:
         assert r["faults"] == 40
