@@ -122,10 +122,17 @@ def _write_csv(path: Path, reports: dict[ProtectionMode, TimingReport]) -> None:
         w.writerow(["mode", *LAYER_FIELDS])
         for mode, r in reports.items():
             for t in r.layers:
-                w.writerow([mode.value, *(getattr(t, f) for f in LAYER_FIELDS)])
+                w.writerow([mode.value, *(_cell(getattr(t, f)) for f in LAYER_FIELDS)])
             w.writerow([mode.value, -1, "total", *(
-                r.total(f) if f not in ("utilisation",) else "" for f in LAYER_FIELDS[2:]
+                r.total(f) if f not in NOT_SUMMED else "" for f in LAYER_FIELDS[2:]
             )])  # fmt: skip
+
+
+NOT_SUMMED = ("utilisation", "oversized")
+
+
+def _cell(value: Any) -> Any:
+    return ";".join(value) if isinstance(value, tuple) else value
 
 
 def _write_trace(path: Path, log: list) -> None:
@@ -295,6 +302,12 @@ def simulate_command(args: argparse.Namespace) -> int:
             "",
             f"[{title}] simulated in {seconds[mode]:.3f} s",
             *_table(LAYER_HEADERS, [*map(_layer_row, r.layers), _total_row(r)]),
+        ]
+        lines += [
+            f"note: {t.name} needs more than the {', '.join(t.oversized)} buffer holds; its "
+            "slices are streamed through (a real design would tile them further)"
+            for t in r.layers
+            if t.oversized
         ]
         micro = r.total_cycles / arch.clock_mhz
         summary_rows.append([

@@ -87,6 +87,7 @@ class LayerTiming:
     peak_output_bytes: int
     weight_bytes: int  # int8 weights + int32 biases held for this layer
     copy_bytes: int  # extra int8 copies of protected neurons held until corrected
+    oversized: tuple[str, ...] = ()  # buffers whose peak demand exceeds their capacity
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,8 +187,8 @@ class Controller(_Component):
                 yield from p.offchip.transfer(ls.layer_input_bytes)
                 yield env.timeout(ls.post_cycles)
                 yield from p.offchip.transfer(ls.layer_output_bytes)
+                # windows stream through the pooling unit: nothing is held in the buffers
                 st.offchip_input, st.offchip_output = ls.layer_input_bytes, ls.layer_output_bytes
-                st.peak_input, st.peak_output = ls.layer_input_bytes, ls.layer_output_bytes
             else:
                 yield from self.fetch(ls, st)
                 yield p.layer_done.get()
@@ -291,7 +292,15 @@ class CorrectionStage(_Component):
             yield p.layer_done.put(k)
 
 
-def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int, extra: int) -> LayerTiming:
+def _oversized(st: _Stats, arch: ArchSpec) -> tuple[str, ...]:
+    """Buffers whose peak demand exceeds their capacity: the model then streams the slices
+    through them (no blocking), which real hardware would have to tile further."""
+    peaks = {"inputs": st.peak_input, "weights": st.peak_weight, "outputs": st.peak_output}
+    return tuple(n for n, b in peaks.items() if b > getattr(arch, n).capacity_bytes)
+
+
+def _layer_timing(ls: LayerSchedule, st: _Stats, arch: ArchSpec, extra: int) -> LayerTiming:
+    pes = arch.pe_array.rows * arch.pe_array.cols
     total = st.end - st.start
     exposed = max(0, st.correction_end - st.compute_end) if ls.fold is not None else 0
     post = ls.post_cycles
@@ -319,6 +328,7 @@ def _layer_timing(ls: LayerSchedule, st: _Stats, pes: int, extra: int) -> LayerT
         peak_output_bytes=st.peak_output,
         weight_bytes=ls.layer_weight_bytes,
         copy_bytes=int(ls.protected.sum()) * extra,
+        oversized=_oversized(st, arch),
     )
 
 
@@ -340,13 +350,12 @@ def simulate_schedule(
     for component in (Controller, PEArray, OutputDrain, CorrectionStage):
         component(*args)
     env.run()
-    pes = arch.pe_array.rows * arch.pe_array.cols
     return TimingReport(
         arch.name,
         schedule.network,
         schedule.mode,
         tuple(
-            _layer_timing(ls, st, pes, schedule.extra_copies)
+            _layer_timing(ls, st, arch, schedule.extra_copies)
             for ls, st in zip(schedule.layers, stats, strict=True)
         ),
         ideal_memory,
