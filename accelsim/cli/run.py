@@ -195,13 +195,22 @@ def run_command(args: argparse.Namespace) -> int:
     def on_row(rows: list[ResultRow]) -> None:
         files[:] = write_results(rows, out_dir, {**meta, "table_i": [vars(r) for r in table1]})
 
+    done: list[ResultRow] = []
     with tqdm(total=sum(j.n_faults for j in jobs), unit="fault", desc="sweep",
               disable=None, smoothing=0.05) as bar:  # fmt: skip
-        rows = run_sweep(
-            net, arch, jobs, ranges, x, labels, config, out_dir, resume=args.resume,
-            on_stage=lambda s: bar.set_description(f"sweep {s}"), on_progress=bar.update,
-            on_row=on_row,
-        )  # fmt: skip
+        try:
+            rows = run_sweep(
+                net, arch, jobs, ranges, x, labels, config, out_dir, resume=args.resume,
+                on_stage=lambda s: bar.set_description(f"sweep {s}"), on_progress=bar.update,
+                on_row=lambda r: (done.__setitem__(slice(None), r), on_row(r)),
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: {len(done)} of {len(jobs)} campaigns are complete in {out_dir} "
+                "(results.csv holds them; the running campaign's faults are saved); rerun with "
+                "--resume to finish"
+            )
+            return 130
     figures = _figures(rows, result, net, out_dir)
     best, why = recommend(rows, spec.accuracy_loss_budget_percent)
     half_a = float(np.median([(r.accuracy_loss_pp.hi - r.accuracy_loss_pp.lo) / 2 for r in rows]))

@@ -84,3 +84,33 @@ def test_resume_reuses_the_campaigns_and_refuses_without_it(sweep, capsys):
 def test_bad_options(capsys, tmp_path):
     assert main(["run", ARCH, WORKLOAD, "--out", str(tmp_path), "--faults", "0"]) == 2
     assert "--faults: expected a positive int, got 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_then_resume_equals_an_uninterrupted_sweep(sweep, tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, doc = sweep
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accelsim", "run", ARCH, WORKLOAD, "--out", str(out), *SMALL],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "results.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "rerun with --resume to finish" in stdout
+    assert main(["run", ARCH, WORKLOAD, "--out", str(out), *SMALL, "--resume", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "campaign_seconds"} for r in rows]
+
+    assert strip(again["rows"]) == strip(json.loads(json.dumps(doc["rows"])))
