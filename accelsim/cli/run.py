@@ -21,7 +21,7 @@ from accelsim.config.arch import load_arch
 from accelsim.config.workload import ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError
-from accelsim.functional.modelio import load_network, network_hash
+from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import quantize_images
 from accelsim.protection.protected import profile_ranges
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
@@ -139,24 +139,42 @@ def _figures(rows, result, net, out_dir: Path) -> list[HtmlFigure]:
     return out
 
 
-def run_command(args: argparse.Namespace) -> int:
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Sweep:
+    """Everything the sweep and its report need, decided before the first campaign."""
+
+    arch: Any
+    spec: Any
+    net: Any
+    out_dir: Path
+    result: Any  # the NVF
+    x: np.ndarray
+    labels: np.ndarray
+    ranges: dict
+    config: SweepConfig
+    points: tuple
+    jobs: list
+    meta: dict
+    header: str
+    sizes: str
+
+
+def _check_options(args: argparse.Namespace) -> None:
     for option in ("faults", "test_images", "workers", "nvf_images"):
         value = getattr(args, option)
         if value is not None and value < 1:
-            raise AccelsimError(
-                f"--{option.replace('_', '-')}: expected a positive int, got {value}"
-            )
-    started = time.perf_counter()
-    arch = load_arch(args.arch)
-    spec = load_workload(args.workload)
-    net = load_network(spec.network)
+            name = option.replace("_", "-")
+            raise AccelsimError(f"--{name}: expected a positive int, got {value}")
+
+
+def _prepare(args: argparse.Namespace) -> tuple[_Sweep, str | None]:
+    arch, spec = load_arch(args.arch), load_workload(args.workload)
     out_dir = Path(args.out) if args.out else spec.output_dir / f"run-{arch.name}"
     _check_out(out_dir, args.resume)
     net, analysis_data, result, _, cached, _, note = _analysis(args, spec)
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     images, labels, test_desc = _test_data(args, spec, net, analysis_data.split, result.n_inputs)
     x, labels = quantize_images(net, images), labels.astype(np.int64)
-    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
     faults = args.faults or (spec.faults.samples if args.scale == "paper" else QUICK_FAULTS)
     seed = spec.faults.seed if args.seed is None else args.seed
     fspec = dataclasses.replace(spec.faults, samples=faults, seed=seed)
@@ -177,85 +195,112 @@ def run_command(args: argparse.Namespace) -> int:
         "nvf_split": analysis_data.split, "nvf_cached": cached,
         "accuracy_loss_budget_pp": spec.accuracy_loss_budget_percent,
         "thresholds": [dataclasses.asdict(p) for p in points],
+        "table_i": [vars(r) for r in critical_table(result.nvf, PAPER_THRESHOLDS, net.name)],
     }  # fmt: skip
-    sizes = sorted({j.n_faults for j in jobs})
-    size_text = f"{sizes[0]:,}" + (f"..{sizes[-1]:,}" if len(sizes) > 1 else "")
+    counts = sorted({j.n_faults for j in jobs})
+    sizes = f"{counts[0]:,}" + (f"..{counts[-1]:,}" if len(counts) > 1 else "")
     sampling = faults if isinstance(faults, str) else "fixed count"
     header = (
         f"{net.name} on {arch.name}: {len(points)} thresholds x {len(modes)} modes + "
-        f"unprotected = {len(jobs)} campaigns of {size_text} faults ({sampling}) x "
+        f"unprotected = {len(jobs)} campaigns of {sizes} faults ({sampling}) x "
         f"{len(x):,} images ({test_desc}); NVF over {result.n_inputs} "
         f"{analysis_data.split} images{' [cached]' if cached else ''}"
     )
-    if not args.json:
-        print(header + (f"\nnote: {note}" if note else ""), flush=True)
-    table1 = critical_table(result.nvf, PAPER_THRESHOLDS, net.name)
-    files: list[Path] = []
+    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
+    sweep = _Sweep(arch, spec, net, out_dir, result, x, labels, ranges, config, points, jobs,
+                   meta, header, sizes)  # fmt: skip
+    return sweep, note
+
+
+def _run(sw: _Sweep, resume: bool) -> list[ResultRow] | None:
+    """The campaigns, results rewritten after each; None when interrupted (Ctrl-C)."""
+    done: list[ResultRow] = []
 
     def on_row(rows: list[ResultRow]) -> None:
-        files[:] = write_results(rows, out_dir, {**meta, "table_i": [vars(r) for r in table1]})
+        done[:] = rows
+        write_results(rows, sw.out_dir, sw.meta)
 
-    done: list[ResultRow] = []
-    with tqdm(total=sum(j.n_faults for j in jobs), unit="fault", desc="sweep",
+    with tqdm(total=sum(j.n_faults for j in sw.jobs), unit="fault", desc="sweep",
               disable=None, smoothing=0.05) as bar:  # fmt: skip
         try:
-            rows = run_sweep(
-                net, arch, jobs, ranges, x, labels, config, out_dir, resume=args.resume,
-                on_stage=lambda s: bar.set_description(f"sweep {s}"), on_progress=bar.update,
-                on_row=lambda r: (done.__setitem__(slice(None), r), on_row(r)),
+            return run_sweep(
+                sw.net, sw.arch, sw.jobs, sw.ranges, sw.x, sw.labels, sw.config, sw.out_dir,
+                resume=resume, on_stage=lambda s: bar.set_description(f"sweep {s}"),
+                on_progress=bar.update, on_row=on_row,
             )  # fmt: skip
         except KeyboardInterrupt:
             print(
-                f"\ninterrupted: {len(done)} of {len(jobs)} campaigns are complete in {out_dir} "
-                "(results.csv holds them; the running campaign's faults are saved); rerun with "
-                "--resume to finish"
+                f"\ninterrupted: {len(done)} of {len(sw.jobs)} campaigns are complete in "
+                f"{sw.out_dir} (results.csv holds them; the running campaign's faults are "
+                "saved); rerun with --resume to finish"
             )
-            return 130
-    figures = _figures(rows, result, net, out_dir)
-    best, why = recommend(rows, spec.accuracy_loss_budget_percent)
+            return None
+
+
+def _table_i_rows(sw: _Sweep) -> tuple[tuple[Any, ...], ...]:
+    return tuple(
+        (f"{r['threshold_percent']:g}", r["critical"], f"{r['portion_percent']:.2f}",
+         "-" if r["paper_critical"] is None else r["paper_critical"],
+         "-" if r["paper_portion_percent"] is None else f"{r['paper_portion_percent']:.2f}")
+        for r in sw.meta["table_i"]
+    )  # fmt: skip
+
+
+def _report(sw: _Sweep, rows: list[ResultRow], seconds: float) -> tuple[dict, list[str]]:
+    """Figures, report.html, the JSON document and the console lines."""
+    figures = _figures(rows, sw.result, sw.net, sw.out_dir)
+    budget = sw.spec.accuracy_loss_budget_percent
+    best, why = recommend(rows, budget)
     half_a = float(np.median([(r.accuracy_loss_pp.hi - r.accuracy_loss_pp.lo) / 2 for r in rows]))
     half_c = float(np.median([(r.critical_rate.hi - r.critical_rate.lo) / 2 for r in rows]))
     precision = (
-        f"campaigns: {size_text} faults x {len(x):,} images each; median 95 % half-width "
+        f"campaigns: {sw.sizes} faults x {len(sw.x):,} images each; median 95 % half-width "
         f"{half_a:.4f} pp (accuracy loss), {100 * half_c:.4f} % (critical-fault rate)"
     )
-    t1_rows = tuple(
-        (f"{r.threshold_percent:g}", r.critical, f"{r.portion_percent:.2f}",
-         "-" if r.paper_critical is None else r.paper_critical,
-         "-" if r.paper_portion_percent is None else f"{r.paper_portion_percent:.2f}")
-        for r in table1
-    )  # fmt: skip
+    advice = f"recommended under the {budget:g} pp accuracy-loss budget: {why}"
+    t1 = _table_i_rows(sw)
+    t1_headers = ("NVF >= %", "critical", "portion %", "paper", "paper portion %")
     tables = [
         HtmlTable("results", "Results: one row per threshold x mode (95 % intervals)",
                   ROW_HEADERS, tuple(tuple(_row_cells(r)) for r in rows)),
         HtmlTable("table-i", "Table I: critical neurons per NVF threshold (ours | paper)",
-                  ("NVF >= %", "critical", "portion %", "paper", "paper portion %"), t1_rows),
+                  t1_headers, t1),
         HtmlTable("thresholds", "Thresholds of the sweep",
                   ("NVF >= %", "label", "protected", "share %"),
                   tuple((f"{p.threshold_percent:.4g}", p.label, p.n_protected,
-                         f"{p.top_percent:.2f}") for p in points)),
+                         f"{p.top_percent:.2f}") for p in sw.points)),
     ]  # fmt: skip
-    summary = [header, precision, f"recommended under the {spec.accuracy_loss_budget_percent:g} pp "
-               f"accuracy-loss budget: {why}"]  # fmt: skip
+    settings = {k: v for k, v in sw.meta.items() if k not in ("thresholds", "table_i")}
+    settings["thresholds"] = ", ".join(p.label for p in sw.points)
+    title = f"accelsim: {sw.net.name} on {sw.arch.name}"
     report = write_report(
-        out_dir / "report.html",
-        render_report(f"accelsim: {net.name} on {arch.name}", summary, meta | {
-            "thresholds": ", ".join(p.label for p in points)}, figures, tables),
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    doc = {**meta, "rows": [row_document(r) for r in rows], "recommendation": why,
-           "recommended": None if best is None else row_document(best),
-           "seconds": seconds, "files": [str(p) for p in [*files, report]]
-           + [str(f.png) for f in figures]}  # fmt: skip
+        sw.out_dir / "report.html",
+        render_report(title, [sw.header, precision, advice], settings, figures, tables),
+    )
+    files = [sw.out_dir / "results.csv", sw.out_dir / "results.json", report]
+    doc = {**sw.meta, "rows": [row_document(r) for r in rows], "recommendation": why,
+           "recommended": None if best is None else row_document(best), "seconds": seconds,
+           "files": [str(p) for p in files] + [str(f.png) for f in figures]}  # fmt: skip
     lines = [
         "", *_table(list(ROW_HEADERS), [_row_cells(r) for r in rows]), "", precision, "",
         "Table I: critical neurons per NVF threshold (ours | paper)",
-        *_table(["NVF >= %", "critical", "portion %", "paper", "paper portion %"],
-                [list(r) for r in t1_rows]),
-        "", f"done in {seconds:.0f} s; wrote {out_dir}/: results.csv, results.json, "
-        "figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/",
-        "", f"recommended under the {spec.accuracy_loss_budget_percent:g} pp accuracy-loss "
-        f"budget: {why}",
+        *_table(list(t1_headers), [list(r) for r in t1]),
+        "", f"done in {seconds:.0f} s; wrote {sw.out_dir}/: results.csv, results.json, "
+        "figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/", "", advice,
     ]  # fmt: skip
+    return doc, lines
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The whole sweep: prepare (NVF, images, thresholds), run the campaigns, report."""
+    _check_options(args)
+    started = time.perf_counter()
+    sw, note = _prepare(args)
+    if not args.json:
+        print(sw.header + (f"\nnote: {note}" if note else ""), flush=True)
+    rows = _run(sw, args.resume)
+    if rows is None:
+        return 130
+    doc, lines = _report(sw, rows, time.perf_counter() - started)
     _emit(args, doc, lines)
     return 0
