@@ -326,6 +326,11 @@ def simulate_command(args: argparse.Namespace) -> int:
         ["mode", "protected", "compute cyc", "total cyc", "latency us", "+cycles %",
          "+compute %", "+off-chip B %", "footprint B", "+footprint %"], summary_rows,
     )]  # fmt: skip
+    if len(pnets) > 1 and all(p.plan.n_protected == 0 for p in pnets.values()):
+        lines.append(
+            f"note: no neuron of {net.name} has NVF >= {args.threshold:g} %, so the protected "
+            "runs equal the unprotected one; --top 5 protects the 5 % most vulnerable neurons"
+        )
     doc: dict[str, Any] = {
         "arch": arch.name, "network": net.name, "network_hash": network_hash(net),
         "dataflow": arch.pe_array.dataflow.value, "threshold_percent": args.threshold,
