@@ -104,13 +104,15 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
 @njit(cache=True, nogil=True)
 def conv_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
-    geo, accd, mark, touched, out_ptr, out_pos, out_val, progress,
+    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched,
+    out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH, KW, O) int8;
-    geo = (C, H, W, O, OH, OW, KH, KW, stride, padding); scratch accd (OH * OW * O) int32
-    zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
-    _, h, w, n_out, oh, ow, kh, kw, s, pad = geo
-    ohw = oh * ow
+    """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH * KW, O) int8.
+    Tables instead of index arithmetic (64-bit divisions by the stride dominated): input q is
+    pixel pix_of[q] of channel chan_of[q]; pixel y feeds output pixels
+    map_sp[map_ptr[y]:map_ptr[y + 1]] through kernel taps map_ij[...]. Scratch accd
+    (OH * OW * O) int32 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
+    n_out = wt.shape[2]
     used = progress[1]
     for p in range(progress[0], img.size):
         n = img[p]
@@ -120,26 +122,18 @@ def conv_changes_kernel(
             d = np.int32(val[e] - np.int64(xin[n, q]))
             if d == 0:
                 continue
-            c = q // (h * w)
-            y = (q // w) % h
-            x = q % w
-            for i in range(kh):
-                ny = y + pad - i
-                if ny < 0 or ny % s != 0 or ny // s >= oh:
-                    continue
-                for j in range(kw):
-                    nx = x + pad - j
-                    if nx < 0 or nx % s != 0 or nx // s >= ow:
-                        continue
-                    sp = (ny // s) * ow + nx // s
-                    if mark[sp] == 0:
-                        mark[sp] = 1
-                        touched[nt] = sp
-                        nt += 1
-                    row = accd[sp * n_out : (sp + 1) * n_out]
-                    w_row = wt[c, i, j]
-                    for o in range(n_out):  # contiguous views: vectorises
-                        row[o] += d * np.int32(w_row[o])
+            c = chan_of[q]
+            yx = pix_of[q]
+            for m in range(map_ptr[yx], map_ptr[yx + 1]):
+                sp = map_sp[m]
+                if mark[sp] == 0:
+                    mark[sp] = 1
+                    touched[nt] = sp
+                    nt += 1
+                row = accd[sp * n_out : (sp + 1) * n_out]
+                w_row = wt[c, map_ij[m]]
+                for o in range(n_out):  # contiguous views: vectorises
+                    row[o] += d * np.int32(w_row[o])
         if used + nt * n_out > out_pos.size:
             for t in range(nt):
                 sp = touched[t]
@@ -213,13 +207,15 @@ def dense_changes_kernel(
 
 @njit(cache=True, nogil=True)
 def maxpool_changes_kernel(
-    img, ptr, pos, val, xin, yout, geo, over, is_over, is_out, touched,
+    img, ptr, pos, val, xin, yout, map_ptr, map_out, win, over, is_over, is_out, touched,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """geo = (C, H, W, OH, OW, size, stride); scratch over (C*H*W) int64, is_over (C*H*W) and
-    is_out (C*OH*OW) uint8 zeros, touched (C*OH*OW) int64."""
-    _, h, w, oh, ow, size, s = geo
+    """Tables instead of index arithmetic (64-bit divisions dominated this kernel): input q
+    feeds outputs map_out[map_ptr[q]:map_ptr[q + 1]], output k's window is the input indices
+    win[k, :]. Scratch over (C*H*W) int64, is_over (C*H*W) and is_out (C*OH*OW) uint8 zeros,
+    touched (C*OH*OW) int64."""
     used = progress[1]
+    window = win.shape[1]
     for p in range(progress[0], img.size):
         n = img[p]
         for e in range(ptr[p], ptr[p + 1]):
@@ -228,16 +224,12 @@ def maxpool_changes_kernel(
         nt = 0
         for e in range(ptr[p], ptr[p + 1]):
             q = pos[e]
-            c = q // (h * w)
-            y = (q // w) % h
-            x = q % w
-            for oy in range(max(0, -((size - 1 - y) // s)), min(oh - 1, y // s) + 1):
-                for ox in range(max(0, -((size - 1 - x) // s)), min(ow - 1, x // s) + 1):
-                    k = (c * oh + oy) * ow + ox
-                    if is_out[k] == 0:
-                        is_out[k] = 1
-                        touched[nt] = k
-                        nt += 1
+            for m in range(map_ptr[q], map_ptr[q + 1]):
+                k = map_out[m]
+                if is_out[k] == 0:
+                    is_out[k] = 1
+                    touched[nt] = k
+                    nt += 1
         if used + nt > out_pos.size:
             for t in range(nt):
                 is_out[touched[t]] = 0
@@ -249,16 +241,11 @@ def maxpool_changes_kernel(
         for t in range(nt):
             k = touched[t]
             is_out[k] = 0
-            c = k // (oh * ow)
-            oy = (k // ow) % oh
-            ox = k % ow
             best = np.int64(-129)
-            for i in range(size):
-                row = (c * h + oy * s + i) * w + ox * s
-                for j in range(size):
-                    q = row + j
-                    v = over[q] if is_over[q] else np.int64(xin[n, q])
-                    best = max(best, v)
+            for i in range(window):
+                q = win[k, i]
+                v = over[q] if is_over[q] else np.int64(xin[n, q])
+                best = max(best, v)
             if best != yout[n, k]:
                 out_pos[used] = k
                 out_val[used] = best

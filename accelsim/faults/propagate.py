@@ -122,6 +122,50 @@ def _kernel_weights(rec: Conv2D | Dense) -> npt.NDArray[np.int8]:
     return np.ascontiguousarray(w)
 
 
+@functools.cache
+def _conv_tables(rec: Conv2D) -> tuple[I64, I64, I64, I64, I64]:
+    """For the convolution kernel: channel and pixel of every flat input (C*H*W,), and for
+    every input pixel (H*W) the output pixels it feeds with the kernel tap (i * KW + j) it
+    feeds them through (CSR: ptr (H*W + 1,), output pixels, taps)."""
+    c, h, w = rec.in_shape
+    _, oh, ow = rec.out_shape
+    kh, kw = rec.weight.shape[2:]
+    s, pad = rec.stride, rec.padding
+    oy, ox, i, j = np.meshgrid(
+        np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw), indexing="ij"
+    )
+    y, x = oy * s - pad + i, ox * s - pad + j
+    inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+    pix = (y * w + x)[inside]
+    sp = (oy * ow + ox)[inside]
+    tap = (i * kw + j)[inside]
+    order = np.argsort(pix, kind="stable")
+    ptr = np.zeros(h * w + 1, np.int64)
+    np.cumsum(np.bincount(pix, minlength=h * w), out=ptr[1:])
+    flat = np.arange(c * h * w)
+    return (flat // (h * w), flat % (h * w), ptr, sp[order].astype(np.int64),
+            tap[order].astype(np.int64))  # fmt: skip
+
+
+@functools.cache
+def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
+    """For the max-pool kernel: which outputs each input feeds (CSR: ptr (C*H*W + 1,), outputs)
+    and the input indices of each output's window (C*OH*OW, size * size), flat C-H-W."""
+    c, h, w = rec.in_shape
+    _, oh, ow = rec.out_shape
+    s, z = rec.stride, rec.size
+    ch, oy, ox, i, j = np.meshgrid(
+        np.arange(c), np.arange(oh), np.arange(ow), np.arange(z), np.arange(z), indexing="ij"
+    )
+    win = ((ch * h + oy * s + i) * w + ox * s + j).reshape(c * oh * ow, z * z)
+    out = np.repeat(np.arange(c * oh * ow), z * z)
+    order = np.argsort(win.ravel(), kind="stable")
+    counts = np.bincount(win.ravel(), minlength=c * h * w)
+    ptr = np.zeros(c * h * w + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, out[order].astype(np.int64), np.ascontiguousarray(win, np.int64)
+
+
 def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
     """Changed outputs of layer ``layer`` (max-pool, convolution or dense) by its kernel."""
     rec = state.pnet.net.layers[layer]
@@ -130,7 +174,7 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
     if isinstance(rec, MaxPool2D):
         c, h, w = rec.in_shape
         _, oh, ow = rec.out_shape
-        geo = np.array([c, h, w, oh, ow, rec.size, rec.stride], np.int64)
+        map_ptr, map_out, win = _pool_tables(rec)
         scratch = (
             np.zeros(c * h * w, np.int64),
             np.zeros(c * h * w, np.uint8),
@@ -139,14 +183,13 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
         )
 
         def call(*out):
-            k.maxpool_changes_kernel(*args, yout, geo, *scratch, *out)
+            k.maxpool_changes_kernel(*args, yout, map_ptr, map_out, win, *scratch, *out)
 
     elif isinstance(rec, Conv2D):
-        c, h, w = rec.in_shape
         o, oh, ow = rec.out_shape
-        kh, kw = rec.weight.shape[2:]
-        geo = np.array([c, h, w, o, oh, ow, kh, kw, rec.stride, rec.padding], np.int64)
+        tables = _conv_tables(rec)
         wt = _kernel_weights(rec)
+        wt = wt.reshape(wt.shape[0], -1, wt.shape[-1])
         scratch = (
             np.zeros(oh * ow * o, np.int32),
             np.zeros(oh * ow, np.uint8),
@@ -161,7 +204,8 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
                 yout,
                 wt,
                 *_post_args(state, layer),
-                geo,
+                *tables,
+                oh * ow,
                 *scratch,
                 *out,
             )
