@@ -30,8 +30,13 @@ from accelsim.faults.sampling import Population, build_population, sample_faults
 from accelsim.faults.store import FaultRows, done_ids, open_store
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import classify, quantize_images
-from accelsim.protection.plan import plan_from_neurons, plan_from_nvf, plan_hash
-from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
+from accelsim.protection.plan import plan_from_nvf, plan_hash
+from accelsim.protection.protected import (
+    ProtectedNetwork,
+    profile_ranges,
+    protected_logits,
+    unprotected,
+)
 
 
 def parse_faults(text: str) -> str | int:
@@ -71,7 +76,7 @@ def _fault_spec(args: argparse.Namespace, spec: FaultSpec) -> FaultSpec:
 def _protected_network(args: argparse.Namespace, spec, net) -> tuple[ProtectedNetwork, dict]:
     mode = ProtectionMode(args.protection)
     if mode is ProtectionMode.NONE:
-        return ProtectedNetwork(net, plan_from_neurons(net, mode, {}), {}), {}
+        return unprotected(net), {}
     net, analysis_data, result, _, cached, _ = _nvf(args, spec)
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     plan = plan_from_nvf(net, mode, nvf, args.threshold)

@@ -27,8 +27,8 @@ from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.faults.store import FaultRows
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import quantize_images
-from accelsim.protection.plan import plan_from_neurons, plan_from_nvf, threshold_for_top
-from accelsim.protection.protected import ProtectedNetwork, profile_ranges
+from accelsim.protection.plan import plan_from_nvf, threshold_for_top
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
 from accelsim.timing.accelerator import LayerTiming, TimingReport
 from accelsim.timing.pe_campaign import PeCampaignResult, run_pe_campaign
 from accelsim.timing.pe_faults import SITE_BITS, PeSite, sample_pe_faults
@@ -51,27 +51,24 @@ def parse_modes(text: str) -> tuple[ProtectionMode, ...]:
 
 
 def _networks(args, spec, net, modes) -> tuple[dict[ProtectionMode, ProtectedNetwork], dict]:
-    """The protected network of every mode (none first), from the (cached) NVF analysis."""
-    pnets = {
-        ProtectionMode.NONE: ProtectedNetwork(
-            net, plan_from_neurons(net, ProtectionMode.NONE, {}), {}
-        )
-    }
-    info: dict[str, Any] = {}
+    """The protected network of every mode (none first), from the (cached) NVF analysis, and
+    what to report about it (the NVF run, the threshold used: ``--top`` sets it from the NVF)."""
+    pnets = {ProtectionMode.NONE: unprotected(net)}
+    info: dict[str, Any] = {"threshold_percent": args.threshold}
     protected = [m for m in modes if m is not ProtectionMode.NONE]
     if protected:
         net, analysis_data, result, _, cached, _ = _nvf(args, spec)
         nvf = {lay.layer: lay.nvf for lay in result.layers}
         ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
+        threshold = args.threshold if args.top is None else threshold_for_top(nvf, args.top)
         info = {
             "nvf_method": result.method.value,
             "nvf_images": result.n_inputs,
             "nvf_cached": cached,
+            "threshold_percent": threshold,
         }
-        if args.top is not None:
-            args.threshold = threshold_for_top(nvf, args.top)
         for mode in protected:
-            plan = plan_from_nvf(net, mode, nvf, args.threshold)
+            plan = plan_from_nvf(net, mode, nvf, threshold)
             pnets[mode] = ProtectedNetwork(net, plan, ranges)
     return pnets, info
 
@@ -101,18 +98,11 @@ def _total_row(r: TimingReport) -> list[Any]:
         f"{r.total('compute_cycles'):,}", f"{r.total('stall_cycles'):,}",
         f"{r.total('correction_cycles'):,}/{r.total('correction_exposed_cycles'):,}",
         f"{r.total('post_cycles'):,}", f"{r.total_cycles:,}",
-        f"{100 * r.total('macs') / max(1, r.total_cycles * _pes(r)):.1f}",
+        f"{100 * r.utilisation:.1f}",
         f"{r.total('offchip_read_bytes'):,}", f"{r.total('offchip_write_bytes'):,}",
         f"{r.total('buffer_read_bytes'):,}/{r.total('buffer_write_bytes'):,}",
         f"footprint {r.footprint_bytes:,}",
     ]  # fmt: skip
-
-
-_PES: dict[str, int] = {}
-
-
-def _pes(r: TimingReport) -> int:
-    return _PES[r.arch]
 
 
 def _write_csv(path: Path, reports: dict[ProtectionMode, TimingReport]) -> None:
@@ -156,8 +146,7 @@ def _pe_study(args, spec, net, pnets, schedules, reports) -> tuple[list[dict], l
         net.dataset, spec.dataset.split, data_dir=args.data_dir, n_images=args.test_images
     )
     x, labels = quantize_images(net, data.images), data.labels.astype(np.int64)
-    pe = reports[ProtectionMode.NONE]
-    base_cycles = pe.total_cycles
+    base_cycles = reports[ProtectionMode.NONE].total_cycles
     docs, rows = [], []
     for k, (mode, pnet) in enumerate(pnets.items()):
         r = reports[mode]
@@ -259,7 +248,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     net = load_network(spec.network)
     modes = args.protection or spec.protection_modes
     pnets, info = _networks(args, spec, net, modes)
-    _PES[arch.name] = arch.pe_array.rows * arch.pe_array.cols
+    threshold = info["threshold_percent"]
     schedules, reports, logs, seconds = {}, {}, {}, {}
     for mode, pnet in pnets.items():
         log: list | None = [] if args.trace else None
@@ -270,7 +259,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         seconds[mode] = time.perf_counter() - start
         logs[mode] = log
     out_dir = Path(args.output_dir or spec.output_dir) / "timing"
-    tag = f"{arch.name}-{net.name}" + ("" if len(pnets) == 1 else f"-T{args.threshold:g}")
+    tag = f"{arch.name}-{net.name}" + ("" if len(pnets) == 1 else f"-T{threshold:g}")
     csv_path = out_dir / f"timing-{tag}.csv"
     _write_csv(csv_path, reports)
     files = [str(csv_path)]
@@ -296,7 +285,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         title = (
             mode.value
             if mode is ProtectionMode.NONE
-            else f"{mode.value} (NVF >= {args.threshold:g} %: {plan.n_protected:,} neurons)"
+            else f"{mode.value} (NVF >= {threshold:g} %: {plan.n_protected:,} neurons)"
         )
         lines += [
             "",
@@ -328,13 +317,13 @@ def simulate_command(args: argparse.Namespace) -> int:
     )]  # fmt: skip
     if len(pnets) > 1 and all(p.plan.n_protected == 0 for p in pnets.values()):
         lines.append(
-            f"note: no neuron of {net.name} has NVF >= {args.threshold:g} %, so the protected "
+            f"note: no neuron of {net.name} has NVF >= {threshold:g} %, so the protected "
             "runs equal the unprotected one; --top 5 protects the 5 % most vulnerable neurons"
         )
     doc: dict[str, Any] = {
         "arch": arch.name, "network": net.name, "network_hash": network_hash(net),
-        "dataflow": arch.pe_array.dataflow.value, "threshold_percent": args.threshold,
-        "ideal_memory": args.ideal_memory, **info, "modes": mode_docs, "files": files,
+        "dataflow": arch.pe_array.dataflow.value, "ideal_memory": args.ideal_memory, **info,
+        "modes": mode_docs, "files": files,
     }  # fmt: skip
     if args.pe_faults:
         docs, rows = _pe_study(args, spec, net, pnets, schedules, reports)

@@ -37,7 +37,7 @@ from accelsim.functional.network import (
 from accelsim.functional.reference import requantize_ref
 from accelsim.protection import dmr, ranger
 from accelsim.protection.lcu import lcu
-from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
+from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan, plan_from_neurons
 from accelsim.protection.vote import vote
 
 I8 = npt.NDArray[np.int8]
@@ -65,6 +65,11 @@ class ProtectedNetwork:
     net: Network
     plan: ProtectionPlan
     ranges: dict[int, tuple[int, int]]
+
+
+def unprotected(net: Network) -> ProtectedNetwork:
+    """``net`` with an empty plan (mode none): the baseline every campaign compares against."""
+    return ProtectedNetwork(net, plan_from_neurons(net, ProtectionMode.NONE, {}), {})
 
 
 def neuron_accumulators(layer: Conv2D | Dense, x: I8, index: I64) -> I64:

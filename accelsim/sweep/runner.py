@@ -19,13 +19,13 @@ from accelsim.config.workload import FaultSpec, ProtectionMode
 from accelsim.faults.campaign import CampaignInputs, golden_state, run_campaign
 from accelsim.faults.metrics import Estimate, summarize
 from accelsim.faults.model import fault_batch
-from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.faults.sampling import build_population, sample_faults, sample_size
 from accelsim.faults.store import open_store
 from accelsim.functional.modelio import network_hash
-from accelsim.functional.network import Network
+from accelsim.functional.network import Network, classify
 from accelsim.protection.overhead import overhead
 from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf, plan_hash
-from accelsim.protection.protected import ProtectedNetwork
+from accelsim.protection.protected import ProtectedNetwork, protected_logits
 from accelsim.sweep.results import Interval, ResultRow
 from accelsim.sweep.thresholds import SweepPoint
 from accelsim.timing.simulate import simulate
@@ -66,8 +66,7 @@ def plan_jobs(
     out = []
     for mode, point, plan in jobs:
         pop = build_population(net, plan, config.faults.kind, config.faults.n_bits)
-        n = len(sample_faults(pop, config.faults, rng=np.random.default_rng(0)))
-        out.append(_Job(mode, point, plan, n))
+        out.append(_Job(mode, point, plan, sample_size(config.faults, pop)))
     return out
 
 
@@ -85,7 +84,11 @@ def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress)
         "images_hash": hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16],
     }
     inputs = CampaignInputs(pnet, x, labels)
-    golden_correct = int((golden_state(inputs).classes == labels).sum())
+    # in this process the campaign needs the golden state anyway; for workers one inference will do
+    golden = (
+        golden_state(inputs).classes if config.workers == 1 else classify(protected_logits(pnet, x))
+    )
+    golden_correct = int((golden == labels).sum())
     con = open_store(db, settings, resume=resume)
     try:
         rows = run_campaign(

@@ -46,7 +46,6 @@ class _Stats:
     start: int = 0
     end: int = 0
     compute: int = 0
-    buffer_stall: int = 0
     correction_busy: int = 0
     correction_end: int = 0
     compute_end: int = 0
@@ -101,6 +100,12 @@ class TimingReport:
     layers: tuple[LayerTiming, ...]
     ideal_memory: bool
     fold_starts: tuple[npt.NDArray[np.int64], ...]
+    pes: int  # processing elements of the array
+
+    @property
+    def utilisation(self) -> float:
+        """MACs issued / (cycles x PEs) over the whole run."""
+        return self.total("macs") / (self.total_cycles * self.pes) if self.total_cycles else 0.0
 
     @property
     def total_cycles(self) -> int:
@@ -234,8 +239,7 @@ class PEArray(_Component):
                     _stream_cycles(int(ls.output_bytes[t]), a.outputs, self.ideal),
                 )
                 yield env.timeout(max(base, stream))
-                st.compute += base
-                st.buffer_stall += max(0, stream - base)
+                st.compute += base  # a stretched fold's extra cycles count as stall
                 stacked = int(ls.stack[t])
                 st.buffer_read += int(ls.input_bytes[t] + ls.weight_bytes[t])
                 st.buffer_write += stacked * int(ls.output_bytes[t])
@@ -360,4 +364,5 @@ def simulate_schedule(
         ),
         ideal_memory,
         tuple(np.asarray(st.fold_starts, np.int64) for st in stats),
+        arch.pe_array.rows * arch.pe_array.cols,
     )

@@ -156,7 +156,6 @@ class Schedule:
     mode: str  # protection mode of the plan ("none" without one)
     extra_copies: int
     layers: tuple[LayerSchedule, ...]
-    protected: tuple[I64 | None, ...]  # per layer: the protected flat neuron indices
 
     @property
     def compute_cycles(self) -> int:
@@ -289,10 +288,7 @@ def schedule_network(
         for i, layer in enumerate(net.layers)
         if not isinstance(layer, Flatten)
     )
-    return Schedule(
-        arch, net.name, mode, extra_copies, layers,
-        tuple(protected.get(ls.layer) for ls in layers),
-    )  # fmt: skip
+    return Schedule(arch, net.name, mode, extra_copies, layers)
 
 
 def neurons_on_pe(

@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from accelsim import load_dataset, load_network, quantize_images
-from accelsim.config.workload import FaultKind, FaultSite, FaultSpec, ProtectionMode
+from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.faults.campaign import CampaignInputs, run_campaign
 from accelsim.faults.model import Fault, fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.faults.store import open_store
 from accelsim.functional.layers import Conv2D, Dense
-from accelsim.protection.plan import plan_from_neurons
-from accelsim.protection.protected import ProtectedNetwork
+from accelsim.protection.protected import unprotected
 
 SPEC = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, "leveugle", 0.01, 0.95, 0.5, 0)
 
@@ -46,7 +45,7 @@ SPEC = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, "leveugle", 0
 def paper_sample(net, n: int, seed: int = 1) -> tuple[list[Fault], int]:
     """n faults drawn at random from the paper-size Leveugle sample (0: all of it), and that
     sample's size."""
-    plan = plan_from_neurons(net, ProtectionMode.NONE, {})
+    plan = unprotected(net).plan
     faults = sample_faults(
         build_population(net, plan, FaultKind.SINGLE_BIT, 1), SPEC, rng=np.random.default_rng(0)
     )
@@ -57,7 +56,7 @@ def paper_sample(net, n: int, seed: int = 1) -> tuple[list[Fault], int]:
 
 
 def time_accelsim(net, x, labels, faults, workers: int) -> tuple[float, np.ndarray]:
-    pnet = ProtectedNetwork(net, plan_from_neurons(net, ProtectionMode.NONE, {}), {})
+    pnet = unprotected(net)
     with tempfile.TemporaryDirectory() as tmp:
         con = open_store(Path(tmp) / "bench.sqlite", {"bench": True}, resume=False)
         start = time.perf_counter()
