@@ -53,10 +53,15 @@ def git_hash() -> str:
 
 
 def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
+    """Print the markdown and write it with the JSON under experiments/out/NAME/, one file pair
+    per set of networks (a run of one network does not overwrite another's)."""
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps({**doc, "git": git_hash()}, indent=1))
-    (out / "result.md").write_text("\n".join(markdown) + "\n")
+    stem = out / f"result-{'-'.join(doc)}"
+    stem.with_suffix(".json").write_text(json.dumps({**doc, "git": git_hash()}, indent=1))
+    stem.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    print("\n".join(markdown))
+    print(f"wrote {stem}.md and .json")
     return out
 
 

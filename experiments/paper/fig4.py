@@ -6,7 +6,7 @@ same *shares* of neurons as the paper's grid does (the top 93.5 %, 35.4 %, ... o
 
     python experiments/paper/fig4.py [--networks ...] [--faults N] [--test-images N] [--seed S]
 
-Writes experiments/out/fig4/NET/ (results, figures, report.html) and result.{json,md}.
+Writes experiments/out/fig4/NET/ (results, figures, report.html) and result-NETS.{json,md}.
 """
 
 from __future__ import annotations
@@ -79,9 +79,7 @@ def main() -> None:
                 f"{_cell(m, 'accuracy_loss_pp', 1)} | {_cell(m, 'critical_rate', 100)} |"
             )
         md.append("")
-    out = save("fig4", docs, md)
-    print("\n".join(md))
-    print(f"wrote {out}")
+    save("fig4", docs, md)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ the share of neurons the paper protects at 20 % (17.86 / 3.99 / 0.6 %), with 95 
         [--arch arch/pe16x16.yaml] [--seed S]
 
 Default campaign size: the Leveugle sample (the paper's) over the workload's test images;
---faults / --test-images shrink it. Writes experiments/out/nvf20/result.{json,md}.
+--faults / --test-images shrink it. Writes experiments/out/nvf20/result-NETS.{json,md}.
 """
 
 from __future__ import annotations
@@ -83,9 +83,7 @@ def main() -> None:
         for row in rows[1:]:
             md += _mode_rows(row, base, paper, doc["arch"])
         md.append("")
-    out = save("nvf20", docs, md)
-    print("\n".join(md))
-    print(f"wrote {out}")
+    save("nvf20", docs, md)
 
 
 if __name__ == "__main__":

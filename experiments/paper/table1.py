@@ -3,7 +3,7 @@ and AlexNet (NVF: the workload's analysis settings, 1,000 training images; cache
 
     python experiments/paper/table1.py [--networks mlp7,lenet5,alexnet]
 
-Writes experiments/out/table1/result.{json,md}.
+Writes experiments/out/table1/result-NETS.{json,md}.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ def main() -> None:
         top = max(lay["max_nvf_percent"] for lay in doc["layers"])
         md += ["", f"largest NVF of any neuron: {top:.3f} %", ""]
     assert all(n in PAPER_TABLE_I for n in docs)
-    out = save("table1", docs, md)
-    print("\n".join(md))
-    print(f"wrote {out}")
+    save("table1", docs, md)
 
 
 if __name__ == "__main__":
