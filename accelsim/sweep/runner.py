@@ -103,6 +103,40 @@ def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress)
     return summary, golden_correct, pop.size
 
 
+def _row(job, net, report, base_cycles, summary, golden_correct, population, images, seconds):
+    """One result row; overheads are relative to the unprotected network (``overhead`` reports
+    its parameter and activation bytes with every plan)."""
+    over = overhead(net, job.plan)
+    point = job.point
+    return ResultRow(
+        mode=job.mode.value,
+        label="unprotected" if point is None else point.label,
+        threshold_percent=np.nan if point is None else point.threshold_percent,
+        top_percent=np.nan if point is None else point.top_percent,
+        critical_neurons=job.plan.n_protected,
+        neurons=over.neurons,
+        neurons_overhead_percent=over.neurons_overhead_percent,
+        param_bytes=over.param_bytes,
+        param_bytes_extra=over.param_bytes_extra,
+        activation_bytes=over.activation_bytes,
+        activation_bytes_extra=over.activation_bytes_extra,
+        memory_overhead_percent=100
+        * (over.param_bytes_extra + over.activation_bytes_extra)
+        / (over.param_bytes + over.activation_bytes),
+        compute_cycles=report.total("compute_cycles"),
+        cycles=report.total_cycles,
+        cycle_overhead_percent=100 * (report.total_cycles / base_cycles - 1),
+        faults=summary.n_faults,
+        population=population,
+        images=images,
+        fault_free_accuracy=golden_correct / images,
+        accuracy_loss_pp=_interval(summary.accuracy_loss_pp),
+        critical_rate=_interval(summary.critical_rate),
+        faults_with_effect=_interval(summary.faults_with_effect),
+        campaign_seconds=seconds,
+    )
+
+
 def run_sweep(
     net: Network,
     arch: ArchSpec,
@@ -120,7 +154,6 @@ def run_sweep(
 ) -> list[ResultRow]:
     """Run every job; rows in job order."""
     rows: list[ResultRow] = []
-    base_cycles = base_over = None
     for k, job in enumerate(jobs):
         tag = job.mode.value
         if job.point is not None:
@@ -131,44 +164,11 @@ def run_sweep(
         pnet = ProtectedNetwork(net, job.plan, ranges if job.point is not None else {})
         start = time.perf_counter()
         db = out_dir / "campaigns" / f"{tag}.sqlite"
-        summary, golden_correct, population = _campaign(
-            job, pnet, x, labels, config, db, resume, on_progress
-        )
+        campaign = _campaign(job, pnet, x, labels, config, db, resume, on_progress)
         seconds = time.perf_counter() - start
         _, report = simulate(net, arch, plan=job.plan)
-        over = overhead(net, job.plan)
-        if base_cycles is None:
-            base_cycles, base_over = report.total_cycles, over
-        memory = base_over.param_bytes + base_over.activation_bytes
-        rows.append(
-            ResultRow(
-                mode=job.mode.value,
-                label="unprotected" if job.point is None else job.point.label,
-                threshold_percent=np.nan if job.point is None else job.point.threshold_percent,
-                top_percent=np.nan if job.point is None else job.point.top_percent,
-                critical_neurons=job.plan.n_protected,
-                neurons=over.neurons,
-                neurons_overhead_percent=over.neurons_overhead_percent,
-                param_bytes=over.param_bytes,
-                param_bytes_extra=over.param_bytes_extra,
-                activation_bytes=over.activation_bytes,
-                activation_bytes_extra=over.activation_bytes_extra,
-                memory_overhead_percent=100
-                * (over.param_bytes_extra + over.activation_bytes_extra)
-                / memory,
-                compute_cycles=report.total("compute_cycles"),
-                cycles=report.total_cycles,
-                cycle_overhead_percent=100 * (report.total_cycles / base_cycles - 1),
-                faults=summary.n_faults,
-                population=population,
-                images=len(x),
-                fault_free_accuracy=golden_correct / len(x),
-                accuracy_loss_pp=_interval(summary.accuracy_loss_pp),
-                critical_rate=_interval(summary.critical_rate),
-                faults_with_effect=_interval(summary.faults_with_effect),
-                campaign_seconds=seconds,
-            )
-        )
+        base_cycles = rows[0].cycles if rows else report.total_cycles  # jobs[0]: unprotected
+        rows.append(_row(job, net, report, base_cycles, *campaign, len(x), seconds))
         if on_row is not None:
             on_row(rows)
     return rows
