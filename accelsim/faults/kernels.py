@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from accelsim.functional.kernels import requant_one
+from accelsim.functional.kernels import _scale, requant_one
 
 # What follows requantisation for an output element (see protection/protected.py): nothing,
 # split (2 x LCU of two halves), ranger's clamp, or zeroing outside the range.
@@ -30,14 +30,19 @@ POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def _post_value(a, o, k, bias, mult, shift, lo, post, rlo, rhi):
-    """Output k (channel o) from its accumulator a without bias, as ``protected_layer`` gives
-    it: plain requantisation, or split (2 x LCU of two halves), or ranger clamp, or zeroing."""
-    code = post[k]
+def _post_value(a, code, b, m, sh, left, right, mask, half, lo, rlo, rhi):
+    """An output from its accumulator a without bias, as ``protected_layer`` gives it: plain
+    requantisation, or split (2 x LCU of two halves), or ranger clamp, or zeroing; code is the
+    output's ``POST_*``, the rest its channel's row of ``requant_table``. Scalars only: array
+    arguments cost reference counting on every call from a kernel's innermost loop (1.4x on
+    the convolution kernel)."""
+    if code == POST_PLAIN:  # TFLite's steps with the channel's shifts and masks precomputed
+        y = _scale((a + b) << left, m, right, mask, half)
+        return min(max(y, lo), 127)
     if code == POST_SPLIT:
-        h = requant_one(a + bias[o], mult[o], shift[o] - 1, lo)
+        h = requant_one(a + b, m, sh - 1, lo)
         return 2 * (h & 0xBF)
-    y = requant_one(a + bias[o], mult[o], shift[o], lo)
+    y = requant_one(a + b, m, sh, lo)
     if code == POST_CLAMP:
         return min(max(y, rlo), rhi)
     if code == POST_ZERO and (y < rlo or y > rhi):
@@ -45,13 +50,17 @@ def _post_value(a, o, k, bias, mult, shift, lo, post, rlo, rhi):
     return y
 
 
+def requant_table(bias, multiplier, shift):
+    """(O, 7) int64 per output channel: bias, multiplier, shift, then TFLite's left shift, right
+    shift, rounding mask and half mask (what ``requant_one`` derives from the shift)."""
+    shift = np.asarray(shift, np.int64)
+    right = np.maximum(-shift, 0)
+    mask = (np.int64(1) << right) - 1
+    cols = (bias, multiplier, shift, np.maximum(shift, 0), right, mask, mask >> 1)
+    return np.ascontiguousarray(np.stack([np.asarray(c, np.int64) for c in cols], axis=1))
+
+
 SLACK_LIMIT = 1 << 30  # "unbounded" for a rounding slack (saturated or ReLU-zero outputs)
-
-
-@njit(cache=True)
-def _raw_value(a, o, bias, mult, shift, lo, code):
-    """The requantised value before any post-operation (split: the half)."""
-    return requant_one(a + bias[o], mult[o], shift[o] - (1 if code == POST_SPLIT else 0), lo)
 
 
 @njit(cache=True, nogil=True)
@@ -62,35 +71,42 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
     leaves the output, and whatever post-operation follows, unchanged: the kernels below skip
     those outputs with two comparisons instead of a requantisation."""
     n_img, size = acc.shape
+    k_b, k_m = np.empty(size, np.int64), np.empty(size, np.int64)
+    k_sh, k_mr = np.empty(size, np.int64), np.empty(size, np.float64)
+    for k in range(size):
+        o = chan[k]
+        k_b[k], k_m[k] = bias[o], mult[o]
+        k_sh[k] = shift[o] - (1 if post[k] == POST_SPLIT else 0)  # split: the half's boundaries
+        k_mr[k] = np.float64(mult[o]) * 2.0 ** (k_sh[k] - 31)
     for n in range(n_img):
         for k in range(size):
+            b, m, sh, m_real = k_b[k], k_m[k], k_sh[k], k_mr[k]
             a0 = np.int64(acc[n, k])
-            o = chan[k]
-            code = post[k]
-            y0 = _raw_value(a0, o, bias, mult, shift, lo, code)
-            eff = shift[o] - (1 if code == POST_SPLIT else 0)
-            m_real = np.float64(mult[o]) * 2.0 ** (eff - 31)
+            y0 = requant_one(a0 + b, m, sh, lo)
             for direction in (1, -1):
                 if (direction == 1 and y0 >= 127) or (direction == -1 and y0 <= lo):
                     good = SLACK_LIMIT  # saturated (or ReLU zero): no move changes it
                 else:
-                    # the next value starts near acc + bias = (y0 +- 0.5) / M: probe there, then
-                    # settle the exact boundary (two roundings) by bisection around the guess
-                    edge = (y0 + 0.5 * direction) / m_real - bias[o] - a0
-                    guess = int(min(max(np.ceil(abs(edge)) - 1, 0), SLACK_LIMIT))
-                    good, bad = np.int64(0), np.int64(SLACK_LIMIT + 1)
-                    for probe in (guess, guess + 1, guess - 1):
-                        if good < probe < bad:
-                            if (
-                                _raw_value(a0 + direction * probe, o, bias, mult, shift, lo, code)
-                                == y0
-                            ):
-                                good = probe
-                            else:
-                                bad = probe
+                    # the next value starts near acc + bias = (y0 +- 0.5) / M: start there, gallop
+                    # to bracket the exact boundary (two roundings), then bisect the bracket
+                    edge = (y0 + 0.5 * direction) / m_real - b - a0
+                    good = np.int64(min(max(np.ceil(abs(edge)) - 1, 0), SLACK_LIMIT))
+                    bad = good + 1
+                    if requant_one(a0 + direction * good + b, m, sh, lo) == y0:
+                        while bad <= SLACK_LIMIT:
+                            if requant_one(a0 + direction * bad + b, m, sh, lo) != y0:
+                                break
+                            good, bad = bad, bad + 2 * (bad - good)
+                    else:
+                        bad, good = good, good - 1
+                        while good > 0:
+                            if requant_one(a0 + direction * good + b, m, sh, lo) == y0:
+                                break
+                            bad, good = good, max(good - 2 * (bad - good), 0)
+                    bad = min(bad, SLACK_LIMIT + 1)
                     while bad - good > 1:
                         mid = (good + bad) // 2
-                        if _raw_value(a0 + direction * mid, o, bias, mult, shift, lo, code) == y0:
+                        if requant_one(a0 + direction * mid + b, m, sh, lo) == y0:
                             good = mid
                         else:
                             bad = mid
@@ -103,65 +119,134 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
 
 @njit(cache=True, nogil=True)
 def conv_changes_kernel(
-    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
-    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched,
+    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
+    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched, sel, drow,
+    pool_ptr, pool_out, pool_win, pool_y, over, is_over, is_pout, ptouched, cpos,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH * KW, O) int8.
     Tables instead of index arithmetic (64-bit divisions by the stride dominated): input q is
     pixel pix_of[q] of channel chan_of[q]; pixel y feeds output pixels
     map_sp[map_ptr[y]:map_ptr[y + 1]] through kernel taps map_ij[...]. Scratch accd
-    (OH * OW * O) int32 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64."""
+    (OH * OW * O) int32 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64, sel (O)
+    int64, drow (O) int32.
+
+    With a max-pool after the convolution (pool_win non-empty: ``_pool_tables`` of the pool,
+    pool_y its golden output) the kernel writes the pool's changed outputs instead, so that the
+    convolution's many changed outputs never leave the cache. Scratch over (O * OH * OW) int64,
+    is_over (O * OH * OW) uint8 zeros, cpos (O * OH * OW) int64; is_pout and ptouched sized
+    like the pool's output (uint8 zeros, int64); without a pool all may be empty except over,
+    is_over and cpos."""
     n_out = wt.shape[2]
+    pooled = pool_win.shape[0] > 0
+    window = pool_win.shape[1]
     used = progress[1]
     for p in range(progress[0], img.size):
         n = img[p]
-        nt = 0
-        for e in range(ptr[p], ptr[p + 1]):
-            q = pos[e]
-            d = np.int32(val[e] - np.int64(xin[n, q]))
-            if d == 0:
-                continue
+        acc_n, yout_n, slo_n, shi_n = acc[n], yout[n], slo[n], shi[n]
+        # one changed input (a fault's first convolution): each output it reaches moves by
+        # d * w, no accumulation needed; else accumulate the moves over the touched pixels
+        single = ptr[p + 1] - ptr[p] == 1
+        if single:
+            q = pos[ptr[p]]
+            d = np.int32(val[ptr[p]] - np.int64(xin[n, q]))
             c = chan_of[q]
             yx = pix_of[q]
-            for m in range(map_ptr[yx], map_ptr[yx + 1]):
+            nt = map_ptr[yx + 1] - map_ptr[yx]
+        else:
+            nt = 0
+            for e in range(ptr[p], ptr[p + 1]):
+                q = pos[e]
+                d = np.int32(val[e] - np.int64(xin[n, q]))
+                if d == 0:
+                    continue
+                c = chan_of[q]
+                yx = pix_of[q]
+                for m in range(map_ptr[yx], map_ptr[yx + 1]):
+                    sp = map_sp[m]
+                    if mark[sp] == 0:
+                        mark[sp] = 1
+                        touched[nt] = sp
+                        nt += 1
+                    row = accd[sp * n_out : (sp + 1) * n_out]
+                    w_row = wt[c, map_ij[m]]
+                    for o in range(n_out):  # contiguous views: vectorises
+                        row[o] += d * np.int32(w_row[o])
+        nc = 0  # changed convolution outputs: cpos[:nc], values over[...]
+        for t in range(nt):
+            if single:
+                m = map_ptr[yx] + t
                 sp = map_sp[m]
-                if mark[sp] == 0:
-                    mark[sp] = 1
-                    touched[nt] = sp
-                    nt += 1
-                row = accd[sp * n_out : (sp + 1) * n_out]
                 w_row = wt[c, map_ij[m]]
-                for o in range(n_out):  # contiguous views: vectorises
-                    row[o] += d * np.int32(w_row[o])
-        if used + nt * n_out > out_pos.size:
-            for t in range(nt):
+                row = drow
+                for o in range(n_out):
+                    row[o] = d * np.int32(w_row[o])
+            else:
                 sp = touched[t]
                 mark[sp] = 0
-                for o in range(n_out):
-                    accd[sp * n_out + o] = 0
+                row = accd[sp * n_out : (sp + 1) * n_out]
+            lo_row = slo_n[sp * n_out : (sp + 1) * n_out]
+            hi_row = shi_n[sp * n_out : (sp + 1) * n_out]
+            # branch-free: the channels whose move leaves the rounding slack (a few), then their
+            # new values; a branch per output mispredicted on most changed ones
+            n_sel = 0
+            for o in range(n_out):
+                sel[n_sel] = o
+                n_sel += (row[o] < lo_row[o]) | (row[o] > hi_row[o])
+            for i in range(n_sel):
+                o = sel[i]
+                k = o * ohw + sp
+                v = _post_value(np.int64(acc_n[k]) + row[o], post[k], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3], rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi)
+                cpos[nc] = k
+                over[k] = v
+                nc += v != yout_n[k]
+            if not single:
+                row[:] = 0
+        if not pooled:
+            if used + nc > out_pos.size:
+                progress[0] = p
+                progress[1] = used
+                return
+            for t in range(nc):
+                out_pos[used] = cpos[t]
+                out_val[used] = over[cpos[t]]
+                used += 1
+            out_ptr[p + 1] = used
+            continue
+        # the max-pool after it: re-reduce only the windows whose maximum may move, those where a
+        # changed output rises above the window's golden maximum or held it (branch-free)
+        pool_n = pool_y[n]
+        npt = 0
+        for t in range(nc):
+            k = cpos[t]
+            is_over[k] = 1
+            v, g = over[k], np.int64(yout_n[k])
+            for m in range(pool_ptr[k], pool_ptr[k + 1]):
+                po = pool_out[m]
+                top = np.int64(pool_n[po])
+                moves = np.uint8((v > top) | (g == top)) & (is_pout[po] ^ np.uint8(1))
+                ptouched[npt] = po
+                npt += moves
+                is_pout[po] |= moves
+        full = used + npt > out_pos.size
+        for t in range(npt):
+            po = ptouched[t]
+            is_pout[po] = 0
+            if full:
+                continue
+            best = np.int64(-129)
+            for i in range(window):
+                q = pool_win[po, i]
+                best = max(best, over[q] if is_over[q] else np.int64(yout_n[q]))
+            out_pos[used] = po
+            out_val[used] = best
+            used += best != pool_n[po]
+        for t in range(nc):
+            is_over[cpos[t]] = 0
+        if full:
             progress[0] = p
             progress[1] = used
             return
-        for t in range(nt):
-            sp = touched[t]
-            mark[sp] = 0
-            for o in range(n_out):
-                at = sp * n_out + o
-                da = accd[at]
-                if da == 0:
-                    continue
-                accd[at] = 0
-                if slo[n, at] <= da <= shi[n, at]:
-                    continue  # within the rounding slack: output unchanged
-                k = o * ohw + sp
-                v = _post_value(
-                    np.int64(acc[n, k]) + da, o, k, bias, mult, shift, lo, post, rlo, rhi
-                )
-                if v != yout[n, k]:
-                    out_pos[used] = k
-                    out_val[used] = v
-                    used += 1
         out_ptr[p + 1] = used
     progress[0] = img.size
     progress[1] = used
@@ -169,7 +254,7 @@ def conv_changes_kernel(
 
 @njit(cache=True, nogil=True)
 def dense_changes_kernel(
-    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, bias, mult, shift, lo, post, rlo, rhi,
+    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
     accd, out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32."""
@@ -195,7 +280,7 @@ def dense_changes_kernel(
             accd[o] = 0
             if slo[n, o] <= da <= shi[n, o]:
                 continue
-            v = _post_value(np.int64(acc[n, o]) + da, o, o, bias, mult, shift, lo, post, rlo, rhi)
+            v = _post_value(np.int64(acc[n, o]) + da, post[o], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3], rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi)
             if v != yout[n, o]:
                 out_pos[used] = o
                 out_val[used] = v

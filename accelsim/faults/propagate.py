@@ -31,10 +31,11 @@ from accelsim.protection.protected import (
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
-# A pair goes through the whole layer when its changed inputs exceed this fraction of the
-# layer's input: a sparse multiply-add costs ~30x a BLAS MAC, and a dense layer's sparse update
-# has no gather to save.
-DENSE_FRACTION = {Conv2D: 1 / 32, Dense: 1 / 4}
+# A pair goes through the whole convolution when its changed inputs exceed this fraction of the
+# layer's input: a sparse multiply-add costs ~30x a BLAS MAC. Dense layers always take the
+# sparse kernel: even with every input changed it beats the whole layer per pair (MLP-7, LeNet-5:
+# 2-4 us against 5-25 us, the whole layer's per-call overhead and requantisation of every output).
+DENSE_FRACTION = {Conv2D: 1 / 32}
 PAIRS_PER_CALL = 1 << 16
 _DENSE_PAIRS = 256
 
@@ -101,15 +102,8 @@ def _run_kernel(call, n_pairs: int, capacity: int) -> tuple[I64, I64, I64]:
 def _post_args(state: GoldenState, layer: int) -> tuple:
     rec = state.pnet.net.layers[layer]
     lo, hi = state.ranges[layer]
-    return (
-        rec.bias.astype(np.int64),
-        rec.multiplier.astype(np.int64),
-        rec.shift.astype(np.int64),
-        0 if rec.relu else -128,
-        state.post[layer],
-        lo,
-        hi,
-    )
+    rq = k.requant_table(rec.bias, rec.multiplier, rec.shift)
+    return rq, 0 if rec.relu else -128, state.post[layer], lo, hi
 
 
 @functools.cache
@@ -166,20 +160,19 @@ def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     return ptr, out[order].astype(np.int64), np.ascontiguousarray(win, np.int64)
 
 
-def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
-    """Changed outputs of layer ``layer`` (max-pool, convolution or dense) by its kernel."""
+def sparse_step(state: GoldenState, layer: int, ch: Changes, pooled: bool = False) -> Changes:
+    """Changed outputs of layer ``layer`` (max-pool, convolution or dense) by its kernel; with
+    ``pooled``, of the max-pool right after convolution ``layer`` (one fused kernel)."""
     rec = state.pnet.net.layers[layer]
     xin, yout = state.layer_input(layer), state.outputs[layer]
     args = (ch.img, ch.ptr, ch.pos, ch.val, xin)
     if isinstance(rec, MaxPool2D):
-        c, h, w = rec.in_shape
-        _, oh, ow = rec.out_shape
         map_ptr, map_out, win = _pool_tables(rec)
         scratch = (
-            np.zeros(c * h * w, np.int64),
-            np.zeros(c * h * w, np.uint8),
-            np.zeros(c * oh * ow, np.uint8),
-            np.zeros(c * oh * ow, np.int64),
+            np.zeros(xin.shape[1], np.int64),
+            np.zeros(xin.shape[1], np.uint8),
+            np.zeros(yout.shape[1], np.uint8),
+            np.zeros(yout.shape[1], np.int64),
         )
 
         def call(*out):
@@ -190,10 +183,27 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
         tables = _conv_tables(rec)
         wt = _kernel_weights(rec)
         wt = wt.reshape(wt.shape[0], -1, wt.shape[-1])
+        size = o * oh * ow
+        if pooled:
+            pool = _pool_tables(state.pnet.net.layers[layer + 1])
+            pool_y = state.outputs[layer + 1]
+        else:
+            pool = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+            pool_y = np.zeros((0, 0), np.int8)
+        n_pool = pool_y.shape[1]
         scratch = (
-            np.zeros(oh * ow * o, np.int32),
+            np.zeros(size, np.int32),
             np.zeros(oh * ow, np.uint8),
             np.zeros(oh * ow, np.int64),
+            np.zeros(o, np.int64),
+            np.zeros(o, np.int32),
+            *pool,
+            pool_y,
+            np.zeros(size, np.int64),
+            np.zeros(size, np.uint8),
+            np.zeros(n_pool, np.uint8),
+            np.zeros(n_pool, np.int64),
+            np.zeros(size, np.int64),
         )
 
         def call(*out):
@@ -230,28 +240,56 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes) -> Changes:
     return Changes(ch.img, ptr, pos, val)
 
 
-def step(state: GoldenState, layer: int, ch: Changes) -> Changes:
-    """Changed outputs of layer ``layer``: sparse kernels, dense for widely spread changes."""
+def fuses_pool(state: GoldenState, layer: int) -> bool:
+    """Whether convolution ``layer`` and the max-pool after it run as one kernel (always: the
+    convolution's output is then never checked against its ``bounds``, the pool's is)."""
+    layers = state.pnet.net.layers
+    return (
+        isinstance(layers[layer], Conv2D)
+        and layer + 1 < len(layers)
+        and isinstance(layers[layer + 1], MaxPool2D)
+    )
+
+
+def _joined(parts: list[tuple[I64, Changes]], n_pairs: int) -> Changes:
+    """The pairs of several parts (rows of the original batch, their changes) in original order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    rows = np.concatenate([r for r, _ in parts])
+    ptrs = [parts[0][1].ptr]
+    for _, c in parts[1:]:
+        ptrs.append(ptrs[-1][-1] + c.ptr[1:])
+    joined = Changes(
+        np.concatenate([c.img for _, c in parts]),
+        np.concatenate(ptrs),
+        np.concatenate([c.pos for _, c in parts]),
+        np.concatenate([c.val for _, c in parts]),
+    )
+    inverse = np.empty(n_pairs, np.int64)
+    inverse[rows] = np.arange(n_pairs)
+    return joined.take(inverse)
+
+
+def step(state: GoldenState, layer: int, ch: Changes) -> tuple[Changes, int]:
+    """Changes after layer ``layer`` and the layer they are of (``layer + 1`` where a max-pool
+    is fused into the convolution): sparse kernels, dense for widely spread changes."""
     rec = state.pnet.net.layers[layer]
     if isinstance(rec, Flatten) or ch.img.size == 0:
-        return ch
-    if isinstance(rec, MaxPool2D):
-        return sparse_step(state, layer, ch)
-    wide = ch.counts > DENSE_FRACTION[type(rec)] * int(np.prod(rec.in_shape))
-    if not wide.any():
-        return sparse_step(state, layer, ch)
-    if wide.all():
-        return dense_step(state, layer, ch)
-    order = np.concatenate([np.flatnonzero(~wide), np.flatnonzero(wide)])
-    a = sparse_step(state, layer, ch.take(order[: int((~wide).sum())]))
-    b = dense_step(state, layer, ch.take(order[int((~wide).sum()) :]))
-    joined = Changes(
-        np.concatenate([a.img, b.img]),
-        np.concatenate([a.ptr, a.ptr[-1] + b.ptr[1:]]),
-        np.concatenate([a.pos, b.pos]),
-        np.concatenate([a.val, b.val]),
-    )
-    return joined.take(np.argsort(order, kind="stable"))
+        return ch, layer
+    if not isinstance(rec, Conv2D):
+        return sparse_step(state, layer, ch), layer
+    pooled = fuses_pool(state, layer)
+    last = layer + 1 if pooled else layer
+    wide = ch.counts > DENSE_FRACTION[Conv2D] * int(np.prod(rec.in_shape))
+    narrow = np.flatnonzero(~wide)
+    parts = []
+    if narrow.size:
+        parts.append((narrow, sparse_step(state, layer, ch.take(narrow), pooled)))
+    if narrow.size < ch.img.size:
+        rows = np.flatnonzero(wide)
+        out = dense_step(state, layer, ch.take(rows))
+        parts.append((rows, sparse_step(state, last, out) if pooled else out))
+    return _joined(parts, ch.img.size), last
 
 
 def provably_unchanged(state: GoldenState, layer: int, ch: Changes) -> npt.NDArray[np.bool_]:
@@ -273,14 +311,16 @@ def propagate_classes(state: GoldenState, layer: int, ch: Changes) -> I64:
     classes = state.classes[ch.img].copy()
     alive = np.arange(ch.img.size)
     n_layers = len(state.pnet.net.layers)
-    for at in range(layer, n_layers):
-        if at > layer:
-            ch = step(state, at, ch)
+    at = layer
+    while True:
         keep = np.flatnonzero((ch.counts > 0) & ~provably_unchanged(state, at, ch))
         if keep.size < ch.img.size:
             ch, alive = ch.take(keep), alive[keep]
         if alive.size == 0:
             return classes
+        if at == n_layers - 1:
+            break
+        ch, at = step(state, at + 1, ch)
     out = np.empty(ch.img.size, np.int64)
     row = np.empty(state.outputs[-1].shape[1], np.int64)
     k.classify_changes_kernel(ch.img, ch.ptr, ch.pos, ch.val, state.outputs[-1], row, out)

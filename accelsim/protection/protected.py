@@ -148,10 +148,16 @@ def merge_copies(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I
 
 
 def protected_layer(
-    pnet: ProtectedNetwork, layer: int, x: I8, fault: CopyFault | None = None
+    pnet: ProtectedNetwork,
+    layer: int,
+    x: I8,
+    fault: CopyFault | None = None,
+    *,
+    plain: I8 | None = None,
 ) -> I8:
-    """Output of layer ``layer`` as the next layer sees it (after correction)."""
-    y = apply_layer(pnet.net.layers[layer], x)
+    """Output of layer ``layer`` as the next layer sees it (after correction); ``plain``: the
+    unprotected layer's output on x where the caller has it already."""
+    y = apply_layer(pnet.net.layers[layer], x) if plain is None else plain
     index = pnet.plan.for_layer(layer)
     hit = fault is not None and fault.layer == layer
     if index is None or pnet.plan.mode is ProtectionMode.NONE:

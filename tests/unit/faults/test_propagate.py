@@ -41,11 +41,11 @@ def _spec(kind: FaultKind, bits: int, samples) -> FaultSpec:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
-@pytest.mark.parametrize("net_name", ["tiny", "pool"])
+@pytest.mark.parametrize("net_name", ["tiny", "pool", "deep"])
 def test_every_single_bit_fault_equals_full_reinference(
-    mode: Mode, net_name: str, tiny_net, pool_net, tiny_images, rng
+    mode: Mode, net_name: str, tiny_net, pool_net, deep_net, tiny_images, rng
 ) -> None:
-    net = tiny_net if net_name == "tiny" else pool_net
+    net = {"tiny": tiny_net, "pool": pool_net, "deep": deep_net}[net_name]
     x = quantize_images(net, tiny_images[:12])
     pnet = _pnet(net, mode, x, rng)
     state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
@@ -105,21 +105,53 @@ def _as_sets(ch: Changes) -> list[dict[int, int]]:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
-def test_kernels_equal_their_numpy_reference(mode, tiny_net, pool_net, tiny_images, rng) -> None:
-    for net in (tiny_net, pool_net):
+def test_kernels_equal_their_numpy_reference(
+    mode, tiny_net, pool_net, deep_net, tiny_images, rng
+) -> None:
+    fused = 0
+    for net in (tiny_net, pool_net, deep_net):
         x = quantize_images(net, tiny_images)
         state = compute_golden(_pnet(net, mode, x, rng), x, np.zeros(len(x), np.int64))
         for layer, rec in enumerate(net.layers):
             if not isinstance(rec, Conv2D | Dense | MaxPool2D) or layer == 0:
                 continue
             ch = _random_changes(state, layer, rng, 200)
-            assert _as_sets(sparse_step(state, layer, ch)) == _as_sets(dense_step(state, layer, ch))
+            expected = dense_step(state, layer, ch)
+            assert _as_sets(sparse_step(state, layer, ch)) == _as_sets(expected)
+            if propagate.fuses_pool(state, layer):  # the conv + max-pool kernel
+                fused += 1
+                pooled = dense_step(state, layer + 1, expected)
+                assert _as_sets(sparse_step(state, layer, ch, pooled=True)) == _as_sets(pooled)
+    assert fused == 1  # deep_net's second convolution
 
 
-def test_kernel_output_buffers_grow(tiny_net, tiny_images, rng, monkeypatch) -> None:
+def test_single_and_multiple_changes_of_a_convolution_agree(deep_net, tiny_images, rng) -> None:
+    """The fused kernel's one-change shortcut equals its accumulating path: the same change
+    given once alone and once beside a change that moves nothing (the golden value)."""
+    x = quantize_images(deep_net, tiny_images)
+    state = compute_golden(_pnet(deep_net, Mode.NONE, x, rng), x, np.zeros(len(x), np.int64))
+    ch = _random_changes(state, 2, rng, 300)
+    first = ch.pos[ch.ptr[:-1]]
+    one = Changes(ch.img, np.arange(ch.img.size + 1), first, ch.val[ch.ptr[:-1]])
+    golden_in = state.layer_input(2)
+    other = (first + 1) % golden_in.shape[1]
+    two = Changes(
+        ch.img,
+        2 * np.arange(ch.img.size + 1),
+        np.stack([first, other], 1).ravel(),
+        np.stack([one.val, golden_in[ch.img, other].astype(np.int64)], 1).ravel(),
+    )
+    for pooled in (False, True):
+        a, b = sparse_step(state, 2, one, pooled), sparse_step(state, 2, two, pooled)
+        assert _as_sets(a) == _as_sets(b)
+        assert a.pos.size > 0
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_kernel_output_buffers_grow(pooled, deep_net, tiny_images, rng, monkeypatch) -> None:
     """Pairs that do not fit stop the kernel and resume after the wrapper grows the buffers."""
-    x = quantize_images(tiny_net, tiny_images)
-    pnet = _pnet(tiny_net, Mode.NONE, x, rng)
+    x = quantize_images(deep_net, tiny_images)
+    pnet = _pnet(deep_net, Mode.NONE, x, rng)
     state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
     ch = _random_changes(state, 2, rng, 300)
     calls = []
@@ -129,18 +161,28 @@ def test_kernel_output_buffers_grow(tiny_net, tiny_images, rng, monkeypatch) -> 
         calls.append(capacity)
         return original(call, n_pairs, 1)
 
-    expected = _as_sets(dense_step(state, 2, ch))
+    expected = dense_step(state, 2, ch)
+    if pooled:
+        expected = dense_step(state, 3, expected)
     monkeypatch.setattr(propagate, "_run_kernel", tiny_capacity)
-    assert _as_sets(sparse_step(state, 2, ch)) == expected
+    assert _as_sets(sparse_step(state, 2, ch, pooled)) == _as_sets(expected)
     assert calls
 
 
-def test_widely_spread_changes_take_the_dense_path(tiny_net, tiny_images, rng, monkeypatch):
-    x = quantize_images(tiny_net, tiny_images)
-    state = compute_golden(_pnet(tiny_net, Mode.SPLIT, x, rng), x, np.zeros(len(x), np.int64))
+@pytest.mark.parametrize("net_name", ["tiny", "deep"])
+def test_widely_spread_changes_take_the_dense_path(
+    net_name, tiny_net, deep_net, tiny_images, rng, monkeypatch
+):
+    net = tiny_net if net_name == "tiny" else deep_net
+    x = quantize_images(net, tiny_images)
+    state = compute_golden(_pnet(net, Mode.SPLIT, x, rng), x, np.zeros(len(x), np.int64))
     ch = _random_changes(state, 2, rng, 100)
-    expected = _as_sets(dense_step(state, 2, ch))
+    expected = dense_step(state, 2, ch)
+    if net_name == "deep":  # convolution and max-pool in one step
+        expected = dense_step(state, 3, expected)
+    expected = _as_sets(expected)
     monkeypatch.setitem(propagate.DENSE_FRACTION, Conv2D, 0.05)  # most pairs dense, some sparse
-    got = propagate.step(state, 2, ch)
+    got, last = propagate.step(state, 2, ch)
+    assert last == (3 if net_name == "deep" else 2)
     np.testing.assert_array_equal(got.img, ch.img)
     assert _as_sets(got) == expected
