@@ -196,7 +196,20 @@ def conv_changes_kernel(
             for i in range(n_sel):
                 o = sel[i]
                 k = o * ohw + sp
-                v = _post_value(np.int64(acc_n[k]) + row[o], post[k], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3], rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi)
+                v = _post_value(
+                    np.int64(acc_n[k]) + row[o],
+                    post[k],
+                    rq[o, 0],
+                    rq[o, 1],
+                    rq[o, 2],
+                    rq[o, 3],
+                    rq[o, 4],
+                    rq[o, 5],
+                    rq[o, 6],
+                    lo,
+                    rlo,
+                    rhi,
+                )
                 cpos[nc] = k
                 over[k] = v
                 nc += v != yout_n[k]
@@ -280,7 +293,20 @@ def dense_changes_kernel(
             accd[o] = 0
             if slo[n, o] <= da <= shi[n, o]:
                 continue
-            v = _post_value(np.int64(acc[n, o]) + da, post[o], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3], rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi)
+            v = _post_value(
+                np.int64(acc[n, o]) + da,
+                post[o],
+                rq[o, 0],
+                rq[o, 1],
+                rq[o, 2],
+                rq[o, 3],
+                rq[o, 4],
+                rq[o, 5],
+                rq[o, 6],
+                lo,
+                rlo,
+                rhi,
+            )
             if v != yout[n, o]:
                 out_pos[used] = o
                 out_val[used] = v
