@@ -268,10 +268,15 @@ def conv_changes_kernel(
 @njit(cache=True, nogil=True)
 def dense_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    accd, out_ptr, out_pos, out_val, progress,
+    lin, field, cap, logits, classes, accd, sel, bacc, bfs,
+    out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32."""
+    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
+    sel (O,) int64. Where the layer's output has a ``bounds.LayerBound`` (lin non-empty; logits
+    and classes golden) a pair whose changes provably keep its class is written with none, so
+    that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,)."""
     n_out = wt.shape[1]
+    bounded = lin.shape[0] > 0
     used = progress[1]
     for p in range(progress[0], img.size):
         if used + n_out > out_pos.size:
@@ -286,31 +291,29 @@ def dense_changes_kernel(
                 w_row = wt[j]
                 for o in range(n_out):
                     accd[o] += d * np.int32(w_row[o])
+        # branch-free, as in the convolution kernel: the outputs that leave their slack, then
+        # their new values
+        slo_n, shi_n = slo[n], shi[n]
+        n_sel = 0
         for o in range(n_out):
-            da = accd[o]
-            if da == 0:
-                continue
-            accd[o] = 0
-            if slo[n, o] <= da <= shi[n, o]:
-                continue
+            sel[n_sel] = o
+            n_sel += (accd[o] < slo_n[o]) | (accd[o] > shi_n[o])
+        start = used
+        for i in range(n_sel):
+            o = sel[i]
             v = _post_value(
-                np.int64(acc[n, o]) + da,
-                post[o],
-                rq[o, 0],
-                rq[o, 1],
-                rq[o, 2],
-                rq[o, 3],
-                rq[o, 4],
-                rq[o, 5],
-                rq[o, 6],
-                lo,
-                rlo,
-                rhi,
-            )
-            if v != yout[n, o]:
-                out_pos[used] = o
-                out_val[used] = v
-                used += 1
+                np.int64(acc[n, o]) + accd[o], post[o], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3],
+                rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi,
+            )  # fmt: skip
+            out_pos[used] = o
+            out_val[used] = v
+            used += v != yout[n, o]
+        accd[:] = 0
+        if bounded and _keeps_class(
+            n, out_pos[start:used], out_val[start:used], yout, lin, field, cap, logits, classes,
+            bacc, bfs,
+        ):  # fmt: skip
+            used = start
         out_ptr[p + 1] = used
     progress[0] = img.size
     progress[1] = used
@@ -387,30 +390,37 @@ def classify_changes_kernel(img, ptr, pos, val, logits, row, out_class):
 
 
 @njit(cache=True, nogil=True)
+def _keeps_class(n, pos, val, golden, lin, field, cap, logits, classes, acc, fs):
+    """Whether changes pos -> val of image n's layer output (golden) provably keep its class
+    (``bounds``); scratch acc, fs (K,)."""
+    n_cls = lin.shape[1]
+    for k in range(n_cls):
+        acc[k] = 0.0
+        fs[k] = 0.0
+    for e in range(pos.size):
+        q = pos[e]
+        d = abs(np.float64(val[e]) - np.float64(golden[n, q]))
+        for k in range(n_cls):
+            acc[k] += d * lin[q, k]
+            fs[k] += field[q, k]
+    c = classes[n]
+    top = logits[n, c] - (acc[c] + min(fs[c], cap[c]) + 1e-6)
+    for k in range(n_cls):
+        if k != c and logits[n, k] + acc[k] + min(fs[k], cap[k]) + 1e-6 >= top:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def cannot_change_kernel(
     img, ptr, pos, val, golden, lin, field, cap, logits, classes, acc, fs, out
 ):
     """out[p] = 1 when pair p's changes provably keep the golden class; scratch acc, fs (K,)."""
-    n_cls = lin.shape[1]
     for p in range(img.size):
-        n = img[p]
-        for k in range(n_cls):
-            acc[k] = 0.0
-            fs[k] = 0.0
-        for e in range(ptr[p], ptr[p + 1]):
-            q = pos[e]
-            d = abs(np.float64(val[e]) - np.float64(golden[n, q]))
-            for k in range(n_cls):
-                acc[k] += d * lin[q, k]
-                fs[k] += field[q, k]
-        c = classes[n]
-        top = logits[n, c] - (acc[c] + min(fs[c], cap[c]) + 1e-6)
-        safe = 1
-        for k in range(n_cls):
-            if k != c and logits[n, k] + acc[k] + min(fs[k], cap[k]) + 1e-6 >= top:
-                safe = 0
-                break
-        out[p] = safe
+        a, b = ptr[p], ptr[p + 1]
+        out[p] = _keeps_class(
+            img[p], pos[a:b], val[a:b], golden, lin, field, cap, logits, classes, acc, fs
+        )
 
 
 @njit(cache=True, nogil=True)

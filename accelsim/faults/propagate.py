@@ -160,9 +160,12 @@ def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     return ptr, out[order].astype(np.int64), np.ascontiguousarray(win, np.int64)
 
 
-def sparse_step(state: GoldenState, layer: int, ch: Changes, pooled: bool = False) -> Changes:
+def sparse_step(
+    state: GoldenState, layer: int, ch: Changes, pooled: bool = False, bounded: bool = False
+) -> Changes:
     """Changed outputs of layer ``layer`` (max-pool, convolution or dense) by its kernel; with
-    ``pooled``, of the max-pool right after convolution ``layer`` (one fused kernel)."""
+    ``pooled``, of the max-pool right after convolution ``layer`` (one fused kernel); with
+    ``bounded``, none for the pairs of a dense layer that ``provably_unchanged`` would drop."""
     rec = state.pnet.net.layers[layer]
     xin, yout = state.layer_input(layer), state.outputs[layer]
     args = (ch.img, ch.ptr, ch.pos, ch.val, xin)
@@ -222,7 +225,18 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes, pooled: bool = Fals
 
     else:
         wt = _kernel_weights(rec)
-        accd = np.zeros(rec.out_channels, np.int32)
+        bound = state.bounds[layer] if bounded else None
+        n_cls = state.outputs[-1].shape[1]
+        if bound is None:
+            bound_args = (np.zeros((0, n_cls)), np.zeros((0, n_cls)), np.zeros(n_cls))
+        else:
+            bound_args = (bound.lin, bound.field, bound.cap)
+        scratch = (
+            np.zeros(rec.out_channels, np.int32),
+            np.zeros(rec.out_channels, np.int64),
+            np.empty(n_cls),
+            np.empty(n_cls),
+        )
 
         def call(*out):
             k.dense_changes_kernel(
@@ -232,7 +246,10 @@ def sparse_step(state: GoldenState, layer: int, ch: Changes, pooled: bool = Fals
                 yout,
                 wt,
                 *_post_args(state, layer),
-                accd,
+                *bound_args,
+                state.outputs[-1],
+                state.classes,
+                *scratch,
                 *out,
             )
 
@@ -277,7 +294,7 @@ def step(state: GoldenState, layer: int, ch: Changes) -> tuple[Changes, int]:
     if isinstance(rec, Flatten) or ch.img.size == 0:
         return ch, layer
     if not isinstance(rec, Conv2D):
-        return sparse_step(state, layer, ch), layer
+        return sparse_step(state, layer, ch, bounded=True), layer
     pooled = fuses_pool(state, layer)
     last = layer + 1 if pooled else layer
     wide = ch.counts > DENSE_FRACTION[Conv2D] * int(np.prod(rec.in_shape))
@@ -310,17 +327,21 @@ def propagate_classes(state: GoldenState, layer: int, ch: Changes) -> I64:
     """Class of every pair whose changes are to layer ``layer``'s output."""
     classes = state.classes[ch.img].copy()
     alive = np.arange(ch.img.size)
-    n_layers = len(state.pnet.net.layers)
-    at = layer
+    layers = state.pnet.net.layers
+    at, bounded = layer, False  # bounded: the dense kernel applied the output's bound already
     while True:
-        keep = np.flatnonzero((ch.counts > 0) & ~provably_unchanged(state, at, ch))
+        keep = ch.counts > 0
+        if not bounded:
+            keep &= ~provably_unchanged(state, at, ch)
+        keep = np.flatnonzero(keep)
         if keep.size < ch.img.size:
             ch, alive = ch.take(keep), alive[keep]
         if alive.size == 0:
             return classes
-        if at == n_layers - 1:
+        if at == len(layers) - 1:
             break
         ch, at = step(state, at + 1, ch)
+        bounded = isinstance(layers[at], Dense)  # see step
     out = np.empty(ch.img.size, np.int64)
     row = np.empty(state.outputs[-1].shape[1], np.int64)
     k.classify_changes_kernel(ch.img, ch.ptr, ch.pos, ch.val, state.outputs[-1], row, out)

@@ -108,7 +108,7 @@ def _as_sets(ch: Changes) -> list[dict[int, int]]:
 def test_kernels_equal_their_numpy_reference(
     mode, tiny_net, pool_net, deep_net, tiny_images, rng
 ) -> None:
-    fused = 0
+    fused = bounded = 0
     for net in (tiny_net, pool_net, deep_net):
         x = quantize_images(net, tiny_images)
         state = compute_golden(_pnet(net, mode, x, rng), x, np.zeros(len(x), np.int64))
@@ -118,11 +118,18 @@ def test_kernels_equal_their_numpy_reference(
             ch = _random_changes(state, layer, rng, 200)
             expected = dense_step(state, layer, ch)
             assert _as_sets(sparse_step(state, layer, ch)) == _as_sets(expected)
+            if isinstance(rec, Dense):  # the bound applied in the kernel: those pairs emptied
+                safe = propagate.provably_unchanged(state, layer, expected)
+                bounded += int(safe.sum())
+                want = [{} if s else c for s, c in zip(safe, _as_sets(expected), strict=True)]
+                assert _as_sets(sparse_step(state, layer, ch, bounded=True)) == want
             if propagate.fuses_pool(state, layer):  # the conv + max-pool kernel
                 fused += 1
                 pooled = dense_step(state, layer + 1, expected)
                 assert _as_sets(sparse_step(state, layer, ch, pooled=True)) == _as_sets(pooled)
     assert fused == 1  # deep_net's second convolution
+    if mode in (Mode.NONE, Mode.TMR):  # split and zero allow no bound
+        assert bounded > 0
 
 
 def test_single_and_multiple_changes_of_a_convolution_agree(deep_net, tiny_images, rng) -> None:
