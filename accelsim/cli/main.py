@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
     inj.add_argument("--workers", type=int, help="local worker processes (default 1)")
     inj.add_argument("--dask", metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
-    inj.add_argument("--batch-size", type=int, help="faults per task (default: ~2e5 pairs)")
+    inj.add_argument("--batch-size", type=int, help="faults per task (default 64)")
     inj.add_argument("--resume", action="store_true", help="continue the campaign in the database")
     inj.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
     inj.add_argument("--output-dir", help="override the workload's output_dir")
