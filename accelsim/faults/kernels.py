@@ -268,7 +268,7 @@ def conv_changes_kernel(
 @njit(cache=True, nogil=True)
 def dense_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    lin, field, cap, logits, classes, accd, sel, bacc, bfs,
+    lin, field, cap, top, cap_top, logits, classes, accd, sel, bacc, bfs,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
@@ -310,8 +310,8 @@ def dense_changes_kernel(
             used += v != yout[n, o]
         accd[:] = 0
         if bounded and _keeps_class(
-            n, out_pos[start:used], out_val[start:used], yout, lin, field, cap, logits, classes,
-            bacc, bfs,
+            n, out_pos[start:used], out_val[start:used], yout, lin, field, cap, top, cap_top,
+            logits, classes, bacc, bfs,
         ):  # fmt: skip
             used = start
         out_ptr[p + 1] = used
@@ -390,10 +390,25 @@ def classify_changes_kernel(img, ptr, pos, val, logits, row, out_class):
 
 
 @njit(cache=True, nogil=True)
-def _keeps_class(n, pos, val, golden, lin, field, cap, logits, classes, acc, fs):
+def _keeps_class(n, pos, val, golden, lin, field, cap, top, cap_top, logits, classes, acc, fs):
     """Whether changes pos -> val of image n's layer output (golden) provably keep its class
-    (``bounds``); scratch acc, fs (K,)."""
+    (``bounds``); scratch acc, fs (K,). First the class-blind bound (``LayerBound.top``), which
+    settles most pairs, then the bound per class."""
     n_cls = lin.shape[1]
+    c = classes[n]
+    lg = logits[n]
+    other = -np.inf
+    for k in range(n_cls):
+        if k != c:
+            other = max(other, np.float64(lg[k]))
+    s_lin, s_field = 0.0, 0.0
+    for e in range(pos.size):
+        q = pos[e]
+        s_lin += abs(np.float64(val[e]) - np.float64(golden[n, q])) * top[q, 0]
+        s_field += top[q, 1]
+    move = s_lin + min(s_field, cap_top) + 1e-6
+    if other + move < lg[c] - move:
+        return True
     for k in range(n_cls):
         acc[k] = 0.0
         fs[k] = 0.0
@@ -403,24 +418,24 @@ def _keeps_class(n, pos, val, golden, lin, field, cap, logits, classes, acc, fs)
         for k in range(n_cls):
             acc[k] += d * lin[q, k]
             fs[k] += field[q, k]
-    c = classes[n]
-    top = logits[n, c] - (acc[c] + min(fs[c], cap[c]) + 1e-6)
+    top_c = lg[c] - (acc[c] + min(fs[c], cap[c]) + 1e-6)
     for k in range(n_cls):
-        if k != c and logits[n, k] + acc[k] + min(fs[k], cap[k]) + 1e-6 >= top:
+        if k != c and lg[k] + acc[k] + min(fs[k], cap[k]) + 1e-6 >= top_c:
             return False
     return True
 
 
 @njit(cache=True, nogil=True)
 def cannot_change_kernel(
-    img, ptr, pos, val, golden, lin, field, cap, logits, classes, acc, fs, out
+    img, ptr, pos, val, golden, lin, field, cap, top, cap_top, logits, classes, acc, fs, out
 ):
     """out[p] = 1 when pair p's changes provably keep the golden class; scratch acc, fs (K,)."""
     for p in range(img.size):
         a, b = ptr[p], ptr[p + 1]
         out[p] = _keeps_class(
-            img[p], pos[a:b], val[a:b], golden, lin, field, cap, logits, classes, acc, fs
-        )
+            img[p], pos[a:b], val[a:b], golden, lin, field, cap, top, cap_top, logits, classes,
+            acc, fs,
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)

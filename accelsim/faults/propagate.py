@@ -247,9 +247,10 @@ def sparse_step(
         bound = state.bounds[layer] if bounded else None
         n_cls = state.outputs[-1].shape[1]
         if bound is None:
-            bound_args = (np.zeros((0, n_cls)), np.zeros((0, n_cls)), np.zeros(n_cls))
+            none = np.zeros((0, n_cls))
+            bound_args = (none, none, np.zeros(n_cls), np.zeros((0, 2)), 0.0)
         else:
-            bound_args = (bound.lin, bound.field, bound.cap)
+            bound_args = (bound.lin, bound.field, bound.cap, bound.top, bound.cap_top)
         scratch = (
             np.zeros(rec.out_channels, np.int32),
             np.zeros(rec.out_channels, np.int64),
@@ -337,7 +338,8 @@ def provably_unchanged(state: GoldenState, layer: int, ch: Changes) -> npt.NDArr
     n_cls = bound.lin.shape[1]
     k.cannot_change_kernel(
         ch.img, ch.ptr, ch.pos, ch.val, state.outputs[layer], bound.lin, bound.field, bound.cap,
-        state.outputs[-1], state.classes, np.empty(n_cls), np.empty(n_cls), out,
+        bound.top, bound.cap_top, state.outputs[-1], state.classes, np.empty(n_cls),
+        np.empty(n_cls), out,
     )  # fmt: skip
     return out.astype(bool)
 

@@ -146,3 +146,34 @@ def test_no_bounds_upstream_of_split_or_zero_neurons(tiny_net, tiny_images) -> N
         assert all(b is None for b in bounds[:d1])
         assert bounds[d1] is not None
         np.testing.assert_array_equal(state.outputs[-1], protected_logits(pnet, x))
+
+
+def test_class_blind_bound_only_shortcuts_the_per_class_one(tiny_net, tiny_images, rng) -> None:
+    """The class-blind first pass (``LayerBound.top``) never declares a pair safe that the
+    per-class bound would not: with it disabled (infinite) the answers are the same, and it
+    does settle some pairs on its own."""
+    x = quantize_images(tiny_net, tiny_images)
+    state = compute_golden(_pnet(tiny_net, Mode.NONE, x, rng), x, np.zeros(len(x), np.int64))
+    bounds = layer_bounds(tiny_net.layers, state.post)
+    layer = len(tiny_net.layers) - 2  # the last hidden layer: the tightest bound
+    bound = bounds[layer]
+    ch = _random_changes(state, layer + 1, rng, 2000)
+    ch = Changes(ch.img, ch.ptr, ch.pos, np.clip(ch.val, 0, 3))  # small moves: some are safe
+    with_blind = provably_unchanged(replace(state, bounds=bounds), layer, ch)
+    blind_off = replace(bound)
+    object.__setattr__(blind_off, "top", np.full_like(bound.top, np.inf))
+    without = provably_unchanged(
+        replace(state, bounds=(*bounds[:layer], blind_off, *bounds[layer + 1 :])), layer, ch
+    )
+    np.testing.assert_array_equal(with_blind, without)
+    logits = state.outputs[-1].astype(np.float64)
+    top = logits[np.arange(len(logits)), state.classes]
+    other = np.where(np.eye(logits.shape[1], dtype=bool)[state.classes], -np.inf, logits).max(1)
+    settled = 0
+    for p in range(ch.img.size):
+        a, b = ch.ptr[p], ch.ptr[p + 1]
+        n, q = ch.img[p], ch.pos[a:b]
+        d = np.abs(ch.val[a:b] - state.outputs[layer][n, q].astype(np.int64))
+        move = d @ bound.top[q, 0] + min(bound.top[q, 1].sum(), bound.cap_top) + 1e-6
+        settled += other[n] + move < top[n] - move
+    assert 0 < settled <= with_blind.sum()
