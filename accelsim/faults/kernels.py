@@ -173,6 +173,8 @@ def conv_changes_kernel(
                     for o in range(n_out):  # contiguous views: vectorises
                         row[o] += d * np.int32(w_row[o])
         nc = 0  # changed convolution outputs: cpos[:nc], values over[...]
+        npt = 0  # pool outputs to re-reduce: ptouched[:npt]
+        pool_n = pool_y[n] if pooled else yout_n
         for t in range(nt):
             if single:
                 m = map_ptr[yx] + t
@@ -210,9 +212,23 @@ def conv_changes_kernel(
                     rlo,
                     rhi,
                 )
+                g = np.int64(yout_n[k])
+                changed = v != g
                 cpos[nc] = k
                 over[k] = v
-                nc += v != yout_n[k]
+                nc += changed
+                if not pooled:
+                    continue
+                # mark the max-pool windows whose maximum may move: where the output rises
+                # above the window's golden maximum or held it (branch-free)
+                is_over[k] = changed
+                for m in range(pool_ptr[k], pool_ptr[k + 1]):
+                    po = pool_out[m]
+                    top = np.int64(pool_n[po])
+                    moves = np.uint8(changed & ((v > top) | (g == top))) & (is_pout[po] ^ 1)
+                    ptouched[npt] = po
+                    npt += moves
+                    is_pout[po] |= moves
             if not single:
                 row[:] = 0
         if not pooled:
@@ -226,21 +242,7 @@ def conv_changes_kernel(
                 used += 1
             out_ptr[p + 1] = used
             continue
-        # the max-pool after it: re-reduce only the windows whose maximum may move, those where a
-        # changed output rises above the window's golden maximum or held it (branch-free)
-        pool_n = pool_y[n]
-        npt = 0
-        for t in range(nc):
-            k = cpos[t]
-            is_over[k] = 1
-            v, g = over[k], np.int64(yout_n[k])
-            for m in range(pool_ptr[k], pool_ptr[k + 1]):
-                po = pool_out[m]
-                top = np.int64(pool_n[po])
-                moves = np.uint8((v > top) | (g == top)) & (is_pout[po] ^ np.uint8(1))
-                ptouched[npt] = po
-                npt += moves
-                is_pout[po] |= moves
+        # the max-pool after it: re-reduce the windows marked above
         full = used + npt > out_pos.size
         for t in range(npt):
             po = ptouched[t]
