@@ -193,3 +193,26 @@ def test_widely_spread_changes_take_the_dense_path(
     assert last == (3 if net_name == "deep" else 2)
     np.testing.assert_array_equal(got.img, ch.img)
     assert _as_sets(got) == expected
+
+
+def test_repeated_single_changes_run_once(deep_net, tiny_images, rng, monkeypatch) -> None:
+    """Pairs left with the same single change (image, position, value) after a max-pool run
+    once and share the answer: classes equal the campaign without the shortcut, which does
+    find repeats here."""
+    x = quantize_images(deep_net, tiny_images[:12])
+    state = compute_golden(_pnet(deep_net, Mode.NONE, x, rng), x, np.zeros(len(x), np.int64))
+    pop = build_population(deep_net, state.pnet.plan, FaultKind.SINGLE_BIT, 1)
+    batch = fault_batch(sample_faults(pop, _spec(FaultKind.SINGLE_BIT, 1, "exhaustive"), rng=rng))
+    saved = []
+    original = propagate._distinct
+
+    def spy(ch, size):
+        rep, inverse = original(ch, size)
+        saved.append(ch.img.size - rep.size)
+        return rep, inverse
+
+    monkeypatch.setattr(propagate, "_distinct", spy)
+    with_shortcut = faulty_classes(state, batch)
+    assert sum(saved) > 0
+    monkeypatch.setattr(propagate, "REPEATS", 0.0)
+    np.testing.assert_array_equal(faulty_classes(state, batch), with_shortcut)
