@@ -28,6 +28,7 @@ from accelsim.functional.network import classify
 from accelsim.protection.protected import ProtectedNetwork, protected_layer
 
 I8 = npt.NDArray[np.int8]
+I16 = npt.NDArray[np.int16]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -56,7 +57,7 @@ class GoldenState:
     classes: I64
     labels: I64
     bounds: tuple[LayerBound | None, ...]
-    slack: tuple[tuple[I32, I32], ...]
+    slack: tuple[tuple[I16, I16], ...]
 
     def __post_init__(self) -> None:
         slack = (a for pair in self.slack for a in pair)
@@ -154,7 +155,7 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
     )
 
 
-_NONE = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int32))
+_NONE = (np.zeros((0, 0), np.int16), np.zeros((0, 0), np.int16))
 
 
 def _useful(
@@ -174,8 +175,8 @@ def _useful(
     return tuple(out)
 
 
-def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I32, I32]:
-    """(lo, hi) int32 (N, size): per golden accumulator, the moves that keep its output.
+def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I16, I16]:
+    """(lo, hi) int16 (N, size): per golden accumulator, the moves that keep its output.
     Only layers after the first weighted one need it (nothing upstream of that can change).
     Convolutions get it channels-last, (N, OH * OW * O), the order of the kernel's scratch, so
     that its check runs over contiguous memory."""
@@ -188,7 +189,7 @@ def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I32, I32]:
         chan = np.arange(acc.shape[1], dtype=np.int64) % o
     else:
         chan = np.arange(acc.shape[1], dtype=np.int64)
-    lo, hi = np.empty_like(acc), np.empty_like(acc)
+    lo, hi = np.empty(acc.shape, np.int16), np.empty(acc.shape, np.int16)
     rounding_slack_kernel(
         acc, rec.bias.astype(np.int64), rec.multiplier.astype(np.int64),
         rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, lo, hi,

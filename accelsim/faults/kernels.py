@@ -60,14 +60,17 @@ def requant_table(bias, multiplier, shift):
     return np.ascontiguousarray(np.stack([np.asarray(c, np.int64) for c in cols], axis=1))
 
 
-SLACK_LIMIT = 1 << 30  # "unbounded" for a rounding slack (saturated or ReLU-zero outputs)
+# Slacks are capped here and stored as int16 (half the memory and cache of int32): still
+# exact, since a move beyond the cap only costs a requantisation that finds the output
+# unchanged; one change moves an accumulator by at most 255 * 127 < SLACK_LIMIT.
+SLACK_LIMIT = (1 << 15) - 1
 
 
 @njit(cache=True, nogil=True)
 def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi):
     """For every accumulator acc[n, k] (without bias; channel chan[k]): the largest moves
-    out_lo[n, k] <= 0 <= out_hi[n, k] that leave its requantised value unchanged (capped at
-    SLACK_LIMIT). Requantisation is monotone in the accumulator, so every move in between
+    out_lo[n, k] <= 0 <= out_hi[n, k] (int16) that leave its requantised value unchanged,
+    capped at SLACK_LIMIT. Requantisation is monotone in the accumulator, so every move in between
     leaves the output, and whatever post-operation follows, unchanged: the kernels below skip
     those outputs with two comparisons instead of a requantisation."""
     n_img, size = acc.shape
