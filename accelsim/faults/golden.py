@@ -16,6 +16,7 @@ import numpy.typing as npt
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults.bounds import LayerBound, layer_bounds
 from accelsim.faults.kernels import (
+    NO_CEILING,
     POST_CLAMP,
     POST_PLAIN,
     POST_SPLIT,
@@ -23,7 +24,7 @@ from accelsim.faults.kernels import (
     rounding_slack_kernel,
 )
 from accelsim.functional import kernels
-from accelsim.functional.layers import Conv2D, Dense
+from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
 from accelsim.functional.network import classify
 from accelsim.protection.protected import ProtectedNetwork, protected_layer
 
@@ -138,7 +139,9 @@ def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> Gold
     acc_arrays = tuple(np.concatenate(a) if a else np.zeros((0, 0), np.int32) for a in accs)
     first = min(i for i, rec in enumerate(layers) if isinstance(rec, Conv2D | Dense))
     slack = tuple(
-        rounding_slack(rec, acc_arrays[i], post[i]) if i > first and acc_arrays[i].size else _NONE
+        rounding_slack(rec, acc_arrays[i], post[i], pooled_bounds(layers, i, outputs, post[i]))
+        if i > first and acc_arrays[i].size
+        else _NONE
         for i, rec in enumerate(layers)
     )
     return GoldenState(
@@ -175,23 +178,65 @@ def _useful(
     return tuple(out)
 
 
-def rounding_slack(rec: Conv2D | Dense, acc: I32, post: U8) -> tuple[I16, I16]:
-    """(lo, hi) int16 (N, size): per golden accumulator, the moves that keep its output.
+def pooled_bounds(
+    layers: tuple, layer: int, outputs: tuple[I8, ...], post: U8
+) -> tuple[I16, U8] | None:
+    """For a convolution followed by a max-pool (else None), per output (N, size, C-H-W): the
+    value a rise may reach without moving any window's maximum (the smallest maximum of its
+    windows; ``NO_CEILING`` for an output that holds a window's maximum or whose post-operation
+    is not monotone), and whether any drop is harmless (it holds no window's maximum). Outputs
+    in no window are free both ways. The convolution kernel fused with the pool then leaves
+    such moves alone (``kernels.conv_changes_kernel``)."""
+    if layer + 1 >= len(layers) or not isinstance(layers[layer + 1], MaxPool2D):
+        return None
+    pool = layers[layer + 1]
+    c, h, w = pool.in_shape
+    _, oh, ow = pool.out_shape
+    s, z = pool.stride, pool.size
+    ch, oy, ox = np.meshgrid(np.arange(c), np.arange(oh), np.arange(ow), indexing="ij")
+    y, top = outputs[layer].astype(np.int16), outputs[layer + 1].astype(np.int16)
+    lowest = np.full(y.shape, 127, np.int16)  # in no window: anything goes
+    holds = np.zeros(y.shape, bool)
+    for i in range(z):
+        for j in range(z):  # the (i, j) element of every window: distinct outputs
+            q = ((ch * h + oy * s + i) * w + ox * s + j).ravel()
+            lowest[:, q] = np.minimum(lowest[:, q], top)
+            holds[:, q] |= y[:, q] == top
+    monotone = np.isin(post, (POST_PLAIN, POST_CLAMP))[None, :]
+    free = ~holds & monotone
+    ceiling = np.where(free, lowest, np.int16(NO_CEILING)).astype(np.int16)
+    return ceiling, free.astype(np.uint8)
+
+
+def rounding_slack(
+    rec: Conv2D | Dense, acc: I32, post: U8, pooled: tuple[I16, U8] | None = None
+) -> tuple[I16, I16]:
+    """(lo, hi) int16 (N, size): per golden accumulator, the moves that keep its output, or
+    with ``pooled`` (``pooled_bounds``) the moves that keep every window maximum of the pool
+    after it.
     Only layers after the first weighted one need it (nothing upstream of that can change).
     Convolutions get it channels-last, (N, OH * OW * O), the order of the kernel's scratch, so
     that its check runs over contiguous memory."""
     if isinstance(rec, Conv2D):
         o = rec.out_channels
-        acc = np.ascontiguousarray(acc.reshape(len(acc), o, -1).transpose(0, 2, 1)).reshape(
-            len(acc), -1
-        )
+        acc = _channels_last(acc, o)
         post = np.ascontiguousarray(post.reshape(o, -1).T).ravel()
         chan = np.arange(acc.shape[1], dtype=np.int64) % o
     else:
         chan = np.arange(acc.shape[1], dtype=np.int64)
+    if pooled is None:
+        ceiling, free = np.zeros((0, 0), np.int16), np.zeros((0, 0), np.uint8)
+    else:
+        ceiling, free = (_channels_last(a, rec.out_channels) for a in pooled)
     lo, hi = np.empty(acc.shape, np.int16), np.empty(acc.shape, np.int16)
     rounding_slack_kernel(
         acc, rec.bias.astype(np.int64), rec.multiplier.astype(np.int64),
-        rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, lo, hi,
+        rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, ceiling, free, lo, hi,
     )  # fmt: skip
     return lo, hi
+
+
+def _channels_last(a: np.ndarray, channels: int) -> np.ndarray:
+    """(N, C * H * W) -> (N, H * W * C), contiguous."""
+    n = len(a)
+    return np.ascontiguousarray(a.reshape(n, channels, -1).transpose(0, 2, 1)).reshape(n, -1)

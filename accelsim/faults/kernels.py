@@ -66,13 +66,26 @@ def requant_table(bias, multiplier, shift):
 SLACK_LIMIT = (1 << 15) - 1
 
 
+NO_CEILING = -(1 << 15)
+
+
+@njit(cache=True)
+def _within(a, m, sh, lo, y0, up):
+    y = requant_one(a, m, sh, lo)
+    return y0 <= y <= up
+
+
 @njit(cache=True, nogil=True)
-def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi):
+def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, ceiling, free, out_lo, out_hi):
     """For every accumulator acc[n, k] (without bias; channel chan[k]): the largest moves
     out_lo[n, k] <= 0 <= out_hi[n, k] (int16) that leave its requantised value unchanged,
     capped at SLACK_LIMIT. Requantisation is monotone in the accumulator, so every move in between
     leaves the output, and whatever post-operation follows, unchanged: the kernels below skip
-    those outputs with two comparisons instead of a requantisation."""
+    those outputs with two comparisons instead of a requantisation.
+
+    With ceiling and free non-empty (N, size): upward, the largest move that keeps the value at
+    or below ceiling[n, k] (unless ceiling[n, k] is NO_CEILING); downward unlimited where
+    free[n, k] (``golden.pooled_bounds``)."""
     n_img, size = acc.shape
     k_b, k_m = np.empty(size, np.int64), np.empty(size, np.int64)
     k_sh, k_mr = np.empty(size, np.int64), np.empty(size, np.float64)
@@ -86,30 +99,37 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
             b, m, sh, m_real = k_b[k], k_m[k], k_sh[k], k_mr[k]
             a0 = np.int64(acc[n, k])
             y0 = requant_one(a0 + b, m, sh, lo)
+            up = y0  # the largest value a move up may reach
+            if ceiling.size and ceiling[n, k] != NO_CEILING:
+                up = max(y0, np.int64(ceiling[n, k]))
             for direction in (1, -1):
-                if (direction == 1 and y0 >= 127) or (direction == -1 and y0 <= lo):
-                    good = SLACK_LIMIT  # saturated (or ReLU zero): no move changes it
+                # a move of x is fine while the value stays within [y0, up] (monotone in x)
+                limit = up if direction == 1 else y0
+                if (direction == 1 and up >= 127) or (
+                    direction == -1 and (y0 <= lo or (free.size and free[n, k]))
+                ):
+                    good = SLACK_LIMIT  # saturated (or ReLU zero, or free): nothing to find
                 else:
-                    # the next value starts near acc + bias = (y0 +- 0.5) / M: start there, gallop
-                    # to bracket the exact boundary (two roundings), then bisect the bracket
-                    edge = (y0 + 0.5 * direction) / m_real - b - a0
+                    # the next value starts near acc + bias = (limit +- 0.5) / M: start there,
+                    # gallop to bracket the exact boundary (two roundings), bisect the bracket
+                    edge = (limit + 0.5 * direction) / m_real - b - a0
                     good = np.int64(min(max(np.ceil(abs(edge)) - 1, 0), SLACK_LIMIT))
                     bad = good + 1
-                    if requant_one(a0 + direction * good + b, m, sh, lo) == y0:
+                    if _within(a0 + direction * good + b, m, sh, lo, y0, up):
                         while bad <= SLACK_LIMIT:
-                            if requant_one(a0 + direction * bad + b, m, sh, lo) != y0:
+                            if not _within(a0 + direction * bad + b, m, sh, lo, y0, up):
                                 break
                             good, bad = bad, bad + 2 * (bad - good)
                     else:
                         bad, good = good, good - 1
                         while good > 0:
-                            if requant_one(a0 + direction * good + b, m, sh, lo) == y0:
+                            if _within(a0 + direction * good + b, m, sh, lo, y0, up):
                                 break
                             bad, good = good, max(good - 2 * (bad - good), 0)
                     bad = min(bad, SLACK_LIMIT + 1)
                     while bad - good > 1:
                         mid = (good + bad) // 2
-                        if requant_one(a0 + direction * mid + b, m, sh, lo) == y0:
+                        if _within(a0 + direction * mid + b, m, sh, lo, y0, up):
                             good = mid
                         else:
                             bad = mid
@@ -123,8 +143,8 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, out_lo, out_hi
 @njit(cache=True, nogil=True)
 def conv_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched, sel, drow,
-    pool_ptr, pool_out, pool_win, pool_y, over, is_over, is_pout, ptouched, cpos,
+    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched, sel,
+    pool_ptr, pool_out, pool_win, pool_y, over, is_over, is_pout, ptouched, cpos, wbest,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH * KW, O) int8.
@@ -132,14 +152,17 @@ def conv_changes_kernel(
     pixel pix_of[q] of channel chan_of[q]; pixel y feeds output pixels
     map_sp[map_ptr[y]:map_ptr[y + 1]] through kernel taps map_ij[...]. Scratch accd
     (OH * OW * O) int32 zeros, mark (OH * OW) uint8 zeros, touched (OH * OW) int64, sel (O)
-    int64, drow (O) int32.
+    int64, over and cpos (O * OH * OW) int64, is_over (O * OH * OW) uint8 zeros.
 
     With a max-pool after the convolution (pool_win non-empty: ``_pool_tables`` of the pool,
     pool_y its golden output) the kernel writes the pool's changed outputs instead, so that the
-    convolution's many changed outputs never leave the cache. Scratch over (O * OH * OW) int64,
-    is_over (O * OH * OW) uint8 zeros, cpos (O * OH * OW) int64; is_pout and ptouched sized
-    like the pool's output (uint8 zeros, int64); without a pool all may be empty except over,
-    is_over and cpos."""
+    convolution's many changed outputs never leave the cache, and slo, shi are the *pooled*
+    slacks (``golden.pooled_bounds``): moves that may change an output but cannot move any
+    window's maximum (a drop of an output that holds no window's maximum, a rise that stays at
+    or below the smallest maximum of its windows). Only outputs past them are requantised: a
+    window where one rises above the maximum takes the largest such value; a window whose
+    maximum dropped is re-reduced exactly. Scratch sized like the pool's output: is_pout uint8,
+    ptouched int64, wbest int64 filled with -129."""
     n_out = wt.shape[2]
     pooled = pool_win.shape[0] > 0
     window = pool_win.shape[1]
@@ -147,53 +170,41 @@ def conv_changes_kernel(
     for p in range(progress[0], img.size):
         n = img[p]
         acc_n, yout_n, slo_n, shi_n = acc[n], yout[n], slo[n], shi[n]
-        # one changed input (a fault's first convolution): each output it reaches moves by
-        # d * w, no accumulation needed; else accumulate the moves over the touched pixels
+        # the accumulator moves over the touched output pixels (one changed input, a fault's
+        # first convolution: each pixel it reaches once, no marks needed)
         single = ptr[p + 1] - ptr[p] == 1
-        if single:
-            q = pos[ptr[p]]
-            d = np.int32(val[ptr[p]] - np.int64(xin[n, q]))
+        nt = 0
+        for e in range(ptr[p], ptr[p + 1]):
+            q = pos[e]
+            d = np.int32(val[e] - np.int64(xin[n, q]))
+            if d == 0:
+                continue
             c = chan_of[q]
             yx = pix_of[q]
-            nt = map_ptr[yx + 1] - map_ptr[yx]
-        else:
-            nt = 0
-            for e in range(ptr[p], ptr[p + 1]):
-                q = pos[e]
-                d = np.int32(val[e] - np.int64(xin[n, q]))
-                if d == 0:
-                    continue
-                c = chan_of[q]
-                yx = pix_of[q]
-                for m in range(map_ptr[yx], map_ptr[yx + 1]):
-                    sp = map_sp[m]
-                    if mark[sp] == 0:
-                        mark[sp] = 1
-                        touched[nt] = sp
-                        nt += 1
-                    row = accd[sp * n_out : (sp + 1) * n_out]
-                    w_row = wt[c, map_ij[m]]
-                    for o in range(n_out):  # contiguous views: vectorises
-                        row[o] += d * np.int32(w_row[o])
-        nc = 0  # changed convolution outputs: cpos[:nc], values over[...]
-        npt = 0  # pool outputs to re-reduce: ptouched[:npt]
+            for m in range(map_ptr[yx], map_ptr[yx + 1]):
+                sp = map_sp[m]
+                if single:
+                    touched[nt] = sp
+                    nt += 1
+                elif mark[sp] == 0:
+                    mark[sp] = 1
+                    touched[nt] = sp
+                    nt += 1
+                row = accd[sp * n_out : (sp + 1) * n_out]
+                w_row = wt[c, map_ij[m]]
+                for o in range(n_out):  # contiguous views: vectorises
+                    row[o] += d * np.int32(w_row[o])
+        nc = 0  # requantised convolution outputs: cpos[:nc], values over[...]
+        npt = 0  # pool outputs whose maximum may move: ptouched[:npt]
         pool_n = pool_y[n] if pooled else yout_n
         for t in range(nt):
-            if single:
-                m = map_ptr[yx] + t
-                sp = map_sp[m]
-                w_row = wt[c, map_ij[m]]
-                row = drow
-                for o in range(n_out):
-                    row[o] = d * np.int32(w_row[o])
-            else:
-                sp = touched[t]
-                mark[sp] = 0
-                row = accd[sp * n_out : (sp + 1) * n_out]
+            sp = touched[t]
+            mark[sp] = 0
+            row = accd[sp * n_out : (sp + 1) * n_out]
             lo_row = slo_n[sp * n_out : (sp + 1) * n_out]
             hi_row = shi_n[sp * n_out : (sp + 1) * n_out]
-            # branch-free: the channels whose move leaves the rounding slack (a few), then their
-            # new values; a branch per output mispredicted on most changed ones
+            # branch-free: the channels whose move leaves the slack (a few), then their new
+            # values; a branch per output mispredicted on most changed ones
             n_sel = 0
             for o in range(n_out):
                 sel[n_sel] = o
@@ -202,39 +213,30 @@ def conv_changes_kernel(
                 o = sel[i]
                 k = o * ohw + sp
                 v = _post_value(
-                    np.int64(acc_n[k]) + row[o],
-                    post[k],
-                    rq[o, 0],
-                    rq[o, 1],
-                    rq[o, 2],
-                    rq[o, 3],
-                    rq[o, 4],
-                    rq[o, 5],
-                    rq[o, 6],
-                    lo,
-                    rlo,
-                    rhi,
-                )
+                    np.int64(acc_n[k]) + row[o], post[k], rq[o, 0], rq[o, 1], rq[o, 2], rq[o, 3],
+                    rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi,
+                )  # fmt: skip
                 g = np.int64(yout_n[k])
-                changed = v != g
                 cpos[nc] = k
                 over[k] = v
-                nc += changed
                 if not pooled:
+                    nc += v != g
                     continue
-                # mark the max-pool windows whose maximum may move: where the output rises
-                # above the window's golden maximum or held it (branch-free)
-                is_over[k] = changed
+                nc += 1
+                is_over[k] = 1
                 for m in range(pool_ptr[k], pool_ptr[k + 1]):
                     po = pool_out[m]
                     top = np.int64(pool_n[po])
-                    moves = np.uint8(changed & ((v > top) | (g == top))) & (is_pout[po] ^ 1)
+                    rise = v > top
+                    drop = (g == top) & (v < top)
+                    wbest[po] = max(wbest[po], v if rise else np.int64(-129))
+                    moves = np.uint8(rise | drop) & (is_pout[po] ^ 1)
                     ptouched[npt] = po
                     npt += moves
                     is_pout[po] |= moves
-            if not single:
-                row[:] = 0
         if not pooled:
+            for t in range(nt):
+                accd[touched[t] * n_out : (touched[t] + 1) * n_out] = 0
             if used + nc > out_pos.size:
                 progress[0] = p
                 progress[1] = used
@@ -245,22 +247,40 @@ def conv_changes_kernel(
                 used += 1
             out_ptr[p + 1] = used
             continue
-        # the max-pool after it: re-reduce the windows marked above
+        # the windows marked above: a rise above the maximum gives the new maximum; a dropped
+        # maximum with no rise needs the window re-reduced with every output's exact value
         full = used + npt > out_pos.size
         for t in range(npt):
             po = ptouched[t]
+            top = np.int64(pool_n[po])
+            best = wbest[po]
+            if not full and best <= top:
+                best = np.int64(-129)
+                for i in range(window):
+                    q = pool_win[po, i]
+                    if is_over[q]:
+                        v = over[q]
+                    else:
+                        o = q // ohw
+                        da = accd[(q - o * ohw) * n_out + o]
+                        v = np.int64(yout_n[q])
+                        if da != 0:
+                            v = _post_value(
+                                np.int64(acc_n[q]) + da, post[q], rq[o, 0], rq[o, 1], rq[o, 2],
+                                rq[o, 3], rq[o, 4], rq[o, 5], rq[o, 6], lo, rlo, rhi,
+                            )  # fmt: skip
+                    best = max(best, v)
             is_pout[po] = 0
+            wbest[po] = -129
             if full:
                 continue
-            best = np.int64(-129)
-            for i in range(window):
-                q = pool_win[po, i]
-                best = max(best, over[q] if is_over[q] else np.int64(yout_n[q]))
             out_pos[used] = po
             out_val[used] = best
-            used += best != pool_n[po]
+            used += best != top
         for t in range(nc):
             is_over[cpos[t]] = 0
+        for t in range(nt):
+            accd[touched[t] * n_out : (touched[t] + 1) * n_out] = 0
         if full:
             progress[0] = p
             progress[1] = used

@@ -210,6 +210,8 @@ def sparse_step(
         wt = _kernel_weights(rec)
         wt = wt.reshape(wt.shape[0], -1, wt.shape[-1])
         size = o * oh * ow
+        if pooled != fuses_pool(state, layer):  # the slacks are the pool's (golden.pooled_bounds)
+            raise ValueError(f"layer {layer}: the convolution runs {'un' * pooled}fused")
         if pooled:
             pool = _pool_tables(state.pnet.net.layers[layer + 1])
             pool_y = state.outputs[layer + 1]
@@ -222,7 +224,6 @@ def sparse_step(
             np.zeros(oh * ow, np.uint8),
             np.zeros(oh * ow, np.int64),
             np.zeros(o, np.int64),
-            np.zeros(o, np.int32),
             *pool,
             pool_y,
             np.zeros(size, np.int64),
@@ -230,6 +231,7 @@ def sparse_step(
             np.zeros(n_pool, np.uint8),
             np.zeros(n_pool, np.int64),
             np.zeros(size, np.int64),
+            np.full(n_pool, -129, np.int64),
         )
 
         def call(*out):
