@@ -11,8 +11,8 @@ from accelsim import load_network
 from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.datasets import load_dataset
 from accelsim.faults.bounds import layer_bounds
-from accelsim.faults.golden import compute_golden
-from accelsim.faults.kernels import SLACK_LIMIT
+from accelsim.faults.golden import compute_golden, pooled_bounds
+from accelsim.faults.kernels import NO_CEILING, SLACK_LIMIT
 from accelsim.faults.propagate import Changes, provably_unchanged
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import forward, quantize_images
@@ -177,3 +177,36 @@ def test_class_blind_bound_only_shortcuts_the_per_class_one(tiny_net, tiny_image
         move = d @ bound.top[q, 0] + min(bound.top[q, 1].sum(), bound.cap_top) + 1e-6
         settled += other[n] + move < top[n] - move
     assert 0 < settled <= with_blind.sum()
+
+
+@pytest.mark.parametrize("mode", [Mode.NONE, Mode.SPLIT, Mode.RANGER])
+def test_pooled_slack_is_exact(mode, deep_net, tiny_images, rng) -> None:
+    """A convolution followed by a max-pool gets pooled slacks (golden.pooled_bounds): within
+    them an output that holds no window maximum may drop freely and rise to its windows'
+    smallest maximum; one more step up crosses it. Outputs that hold a maximum, or whose
+    post-operation is split, keep the plain slack (their exact value)."""
+    x = quantize_images(deep_net, tiny_images)
+    state = compute_golden(_pnet(deep_net, mode, x, rng), x, np.zeros(len(x), np.int64))
+    layer = 2
+    rec = deep_net.layers[layer]
+    lo, hi = (a.ravel().astype(np.int64) for a in state.slack[layer])
+    ceiling, free = pooled_bounds(deep_net.layers, layer, state.outputs, state.post[layer])
+    o = rec.out_channels
+    acc = _channels_last(state.accs[layer].astype(np.int64), o).ravel()
+    n_pos = state.accs[layer].shape[1] // o
+    chan = np.tile(np.arange(o), n_pos * len(x))  # channels-last
+    split = _channels_last(np.broadcast_to(state.post[layer] == 1, state.accs[layer].shape), o)
+    split = split.ravel()
+    ceiling = _channels_last(ceiling, o).ravel().astype(np.int64)
+    free = _channels_last(free, o).ravel().astype(bool)
+    y0 = _raw(rec, acc, chan, split)
+    up = np.where(ceiling == NO_CEILING, y0, np.maximum(y0, ceiling))
+    assert free.any()
+    assert (up > y0).any()
+    assert not free[split].any()
+    at_hi = _raw(rec, acc + hi, chan, split)
+    assert np.all((at_hi >= y0) & (at_hi <= up))
+    inner = hi < SLACK_LIMIT
+    assert np.all(_raw(rec, acc + hi + 1, chan, split)[inner] > up[inner])
+    np.testing.assert_array_equal(lo[free], -SLACK_LIMIT)
+    np.testing.assert_array_equal(_raw(rec, acc + lo, chan, split)[~free], y0[~free])
