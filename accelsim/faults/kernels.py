@@ -293,13 +293,16 @@ def conv_changes_kernel(
 @njit(cache=True, nogil=True)
 def dense_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    lin, field, cap, top, cap_top, logits, classes, accd, sel, bacc, bfs,
+    lin, field, cap, top, cap_top, gain, logits, classes, accd, sel, bacc, bfs,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
     sel (O,) int64. Where the layer's output has a ``bounds.LayerBound`` (lin non-empty; logits
     and classes golden) a pair whose changes provably keep its class is written with none, so
-    that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,)."""
+    that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,).
+    Most such pairs are settled before any requantisation, by the class-blind bound with each
+    output's move bounded by gain[o, 0] * |dacc| + gain[o, 1] (``bounds._scale``: M and the
+    rounding term; gain empty where the layer's outputs may jump: split, zeroing)."""
     n_out = wt.shape[1]
     bounded = lin.shape[0] > 0
     used = progress[1]
@@ -324,6 +327,21 @@ def dense_changes_kernel(
             sel[n_sel] = o
             n_sel += (accd[o] < slo_n[o]) | (accd[o] > shi_n[o])
         start = used
+        if gain.shape[0]:  # the class-blind bound on the moves of the outputs past their slack
+            lg = logits[n]
+            c = classes[n]
+            other = -np.inf
+            for k in range(lg.size):
+                if k != c:
+                    other = max(other, np.float64(lg[k]))
+            s_lin, s_field = 0.0, 0.0
+            for i in range(n_sel):
+                o = sel[i]
+                s_lin += (gain[o, 0] * abs(np.float64(accd[o])) + gain[o, 1]) * top[o, 0]
+                s_field += top[o, 1]
+            move = s_lin + min(s_field, cap_top) + 1e-6
+            if other + move < lg[c] - move:
+                n_sel = 0  # the class holds whatever the new values: none written
         for i in range(n_sel):
             o = sel[i]
             v = _post_value(
@@ -334,7 +352,7 @@ def dense_changes_kernel(
             out_val[used] = v
             used += v != yout[n, o]
         accd[:] = 0
-        if bounded and _keeps_class(
+        if bounded and used > start and _keeps_class(
             n, out_pos[start:used], out_val[start:used], yout, lin, field, cap, top, cap_top,
             logits, classes, bacc, bfs,
         ):  # fmt: skip

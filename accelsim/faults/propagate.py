@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults import kernels as k
+from accelsim.faults.bounds import _scale
 from accelsim.faults.golden import GoldenState
 from accelsim.faults.model import FaultBatch, apply_fault
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
@@ -254,9 +255,15 @@ def sparse_step(
         n_cls = state.outputs[-1].shape[1]
         if bound is None:
             none = np.zeros((0, n_cls))
-            bound_args = (none, none, np.zeros(n_cls), np.zeros((0, 2)), 0.0)
+            bound_args = (none, none, np.zeros(n_cls), np.zeros((0, 2)), 0.0, np.zeros((0, 2)))
         else:
-            bound_args = (bound.lin, bound.field, bound.cap, bound.top, bound.cap_top)
+            # |dy| <= M |dacc| + rounding holds for plain and clamped outputs only (split and
+            # zeroing jump): else no bound before the new values
+            continuous = np.all(
+                (state.post[layer] == k.POST_PLAIN) | (state.post[layer] == k.POST_CLAMP)
+            )
+            gain = np.stack(_scale(rec), axis=1) if continuous else np.zeros((0, 2))
+            bound_args = (bound.lin, bound.field, bound.cap, bound.top, bound.cap_top, gain)
         scratch = (
             np.zeros(rec.out_channels, np.int32),
             np.zeros(rec.out_channels, np.int64),
