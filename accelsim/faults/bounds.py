@@ -51,7 +51,7 @@ class LayerBound:
         object.__setattr__(self, "cap_top", float(self.cap.max()))
 
 
-def _scale(rec: Conv2D | Dense) -> tuple[F64, F64]:
+def requant_gain(rec: Conv2D | Dense) -> tuple[F64, F64]:
     """Per output channel: real multiplier M and rounding slack 1 + 2^-r."""
     shift = rec.shift.astype(np.float64)
     m = rec.multiplier.astype(np.float64) * np.exp2(shift - 31)
@@ -60,7 +60,7 @@ def _scale(rec: Conv2D | Dense) -> tuple[F64, F64]:
 
 
 def _through_dense(rec: Dense, after: LayerBound) -> LayerBound:
-    m, e = _scale(rec)
+    m, e = requant_gain(rec)
     mw = np.abs(rec.weight.astype(np.float64)) * m[:, None]  # (O, I)
     rounding = (e[:, None] * after.lin).sum(axis=0)  # every output may move
     field = np.minimum(after.field.sum(axis=0), after.cap)
@@ -89,7 +89,7 @@ def _scatter_conv(rec: Conv2D, per_out: F64, weights: F64) -> F64:
 
 
 def _through_conv(rec: Conv2D, after: LayerBound) -> LayerBound:
-    m, e = _scale(rec)
+    m, e = requant_gain(rec)
     mw = np.abs(rec.weight.astype(np.float64)) * m[:, None, None, None]
     ones = np.ones_like(mw)
     _, oh, ow = rec.out_shape

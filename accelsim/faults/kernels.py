@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from accelsim.functional.kernels import _scale, requant_one
+from accelsim.functional.kernels import requant_one, scale_by_multiplier
 
 # What follows requantisation for an output element (see protection/protected.py): nothing,
 # split (2 x LCU of two halves), ranger's clamp, or zeroing outside the range.
@@ -37,7 +37,7 @@ def _post_value(a, code, b, m, sh, left, right, mask, half, lo, rlo, rhi):
     arguments cost reference counting on every call from a kernel's innermost loop (1.4x on
     the convolution kernel)."""
     if code == POST_PLAIN:  # TFLite's steps with the channel's shifts and masks precomputed
-        y = _scale((a + b) << left, m, right, mask, half)
+        y = scale_by_multiplier((a + b) << left, m, right, mask, half)
         return min(max(y, lo), 127)
     if code == POST_SPLIT:
         h = requant_one(a + b, m, sh - 1, lo)
@@ -301,7 +301,7 @@ def dense_changes_kernel(
     and classes golden) a pair whose changes provably keep its class is written with none, so
     that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,).
     Most such pairs are settled before any requantisation, by the class-blind bound with each
-    output's move bounded by gain[o, 0] * |dacc| + gain[o, 1] (``bounds._scale``: M and the
+    output's move bounded by gain[o, 0] * |dacc| + gain[o, 1] (``bounds.requant_gain``: M and the
     rounding term; gain empty where the layer's outputs may jump: split, zeroing)."""
     n_out = wt.shape[1]
     bounded = lin.shape[0] > 0

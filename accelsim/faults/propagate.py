@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults import kernels as k
-from accelsim.faults.bounds import _scale
+from accelsim.faults.bounds import requant_gain
 from accelsim.faults.golden import GoldenState
 from accelsim.faults.model import FaultBatch, apply_fault
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
@@ -262,7 +262,7 @@ def sparse_step(
             continuous = np.all(
                 (state.post[layer] == k.POST_PLAIN) | (state.post[layer] == k.POST_CLAMP)
             )
-            gain = np.stack(_scale(rec), axis=1) if continuous else np.zeros((0, 2))
+            gain = np.stack(requant_gain(rec), axis=1) if continuous else np.zeros((0, 2))
             bound_args = (bound.lin, bound.field, bound.cap, bound.top, bound.cap_top, gain)
         scratch = (
             np.zeros(rec.out_channels, np.int32),

@@ -66,12 +66,12 @@ def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
         half = mask >> 1
         for n in range(n_img):
             for p in range(n_pix):
-                y = _scale((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
+                y = scale_by_multiplier((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
                 out[n, o, p] = min(max(y, lo), 127)
 
 
 @njit(cache=True, inline="always")
-def _scale(x, m, r, mask, half):
+def scale_by_multiplier(x, m, r, mask, half):
     """Saturate x (already shifted left) to int32, SaturatingRoundingDoublingHighMul by m, then
     RoundingDivideByPOT by r (mask = 2^r - 1, half = mask >> 1)."""
     x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
@@ -88,7 +88,7 @@ def requant_one(acc, multiplier, shift, lo):
     -128. The scalar form of ``_requant_kernel`` for kernels that requantise a few outputs."""
     left, r = max(shift, 0), max(-shift, 0)
     mask = (np.int64(1) << r) - 1
-    y = _scale(np.int64(acc) << left, np.int64(multiplier), r, mask, mask >> 1)
+    y = scale_by_multiplier(np.int64(acc) << left, np.int64(multiplier), r, mask, mask >> 1)
     return min(max(y, lo), 127)
 
 
