@@ -6,8 +6,10 @@ image it departs from. Each kernel writes the changed outputs of every pair in t
 computing only what the changed inputs reach and leaving out outputs equal to the golden ones:
 
 - convolution: accumulator deltas ``d * w`` over the receptive fields of the changed inputs,
-  then requantisation (and the protection's post-operation) of the touched outputs only;
-- dense: deltas ``d * w[:, j]`` for each changed input j, then the outputs that moved;
+  then requantisation (and the protection's post-operation) of the outputs whose move leaves
+  their rounding slack; with the max-pool after it in the same kernel, the pool's changes;
+- dense: deltas ``d * w[:, j]`` for each changed input j, then the outputs that moved; where a
+  class bound holds, pairs it proves harmless are written with no changes;
 - max-pool: the windows holding a changed input, re-reduced with the changes laid over;
 - the classifier: argmax of the golden logits with the changes laid over.
 

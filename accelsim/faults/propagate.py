@@ -37,7 +37,7 @@ I64 = npt.NDArray[np.int64]
 # layer's input: a sparse multiply-add costs ~30x a BLAS MAC. Dense layers always take the
 # sparse kernel: even with every input changed it beats the whole layer per pair (MLP-7, LeNet-5:
 # 2-4 us against 5-25 us, the whole layer's per-call overhead and requantisation of every output).
-DENSE_FRACTION = {Conv2D: 1 / 32}
+DENSE_FRACTION = 1 / 32
 PAIRS_PER_CALL = 1 << 16
 # Faults of neighbouring neurons often leave the same single change after a max-pool (the
 # window's new maximum; LeNet-5's paper campaign: 13 % of the pairs after pool1 repeat one
@@ -234,6 +234,7 @@ def sparse_step(
             np.zeros(size, np.int64),
             np.full(n_pool, -129, np.int64),
         )
+        post_args = _post_args(state, layer)
 
         def call(*out):
             k.conv_changes_kernel(
@@ -242,7 +243,7 @@ def sparse_step(
                 *state.slack[layer],
                 yout,
                 wt,
-                *_post_args(state, layer),
+                *post_args,
                 *tables,
                 oh * ow,
                 *scratch,
@@ -270,6 +271,7 @@ def sparse_step(
             np.empty(n_cls),
             np.empty(n_cls),
         )
+        post_args = _post_args(state, layer)
 
         def call(*out):
             k.dense_changes_kernel(
@@ -278,7 +280,7 @@ def sparse_step(
                 *state.slack[layer],
                 yout,
                 wt,
-                *_post_args(state, layer),
+                *post_args,
                 *bound_args,
                 state.outputs[-1],
                 state.classes,
@@ -330,7 +332,7 @@ def step(state: GoldenState, layer: int, ch: Changes) -> tuple[Changes, int]:
         return sparse_step(state, layer, ch, bounded=True), layer
     pooled = fuses_pool(state, layer)
     last = layer + 1 if pooled else layer
-    wide = ch.counts > DENSE_FRACTION[Conv2D] * int(np.prod(rec.in_shape))
+    wide = ch.counts > DENSE_FRACTION * int(np.prod(rec.in_shape))
     narrow = np.flatnonzero(~wide)
     parts = []
     if narrow.size:

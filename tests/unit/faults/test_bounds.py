@@ -191,6 +191,24 @@ def test_pooled_slack_is_exact(mode, deep_net, tiny_images, rng) -> None:
     rec = deep_net.layers[layer]
     lo, hi = (a.ravel().astype(np.int64) for a in state.slack[layer])
     ceiling, free = pooled_bounds(deep_net.layers, layer, state.outputs, state.post[layer])
+    # the same by hand, window by window: the smallest maximum of the windows holding an
+    # output, and whether it holds one of them
+    pool = deep_net.layers[layer + 1]
+    y = state.outputs[layer].reshape(len(x), *rec.out_shape).astype(np.int64)
+    top = state.outputs[layer + 1].reshape(len(x), *pool.out_shape).astype(np.int64)
+    lowest = np.full(y.shape, 127)
+    holds = np.zeros(y.shape, bool)
+    for py in range(pool.out_shape[1]):
+        for px in range(pool.out_shape[2]):
+            r = slice(py * pool.stride, py * pool.stride + pool.size)
+            c = slice(px * pool.stride, px * pool.stride + pool.size)
+            m = top[:, :, py, px][:, :, None, None]
+            lowest[:, :, r, c] = np.minimum(lowest[:, :, r, c], m)
+            holds[:, :, r, c] |= y[:, :, r, c] == m
+    monotone = (state.post[layer] != 1).reshape(rec.out_shape)[None]  # not split
+    want_free = ~holds & monotone
+    np.testing.assert_array_equal(free.reshape(y.shape), want_free)
+    np.testing.assert_array_equal(ceiling.reshape(y.shape), np.where(want_free, lowest, NO_CEILING))
     o = rec.out_channels
     acc = _channels_last(state.accs[layer].astype(np.int64), o).ravel()
     n_pos = state.accs[layer].shape[1] // o

@@ -196,7 +196,7 @@ def test_widely_spread_changes_take_the_dense_path(
     if net_name == "deep":  # convolution and max-pool in one step
         expected = dense_step(state, 3, expected)
     expected = _as_sets(expected)
-    monkeypatch.setitem(propagate.DENSE_FRACTION, Conv2D, 0.05)  # most pairs dense, some sparse
+    monkeypatch.setattr(propagate, "DENSE_FRACTION", 0.05)  # most pairs dense, some sparse
     got, last = propagate.step(state, 2, ch)
     assert last == (3 if net_name == "deep" else 2)
     np.testing.assert_array_equal(got.img, ch.img)
