@@ -184,6 +184,18 @@ def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     return ptr, out[order].astype(np.int64), np.ascontiguousarray(win, np.int64)
 
 
+@functools.cache
+def _fused_pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64, I64, I64]:
+    """``_pool_tables`` of the max-pool after a convolution, and for the fused kernel each
+    window's channel (C*OH*OW,) and its inputs' places in the channels-last accumulator moves
+    (C*OH*OW, size * size)."""
+    ptr, out, win = _pool_tables(rec)
+    c, h, w = rec.in_shape
+    chan = win[:, 0] // (h * w)
+    acc = (win - chan[:, None] * (h * w)) * c + chan[:, None]
+    return ptr, out, win, np.ascontiguousarray(acc, np.int64), chan.astype(np.int64)
+
+
 def sparse_step(
     state: GoldenState, layer: int, ch: Changes, pooled: bool = False, bounded: bool = False
 ) -> Changes:
@@ -214,10 +226,17 @@ def sparse_step(
         if pooled != fuses_pool(state, layer):  # the slacks are the pool's (golden.pooled_bounds)
             raise ValueError(f"layer {layer}: the convolution runs {'un' * pooled}fused")
         if pooled:
-            pool = _pool_tables(state.pnet.net.layers[layer + 1])
+            pool = _fused_pool_tables(state.pnet.net.layers[layer + 1])
             pool_y = state.outputs[layer + 1]
         else:
-            pool = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros((0, 1), np.int64))
+            empty = np.zeros(0, np.int64)
+            pool = (
+                np.zeros(1, np.int64),
+                empty,
+                np.zeros((0, 1), np.int64),
+                np.zeros((0, 1), np.int64),
+                empty,
+            )
             pool_y = np.zeros((0, 0), np.int8)
         n_pool = pool_y.shape[1]
         scratch = (
