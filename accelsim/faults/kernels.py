@@ -293,10 +293,10 @@ def conv_changes_kernel(
     progress[1] = used
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})  # float sums vectorise
 def dense_changes_kernel(
     img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    lin, field, cap, top, cap_top, gain, logits, classes, accd, sel, bacc, bfs,
+    lin, field, cap, top, cap_top, blind, logits, classes, accd, sel, bacc, bfs,
     out_ptr, out_pos, out_val, progress,
 ):  # fmt: skip
     """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
@@ -304,10 +304,14 @@ def dense_changes_kernel(
     and classes golden) a pair whose changes provably keep its class is written with none, so
     that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,).
     Most such pairs are settled before any requantisation, by the class-blind bound with each
-    output's move bounded by gain[o, 0] * |dacc| + gain[o, 1] (``bounds.requant_gain``: M and the
-    rounding term; gain empty where the layer's outputs may jump: split, zeroing)."""
+    output's move bounded by M |dacc| + rounding (``bounds.requant_gain``): blind (3, O) holds
+    M top[:, 0], rounding top[:, 0] and top[:, 1], so that the bound is a sum over the outputs
+    past their slack, one vectorised pass (reassociated float sums: the error is far below the
+    bound's 1e-6); blind empty where the layer's outputs may jump (split, zeroing)."""
     n_out = wt.shape[1]
     bounded = lin.shape[0] > 0
+    bounded_blind = blind.shape[1] > 0
+    m_top, r_top, f_top = blind[0], blind[1], blind[2]
     used = progress[1]
     for p in range(progress[0], img.size):
         if used + n_out > out_pos.size:
@@ -322,15 +326,10 @@ def dense_changes_kernel(
                 w_row = wt[j]
                 for o in range(n_out):
                     accd[o] += d * np.int32(w_row[o])
-        # branch-free, as in the convolution kernel: the outputs that leave their slack, then
-        # their new values
         slo_n, shi_n = slo[n], shi[n]
-        n_sel = 0
-        for o in range(n_out):
-            sel[n_sel] = o
-            n_sel += (accd[o] < slo_n[o]) | (accd[o] > shi_n[o])
         start = used
-        if gain.shape[0]:  # the class-blind bound on the moves of the outputs past their slack
+        settled = False
+        if bounded_blind:  # the class-blind bound on the moves of the outputs past their slack
             lg = logits[n]
             c = classes[n]
             other = -np.inf
@@ -338,13 +337,20 @@ def dense_changes_kernel(
                 if k != c:
                     other = max(other, np.float64(lg[k]))
             s_lin, s_field = 0.0, 0.0
-            for i in range(n_sel):
-                o = sel[i]
-                s_lin += (gain[o, 0] * abs(np.float64(accd[o])) + gain[o, 1]) * top[o, 0]
-                s_field += top[o, 1]
+            for o in range(n_out):
+                a = accd[o]
+                past = np.float64((a < slo_n[o]) | (a > shi_n[o]))
+                s_lin += past * (m_top[o] * abs(np.float64(a)) + r_top[o])
+                s_field += past * f_top[o]
             move = s_lin + min(s_field, cap_top) + 1e-6
-            if other + move < lg[c] - move:
-                n_sel = 0  # the class holds whatever the new values: none written
+            settled = other + move < lg[c] - move  # the class holds whatever the new values
+        # branch-free, as in the convolution kernel: the outputs that leave their slack, then
+        # their new values
+        n_sel = 0
+        if not settled:
+            for o in range(n_out):
+                sel[n_sel] = o
+                n_sel += (accd[o] < slo_n[o]) | (accd[o] > shi_n[o])
         for i in range(n_sel):
             o = sel[i]
             v = _post_value(

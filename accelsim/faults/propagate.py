@@ -275,15 +275,18 @@ def sparse_step(
         n_cls = state.outputs[-1].shape[1]
         if bound is None:
             none = np.zeros((0, n_cls))
-            bound_args = (none, none, np.zeros(n_cls), np.zeros((0, 2)), 0.0, np.zeros((0, 2)))
+            bound_args = (none, none, np.zeros(n_cls), np.zeros((0, 2)), 0.0, np.zeros((3, 0)))
         else:
             # |dy| <= M |dacc| + rounding holds for plain and clamped outputs only (split and
             # zeroing jump): else no bound before the new values
             continuous = np.all(
                 (state.post[layer] == k.POST_PLAIN) | (state.post[layer] == k.POST_CLAMP)
             )
-            gain = np.stack(requant_gain(rec), axis=1) if continuous else np.zeros((0, 2))
-            bound_args = (bound.lin, bound.field, bound.cap, bound.top, bound.cap_top, gain)
+            m, rounding = requant_gain(rec)
+            top = bound.top
+            blind = np.stack([m * top[:, 0], rounding * top[:, 0], top[:, 1]])
+            blind = blind if continuous else np.zeros((3, 0))
+            bound_args = (bound.lin, bound.field, bound.cap, top, bound.cap_top, blind)
         scratch = (
             np.zeros(rec.out_channels, np.int32),
             np.zeros(rec.out_channels, np.int64),
