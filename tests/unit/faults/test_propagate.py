@@ -224,3 +224,23 @@ def test_repeated_single_changes_run_once(deep_net, tiny_images, rng, monkeypatc
     assert sum(saved) > 0
     monkeypatch.setattr(propagate, "REPEATS", 0.0)
     np.testing.assert_array_equal(faulty_classes(state, batch), with_shortcut)
+
+
+def test_keeping_pairs_equals_taking_them(rng) -> None:
+    """``Changes.keep`` gives what ``take`` gives, sharing the entries when only pairs with no
+    changes are left out and copying them otherwise."""
+    counts = rng.integers(0, 4, 300)
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    ch = Changes(
+        rng.integers(0, 50, counts.size),
+        ptr,
+        rng.integers(0, 99, ptr[-1]),
+        rng.integers(-9, 9, ptr[-1]),
+    )
+    nonempty = np.flatnonzero(counts > 0)
+    some = np.sort(rng.choice(counts.size, 120, replace=False))
+    for rows, shared in ((nonempty, True), (some, False)):
+        kept, taken = ch.keep(rows), ch.take(rows)
+        assert _as_sets(kept) == _as_sets(taken)
+        np.testing.assert_array_equal(kept.img, taken.img)
+        assert (kept.pos is ch.pos) == shared
