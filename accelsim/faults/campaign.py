@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from accelsim.errors import AccelsimError
 from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
-from accelsim.faults.propagate import faulty_classes
+from accelsim.faults.propagate import faulty_classes, locality_order
 from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
 from accelsim.functional.modelio import network_hash
 from accelsim.protection.plan import plan_hash
@@ -126,7 +126,8 @@ def run_campaign(
     if batch_size is not None and batch_size < 1:
         raise AccelsimError(f"--batch-size: expected a positive int, got {batch_size}")
     size = batch_size or default_batch_size(len(inputs.x))
-    batches = pending_batches(faults, done_ids(con), size)
+    ordered = faults.take(locality_order(inputs.pnet.net.layers, faults))
+    batches = pending_batches(ordered, done_ids(con), size)
     if dask_address is not None:
         results = _on_dask(inputs, batches, dask_address)
     elif workers == 1:

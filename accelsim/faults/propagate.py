@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from accelsim.faults import kernels as k
 from accelsim.faults.bounds import requant_gain
 from accelsim.faults.golden import GoldenState
 from accelsim.faults.model import FaultBatch, apply_fault
-from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
+from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 from accelsim.protection.plan import EXTRA_COPIES
 from accelsim.protection.protected import (
     copies_from_accumulators,
@@ -429,6 +430,28 @@ def _distinct(ch: Changes, size: int) -> tuple[I64, I64]:
     key = (ch.img * size + ch.pos) * 256 + (ch.val + 128)
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return first, inverse
+
+
+def locality_order(layers: Sequence[Layer], faults: FaultBatch) -> I64:
+    """An order of ``faults`` that puts the faults of one max-pool window next to each other
+    (by layer, then window, then bit mask and neuron), so that a campaign's batches hold them
+    together: their single changes after the pool repeat one another on the images where the
+    window's neurons share a value (blank regions), and repeated changes run once per batch
+    (LeNet-5's paper campaign: 20 % of conv1's pairs after pool1 repeat within the whole
+    campaign, 12.5 % within batches of faults in neuron order)."""
+    window = faults.index.copy()
+    for layer in np.unique(faults.layer):
+        rec = layers[layer]
+        pool = layers[layer + 1] if layer + 1 < len(layers) else None
+        if not (isinstance(rec, Conv2D) and isinstance(pool, MaxPool2D)):
+            continue
+        rows = faults.layer == layer
+        _, h, w = rec.out_shape
+        s = pool.stride
+        index = faults.index[rows]
+        c, y, x = index // (h * w), index // w % h, index % w
+        window[rows] = (c * (h // s + 1) + y // s) * (w // s + 1) + x // s
+    return np.lexsort((faults.index, faults.mask, window, faults.layer))
 
 
 def faulty_values(state: GoldenState, faults: FaultBatch) -> I8:

@@ -244,3 +244,22 @@ def test_keeping_pairs_equals_taking_them(rng) -> None:
         assert _as_sets(kept) == _as_sets(taken)
         np.testing.assert_array_equal(kept.img, taken.img)
         assert (kept.pos is ch.pos) == shared
+
+
+def test_locality_order_puts_each_pool_window_together(tiny_net, rng) -> None:
+    """Every fault once; the faults of c1 (3 x 9 x 9, 2x2/2 max-pool after it) grouped by
+    window, the other layers' faults after them in neuron order."""
+    plan = plan_from_neurons(tiny_net, Mode.NONE, {})
+    pop = build_population(tiny_net, plan, FaultKind.SINGLE_BIT, 1)
+    faults = fault_batch(sample_faults(pop, _spec(FaultKind.SINGLE_BIT, 1, "exhaustive"), rng=rng))
+    faults = faults.take(rng.permutation(len(faults)))
+    order = propagate.locality_order(tiny_net.layers, faults)
+    assert sorted(order.tolist()) == list(range(len(faults)))
+    ordered = faults.take(order)
+    assert np.all(np.diff(ordered.layer) >= 0)
+    c1 = ordered.index[ordered.layer == 0]
+    windows = [(i // 81, i // 9 % 9 // 2, i % 9 // 2) for i in c1.tolist()]
+    runs = [w for i, w in enumerate(windows) if i == 0 or w != windows[i - 1]]
+    assert len(runs) == len(set(windows)) == 3 * 5 * 5  # each window one run (row 8, col 8 too)
+    later = ordered.index[ordered.layer > 0]
+    assert np.all(np.diff(later[ordered.layer[ordered.layer > 0] == 2]) >= 0)
