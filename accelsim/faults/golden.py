@@ -16,11 +16,11 @@ import numpy.typing as npt
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults.bounds import LayerBound, layer_bounds
 from accelsim.faults.kernels import (
-    NO_CEILING,
     POST_CLAMP,
     POST_PLAIN,
     POST_SPLIT,
     POST_ZERO,
+    pooled_bounds_kernel,
     rounding_slack_kernel,
 )
 from accelsim.functional import kernels
@@ -193,19 +193,15 @@ def pooled_bounds(
     c, h, w = pool.in_shape
     _, oh, ow = pool.out_shape
     s, z = pool.stride, pool.size
-    ch, oy, ox = np.meshgrid(np.arange(c), np.arange(oh), np.arange(ow), indexing="ij")
-    y, top = outputs[layer].astype(np.int16), outputs[layer + 1].astype(np.int16)
-    lowest = np.full(y.shape, 127, np.int16)  # in no window: anything goes
-    holds = np.zeros(y.shape, bool)
-    for i in range(z):
-        for j in range(z):  # the (i, j) element of every window: distinct outputs
-            q = ((ch * h + oy * s + i) * w + ox * s + j).ravel()
-            lowest[:, q] = np.minimum(lowest[:, q], top)
-            holds[:, q] |= y[:, q] == top
-    monotone = np.isin(post, (POST_PLAIN, POST_CLAMP))[None, :]
-    free = ~holds & monotone
-    ceiling = np.where(free, lowest, np.int16(NO_CEILING)).astype(np.int16)
-    return ceiling, free.astype(np.uint8)
+    ch, oy, ox, i, j = np.meshgrid(
+        np.arange(c), np.arange(oh), np.arange(ow), np.arange(z), np.arange(z), indexing="ij"
+    )
+    win = ((ch * h + oy * s + i) * w + ox * s + j).reshape(c * oh * ow, z * z)
+    y = outputs[layer]
+    ceiling, free = np.empty(y.shape, np.int16), np.empty(y.shape, np.uint8)
+    monotone = np.isin(post, (POST_PLAIN, POST_CLAMP)).astype(np.uint8)
+    pooled_bounds_kernel(y, outputs[layer + 1], win.astype(np.int64), monotone, ceiling, free)
+    return ceiling, free
 
 
 def rounding_slack(

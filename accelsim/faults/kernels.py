@@ -71,6 +71,29 @@ SLACK_LIMIT = (1 << 15) - 1
 NO_CEILING = -(1 << 15)
 
 
+@njit(cache=True, nogil=True)
+def pooled_bounds_kernel(y, top, win, monotone, ceiling, free):
+    """``golden.pooled_bounds`` per image: y (N, size) a convolution's output, top (N, P) the
+    max-pool's, win (P, window) each window's inputs, monotone (size,) uint8; writes ceiling
+    (N, size) int16 and free (N, size) uint8."""
+    size = y.shape[1]
+    lowest = np.empty(size, np.int64)
+    holds = np.empty(size, np.uint8)
+    for n in range(y.shape[0]):
+        lowest[:] = 127  # in no window: anything goes
+        holds[:] = 0
+        for po in range(win.shape[0]):
+            t = np.int64(top[n, po])
+            for i in range(win.shape[1]):
+                q = win[po, i]
+                lowest[q] = min(lowest[q], t)
+                holds[q] |= np.int64(y[n, q]) == t
+        for q in range(size):
+            f = monotone[q] & (holds[q] ^ 1)
+            free[n, q] = f
+            ceiling[n, q] = lowest[q] if f else NO_CEILING
+
+
 @njit(cache=True)
 def _within(a, m, sh, lo, y0, up):
     y = requant_one(a, m, sh, lo)
