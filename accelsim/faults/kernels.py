@@ -522,3 +522,19 @@ def take_pairs_kernel(ptr, pos, val, rows, out_ptr, out_pos, out_val):
         for e in range(out_ptr[r + 1] - dst):
             out_pos[dst + e] = pos[src + e]
             out_val[dst + e] = val[src + e]
+
+
+@njit(cache=True, nogil=True)
+def changed_pairs_kernel(vals, golden, index, out_img, out_fault, out_val):
+    """The (image, fault) pairs where faulty value vals[f, n] (F, N) of neuron index[f] differs
+    from golden[n, index[f]], image-major (the pairs of one image back to back: the kernels then
+    find its golden rows in cache); returns their number."""
+    count = 0
+    for n in range(vals.shape[1]):
+        for f in range(vals.shape[0]):
+            v = vals[f, n]
+            out_img[count] = n
+            out_fault[count] = f
+            out_val[count] = v
+            count += v != golden[n, index[f]]
+    return count

@@ -492,18 +492,15 @@ def faulty_classes(state: GoldenState, faults: FaultBatch) -> I64:
     for layer in np.unique(faults.layer):
         rows = np.flatnonzero(faults.layer == layer)
         index, vals = faults.index[rows], values[rows]
-        changed = vals != state.outputs[layer][:, index].T
         # image-major order: the pairs of one image run back to back, so the kernels find that
         # image's golden rows in cache (fault-major order made conv kernels memory-bound)
-        img, fr = np.nonzero(changed.T)
+        img, fr, val = (np.empty(vals.size, np.int64) for _ in range(3))
+        n = k.changed_pairs_kernel(vals, state.outputs[layer], index, img, fr, val)
         classes[rows] = state.classes[None, :]
-        for s in range(0, fr.size, PAIRS_PER_CALL):
-            sl = slice(s, s + PAIRS_PER_CALL)
-            ch = Changes(
-                img[sl].astype(np.int64),
-                np.arange(img[sl].size + 1, dtype=np.int64),
-                index[fr[sl]],
-                vals[fr[sl], img[sl]].astype(np.int64),
-            )
-            classes[rows[fr[sl]], img[sl]] = propagate_classes(state, int(layer), ch)
+        flat = classes.reshape(-1)
+        for s in range(0, n, PAIRS_PER_CALL):
+            sl = slice(s, min(s + PAIRS_PER_CALL, n))
+            ptr = np.arange(sl.stop - s + 1, dtype=np.int64)
+            ch = Changes(img[sl], ptr, index[fr[sl]], val[sl])
+            flat[rows[fr[sl]] * state.n_images + img[sl]] = propagate_classes(state, int(layer), ch)
     return classes

@@ -263,3 +263,22 @@ def test_locality_order_puts_each_pool_window_together(tiny_net, rng) -> None:
     assert len(runs) == len(set(windows)) == 3 * 5 * 5  # each window one run (row 8, col 8 too)
     later = ordered.index[ordered.layer > 0]
     assert np.all(np.diff(later[ordered.layer[ordered.layer > 0] == 2]) >= 0)
+
+
+def test_changed_pairs_kernel_equals_numpy(rng) -> None:
+    """The (image, fault) pairs whose faulty value differs from golden, image-major, as numpy's
+    nonzero gives them."""
+    from accelsim.faults.kernels import changed_pairs_kernel
+
+    golden = rng.integers(-128, 128, (40, 30)).astype(np.int8)
+    index = rng.integers(0, 30, 7)
+    vals = golden[:, index].T.copy()
+    flip = rng.random(vals.shape) < 0.3
+    vals[flip] = rng.integers(-128, 128, int(flip.sum()))
+    img, fr, val = (np.empty(vals.size, np.int64) for _ in range(3))
+    n = changed_pairs_kernel(vals, golden, index, img, fr, val)
+    want_img, want_fr = np.nonzero((vals != golden[:, index].T).T)
+    assert 0 < n == want_img.size < vals.size
+    np.testing.assert_array_equal(img[:n], want_img)
+    np.testing.assert_array_equal(fr[:n], want_fr)
+    np.testing.assert_array_equal(val[:n], vals[want_fr, want_img])
