@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -57,6 +58,9 @@ class CampaignInputs:
         object.__setattr__(self, "key", h.hexdigest())
 
 
+# Local workers are forked where that is safe (Linux: the workers never run the threaded
+# analysis kernels, and numpy's OpenBLAS re-creates its threads after a fork); spawned elsewhere.
+FORK_WORKERS = sys.platform.startswith("linux")
 _STATES: dict[str, GoldenState] = {}
 _INPUTS: list[CampaignInputs] = []
 _LOCK = threading.Lock()  # Dask runs tasks on threads: one golden state per process
@@ -144,9 +148,14 @@ def run_campaign(
 def _on_processes(
     inputs: CampaignInputs, batches: list[FaultBatch], workers: int
 ) -> Iterator[FaultRows]:
+    if FORK_WORKERS and batches:
+        # the golden state once, here, with every core, and the kernels loaded from numba's
+        # cache by one fault: forked workers share both (the state's read-only pages
+        # copy-on-write) instead of each building them after a fresh interpreter's imports
+        evaluate_batch(inputs, batches[0].take([0]))
     pool = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=get_context("spawn"),
+        mp_context=get_context("fork" if FORK_WORKERS else "spawn"),
         initializer=_init_worker,
         initargs=(inputs,),
     )

@@ -113,8 +113,9 @@ def test_bad_fault_count_is_a_usage_error(capsys, tmp_path: Path) -> None:
     assert "leveugle, exhaustive or a positive int" in capsys.readouterr().err
 
 
-def _spawned_workers(pid: int) -> list[int]:
-    """Worker processes (multiprocessing spawn) whose parent is ``pid``."""
+def _worker_processes(pid: int) -> list[int]:
+    """Worker processes (forked, or spawned where fork is not used) whose parent is ``pid``:
+    its children but multiprocessing's resource tracker."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -122,7 +123,7 @@ def _spawned_workers(pid: int) -> list[int]:
             cmd = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and b"spawn_main" in cmd:
+        if int(fields[1]) == pid and b"resource_tracker" not in cmd:
             found.append(int(stat.parent.name))
     return found
 
@@ -155,7 +156,7 @@ def test_crashed_worker_is_reported_and_resume_finishes(capsys, tmp_path: Path) 
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert _wait_rows(db, proc, 30) >= 30
-    workers = _spawned_workers(proc.pid)
+    workers = _worker_processes(proc.pid)
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=120)

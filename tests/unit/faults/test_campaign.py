@@ -11,6 +11,7 @@ from dask.distributed import LocalCluster
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.errors import AccelsimError
+from accelsim.faults import campaign as campaign_module
 from accelsim.faults.campaign import CampaignInputs, pending_batches, run_campaign
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
@@ -59,7 +60,11 @@ def test_rows_hold_the_fault_and_its_outcome(tmp_path: Path, campaign) -> None:
     assert (rows.n_changed <= len(inputs.x)).all()
 
 
-def test_local_workers_give_identical_rows(tmp_path: Path, campaign) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_local_workers_give_identical_rows(tmp_path: Path, campaign, fork, monkeypatch) -> None:
+    """Forked workers (Linux: they share the parent's golden state) and spawned ones (elsewhere:
+    each computes its own) give the rows of one process."""
+    monkeypatch.setattr(campaign_module, "FORK_WORKERS", fork)
     one = _run(tmp_path, "one", campaign, workers=1)
     two = _run(tmp_path, "two", campaign, workers=2)
     assert _fields(one) == _fields(two)
