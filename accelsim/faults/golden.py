@@ -8,10 +8,13 @@ recompute a changed output exactly as ``protection.protected.protected_layer`` d
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits
 
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults.bounds import LayerBound, layer_bounds
@@ -40,6 +43,14 @@ _POST_OF_MODE = {
     ProtectionMode.ZERO: POST_ZERO,
 }
 _BATCH = 256
+
+
+def _threads() -> int:
+    """The cores this process may use (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,18 +132,26 @@ def post_codes(pnet: ProtectedNetwork, layer: int) -> U8:
 def compute_golden(pnet: ProtectedNetwork, x: I8, labels: npt.ArrayLike) -> GoldenState:
     """The golden state of ``pnet`` on int8 network inputs ``x`` (N, *input_shape)."""
     layers = pnet.net.layers
-    outs: list[list[I8]] = [[] for _ in layers]
-    accs: list[list[I32]] = [[] for _ in layers]
-    for start in range(0, len(x), _BATCH):
+
+    def forward(start: int) -> tuple[list[I8], list[I32 | None]]:
         h = x[start : start + _BATCH]
+        outs, accs = [], []
         for i, rec in enumerate(layers):
-            plain = None
+            plain = acc = None
             if isinstance(rec, Conv2D | Dense):
                 acc = accumulators(rec, h)
-                accs[i].append(acc.astype(np.int32))
                 plain = requantized(rec, acc)  # the layer's output without a second GEMM
+                acc = acc.astype(np.int32)
             h = protected_layer(pnet, i, h, plain=plain)
-            outs[i].append(h.reshape(len(h), -1))
+            outs.append(h.reshape(len(h), -1))
+            accs.append(acc)
+        return outs, accs
+
+    # image batches on every core (the kernels and BLAS release the GIL; one BLAS thread each)
+    with threadpool_limits(1), ThreadPoolExecutor(_threads()) as pool:
+        parts = list(pool.map(forward, range(0, len(x), _BATCH)))
+    outs = [[p[0][i] for p in parts] for i in range(len(layers))]
+    accs = [[p[1][i] for p in parts if p[1][i] is not None] for i in range(len(layers))]
     outputs = tuple(np.concatenate(o) for o in outs)
     classes = classify(outputs[-1])
     post = tuple(post_codes(pnet, i) for i in range(len(layers)))
@@ -225,10 +244,16 @@ def rounding_slack(
     else:
         ceiling, free = (_channels_last(a, rec.out_channels) for a in pooled)
     lo, hi = np.empty(acc.shape, np.int16), np.empty(acc.shape, np.int16)
-    rounding_slack_kernel(
-        acc, rec.bias.astype(np.int64), rec.multiplier.astype(np.int64),
-        rec.shift.astype(np.int64), 0 if rec.relu else -128, post, chan, ceiling, free, lo, hi,
-    )  # fmt: skip
+    bias, mult = rec.bias.astype(np.int64), rec.multiplier.astype(np.int64)
+    shift, relu_lo = rec.shift.astype(np.int64), 0 if rec.relu else -128
+
+    def rows(start: int) -> None:  # a block of images (the kernel releases the GIL)
+        r = slice(start, start + _BATCH)
+        c, f = (ceiling[r], free[r]) if ceiling.size else (ceiling, free)
+        rounding_slack_kernel(acc[r], bias, mult, shift, relu_lo, post, chan, c, f, lo[r], hi[r])
+
+    with ThreadPoolExecutor(_threads()) as pool:
+        list(pool.map(rows, range(0, len(acc), _BATCH)))
     return lo, hi
 
 

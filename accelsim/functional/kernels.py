@@ -48,7 +48,7 @@ def _scratch_cols(rows: int, cols: int) -> F32:
     return buf[:size].reshape(rows, cols)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _requant_kernel(acc, bias, multiplier, left, right, lo, out):
     """acc (O, N, P) channel-major exact integers, C-contiguous, of any dtype; out (N, O, P) int8;
     adds the bias.
@@ -92,7 +92,7 @@ def requant_one(acc, multiplier, shift, lo):
     return min(max(y, lo), 127)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_kernel(x, kh, kw, stride, padding, out):
     """x (N, C, H, W) int8 -> out (N * OH * OW, C * KH * KW) float32, columns in (c, i, j) order."""
     n_img, n_chan, h, w = x.shape
@@ -115,7 +115,7 @@ def _im2col_kernel(x, kh, kw, stride, padding, out):
                             col += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_nhwc_kernel(xh, kh, kw, stride, out):
     """xh (N, H', W', C) float32, already zero-padded -> out (N * OH * OW, KH * KW * C), columns
     in (i, j, c) order: each (i, j) block is one contiguous copy of C channels."""
@@ -134,7 +134,7 @@ def _im2col_nhwc_kernel(xh, kh, kw, stride, out):
                             out[row, base + c] = src[c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _maxpool_kernel(x, size, stride, out):
     n_img, n_chan, oh, ow = out.shape
     for n in range(n_img):

@@ -282,3 +282,25 @@ def test_changed_pairs_kernel_equals_numpy(rng) -> None:
     np.testing.assert_array_equal(img[:n], want_img)
     np.testing.assert_array_equal(fr[:n], want_fr)
     np.testing.assert_array_equal(val[:n], vals[want_fr, want_img])
+
+
+def test_golden_state_is_the_same_on_any_number_of_threads(deep_net, tiny_images, monkeypatch):
+    """Image blocks on several threads (the forward pass and the slacks) give the state of one
+    thread, block for block."""
+    from accelsim.faults import golden
+
+    x = quantize_images(deep_net, tiny_images)
+    pnet = ProtectedNetwork(deep_net, plan_from_neurons(deep_net, Mode.NONE, {}), {})
+    monkeypatch.setattr(golden, "_BATCH", 3)  # several blocks even for a few images
+    states = []
+    for threads in (1, 3):
+        monkeypatch.setattr(golden, "_threads", lambda threads=threads: threads)
+        states.append(golden.compute_golden(pnet, x, np.zeros(len(x), np.int64)))
+    one, many = states
+    assert len(x) > 3 * 3
+    for a, b in zip((*one.outputs, *one.accs), (*many.outputs, *many.accs), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for (lo1, hi1), (lo2, hi2) in zip(one.slack, many.slack, strict=True):
+        np.testing.assert_array_equal(lo1, lo2)
+        np.testing.assert_array_equal(hi1, hi2)
+    assert sum(lo.size for lo, _ in many.slack) > 0
