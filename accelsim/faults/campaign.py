@@ -2,9 +2,11 @@
 
 Executors: this process (``workers=1``), local worker processes (``workers > 1``), or an
 existing Dask distributed cluster (``dask_address``). Each worker receives the network under
-test and the images once, computes the golden state once (cached per process), and evaluates
-fault batches. A fault's result depends only on the fault and the images, never on the batch
-or worker that evaluated it, so every executor and worker count gives identical rows.
+test and the images once, computes the golden state once (cached per process; local workers
+forked on Linux inherit the parent's instead), and evaluates fault batches, which group the
+faults of each max-pool window (``propagate.locality_order``). A fault's result depends only
+on the fault and the images, never on the batch or worker that evaluated it, so every
+executor and worker count gives identical rows.
 
 Only batches not yet in the database are sent, so a killed campaign resumes where it stopped.
 """
@@ -150,7 +152,8 @@ def _on_processes(
 ) -> Iterator[FaultRows]:
     if FORK_WORKERS and batches:
         # the golden state once, here, with every core, and the kernels loaded from numba's
-        # cache by one fault: forked workers share both (the state's read-only pages
+        # cache by one fault (its row is discarded; a worker evaluates it in its batch):
+        # forked workers share both (the state's read-only pages
         # copy-on-write) instead of each building them after a fresh interpreter's imports
         evaluate_batch(inputs, batches[0].take([0]))
     pool = ProcessPoolExecutor(
