@@ -62,6 +62,8 @@ def open_store(path: Path, settings: dict[str, Any], *, resume: bool) -> sqlite3
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
+    if exists and _no_tables(con):  # a creation interrupted (Ctrl-C) before its tables: new
+        exists = False
     if exists:
         try:
             _check_settings(con, path, settings)
@@ -83,6 +85,13 @@ def open_store(path: Path, settings: dict[str, Any], *, resume: bool) -> sqlite3
             (str(SCHEMA_VERSION), json.dumps(settings, sort_keys=True)),
         )
     return con
+
+
+def _no_tables(con: sqlite3.Connection) -> bool:
+    try:
+        return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    except sqlite3.DatabaseError:  # not SQLite at all: _check_settings says so
+        return False
 
 
 def _check_settings(con: sqlite3.Connection, path: Path, settings: dict[str, Any]) -> None:

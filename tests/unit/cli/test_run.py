@@ -100,9 +100,11 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_sweep(sweep, tmp_path, capsy
         [sys.executable, "-m", "accelsim", "run", ARCH, WORKLOAD, "--out", str(out), *SMALL],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    # interrupt as soon as the first campaign has started (waiting for the first results
+    # left too little of this small sweep to interrupt once campaigns got fast)
     deadline = time.monotonic() + 120
-    while not (out / "results.csv").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not list((out / "campaigns").glob("*.sqlite")) and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,20 @@ def test_pending_batches_skip_done_faults(campaign) -> None:
     ids = np.concatenate([b.ids for b in batches])
     assert ids.tolist() == [i for i in range(200) if i not in {0, 1, 2, 50}]
     assert max(len(b) for b in batches) == 10
+
+
+def test_resume_takes_a_database_interrupted_before_its_tables(tmp_path: Path) -> None:
+    """Ctrl-C between SQLite creating the file and the schema's transaction leaves a database
+    with no tables: --resume starts it afresh instead of refusing it."""
+    path = tmp_path / "c.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")  # what open_store does first: the file now exists
+    con.close()
+    assert path.exists()
+    with pytest.raises(AccelsimError, match="--resume"):
+        open_store(path, SETTINGS, resume=False)
+    con = open_store(path, SETTINGS, resume=True)
+    assert len(read_rows(con)) == 0
+    con.close()
+    with pytest.raises(AccelsimError, match=r"seed: stored 3, now 4"):  # a real one now
+        open_store(path, {**SETTINGS, "seed": 4}, resume=True)
