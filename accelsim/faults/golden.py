@@ -208,18 +208,11 @@ def pooled_bounds(
     such moves alone (``kernels.conv_changes_kernel``)."""
     if layer + 1 >= len(layers) or not isinstance(layers[layer + 1], MaxPool2D):
         return None
-    pool = layers[layer + 1]
-    c, h, w = pool.in_shape
-    _, oh, ow = pool.out_shape
-    s, z = pool.stride, pool.size
-    ch, oy, ox, i, j = np.meshgrid(
-        np.arange(c), np.arange(oh), np.arange(ow), np.arange(z), np.arange(z), indexing="ij"
-    )
-    win = ((ch * h + oy * s + i) * w + ox * s + j).reshape(c * oh * ow, z * z)
     y = outputs[layer]
     ceiling, free = np.empty(y.shape, np.int16), np.empty(y.shape, np.uint8)
     monotone = np.isin(post, (POST_PLAIN, POST_CLAMP)).astype(np.uint8)
-    pooled_bounds_kernel(y, outputs[layer + 1], win.astype(np.int64), monotone, ceiling, free)
+    windows = layers[layer + 1].windows()
+    pooled_bounds_kernel(y, outputs[layer + 1], windows, monotone, ceiling, free)
     return ceiling, free
 
 

@@ -181,19 +181,13 @@ def _conv_tables(rec: Conv2D) -> tuple[I64, I64, I64, I64, I64]:
 def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     """For the max-pool kernel: which outputs each input feeds (CSR: ptr (C*H*W + 1,), outputs)
     and the input indices of each output's window (C*OH*OW, size * size), flat C-H-W."""
-    c, h, w = rec.in_shape
-    _, oh, ow = rec.out_shape
-    s, z = rec.stride, rec.size
-    ch, oy, ox, i, j = np.meshgrid(
-        np.arange(c), np.arange(oh), np.arange(ow), np.arange(z), np.arange(z), indexing="ij"
-    )
-    win = ((ch * h + oy * s + i) * w + ox * s + j).reshape(c * oh * ow, z * z)
-    out = np.repeat(np.arange(c * oh * ow), z * z)
+    win = rec.windows()
+    n_in = int(np.prod(rec.in_shape))
+    out = np.repeat(np.arange(win.shape[0]), win.shape[1])
     order = np.argsort(win.ravel(), kind="stable")
-    counts = np.bincount(win.ravel(), minlength=c * h * w)
-    ptr = np.zeros(c * h * w + 1, np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return ptr, out[order].astype(np.int64), np.ascontiguousarray(win, np.int64)
+    ptr = np.zeros(n_in + 1, np.int64)
+    np.cumsum(np.bincount(win.ravel(), minlength=n_in), out=ptr[1:])
+    return ptr, out[order].astype(np.int64), win
 
 
 @functools.cache

@@ -107,6 +107,18 @@ class MaxPool2D:
         c, h, w = self.in_shape
         return (c, (h - self.size) // self.stride + 1, (w - self.size) // self.stride + 1)
 
+    def windows(self) -> npt.NDArray[np.int64]:
+        """(C*OH*OW, size * size) int64: the flat C-H-W input indices of each output's window,
+        outputs in flat C-H-W order, window elements row by row."""
+        c, h, w = self.in_shape
+        _, oh, ow = self.out_shape
+        s, z = self.stride, self.size
+        ch, oy, ox, i, j = np.meshgrid(
+            np.arange(c), np.arange(oh), np.arange(ow), np.arange(z), np.arange(z), indexing="ij"
+        )
+        win = ((ch * h + oy * s + i) * w + ox * s + j).reshape(c * oh * ow, z * z)
+        return np.ascontiguousarray(win, np.int64)
+
 
 @dataclass(frozen=True, eq=False)
 class Flatten:

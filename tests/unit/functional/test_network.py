@@ -153,3 +153,23 @@ def test_layer_records_are_read_only(tiny_net) -> None:
         layer.weight[0, 0, 0, 0] = 1
     with pytest.raises(AttributeError):
         layer.relu = False
+
+
+@pytest.mark.parametrize(("size", "stride"), [(2, 2), (3, 2), (3, 1)])
+def test_maxpool_windows_are_the_pooled_inputs(size, stride) -> None:
+    """Reducing the flat input over ``MaxPool2D.windows`` gives the max-pool of the input."""
+    pool = MaxPool2D("p", (3, 7, 6), size, stride)
+    x = np.random.default_rng(size * 10 + stride).integers(-128, 128, (3, 7, 6))
+    c, oh, ow = pool.out_shape
+    want = np.array(
+        [
+            [
+                [x[k, y * stride : y * stride + size, v * stride : v * stride + size].max()
+                 for v in range(ow)]
+                for y in range(oh)
+            ]
+            for k in range(c)
+        ]
+    )  # fmt: skip
+    assert pool.windows().shape == (c * oh * ow, size * size)
+    np.testing.assert_array_equal(x.ravel()[pool.windows()].max(axis=1), want.ravel())
