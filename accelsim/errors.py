@@ -35,3 +35,25 @@ class ShapeError(AccelsimError, ValueError):
 
 class DatasetError(AccelsimError, FileNotFoundError):
     """A dataset is missing or its files are malformed."""
+
+
+class ParameterError(AccelsimError, ValueError):
+    """A function was called with an argument it does not take.
+
+    ``message`` names the parameter as ``{parameter}``: the library spells it as the
+    parameter's name (or ``spelled``), and the CLI renders it as its own flag
+    (``exc.render("--workers")``)."""
+
+    def __init__(self, parameter: str, message: str, *, spelled: str | None = None) -> None:
+        self.parameter, self.message = parameter, message
+        super().__init__(self.render(spelled or parameter))
+
+    def render(self, name: str) -> str:
+        return self.message.format(parameter=name)
+
+
+def positive_int(parameter: str, value: object) -> int:
+    """``value`` when it is an int >= 1, else a :class:`ParameterError` naming ``parameter``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(parameter, f"{{parameter}}: expected an int >= 1, got {value!r}")
+    return value

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from accelsim import files
 from accelsim.analysis.vulnerability import LayerNvf, Mapping, Method, NvfResult
 from accelsim.errors import ModelFormatError
 from accelsim.functional.modelio import network_hash
@@ -44,10 +45,8 @@ def save_nvf(result: NvfResult, path: Path, key: str) -> None:
     for lay in result.layers:
         for f in _FIELDS:
             arrays[f"{lay.name}.{f}"] = getattr(lay, f)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def load_nvf(path: Path, key: str | None = None) -> NvfResult:
@@ -77,8 +76,7 @@ def load_nvf(path: Path, key: str | None = None) -> NvfResult:
 
 def write_csv(result: NvfResult, net: Network, path: Path) -> None:
     """One row per neuron: layer, flat index, (c, y, x) or feature, NVF %, half-width, bits."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with files.atomic_text(path, newline="") as fh:
         out = csv.writer(fh)
         out.writerow(
             [

@@ -23,7 +23,7 @@ from accelsim.config.workload import (
 )
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
-from accelsim.errors import AccelsimError, DatasetError
+from accelsim.errors import DatasetError, positive_int
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, classify, forward, predict, quantize_images
 from accelsim.protection.overhead import overhead
@@ -37,6 +37,14 @@ from accelsim.report.tables import (
     format_table,
     needs_fine_grid,
 )
+
+
+def check_positive(args: argparse.Namespace, *options: str) -> None:
+    """Each named option that was given is an int >= 1 (the error names its flag)."""
+    for option in options:
+        value = getattr(args, option, None)
+        if value is not None:
+            positive_int(option, value)
 
 
 def _emit(args: argparse.Namespace, doc: Any, lines: list[str]) -> None:
@@ -99,11 +107,8 @@ def _workload_source(arg: str) -> tuple[str, str, int | None]:
 def evaluate(args: argparse.Namespace) -> int:
     network, split, n_images = _workload_source(args.workload)
     split = args.split or split
+    check_positive(args, "images", "batch_size")
     n_images = args.images if args.images is not None else n_images
-    if n_images is not None and n_images < 1:
-        raise AccelsimError(f"--images: expected a positive int, got {n_images}")
-    if args.batch_size < 1:
-        raise AccelsimError(f"--batch-size: expected a positive int, got {args.batch_size}")
     net = load_network(network)
     data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
     start = time.perf_counter()
@@ -188,9 +193,8 @@ def _nvf(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
     mapping = BitMapping(getattr(args, "mapping", None) or a.bit_mapping.value)
     check = getattr(args, "gradient_check", None)
     gradient_check = a.has_gradient_check if check is None else check
+    check_positive(args, "images")
     n_images = getattr(args, "images", None) or a.n_images
-    if n_images < 1:
-        raise AccelsimError(f"--images: expected a positive int, got {n_images}")
     net = load_network(spec.network)
     split = getattr(args, "split", None) or a.split
     data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)

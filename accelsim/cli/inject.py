@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accelsim.cli.commands import _emit, _nvf, _table
+from accelsim import files
+from accelsim.cli.commands import _emit, _nvf, _table, check_positive
 from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError
@@ -28,6 +29,7 @@ from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import bits_label, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults
 from accelsim.faults.store import FaultRows, done_ids, open_store
+from accelsim.files import OutputLock
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import classify, quantize_images
 from accelsim.protection.plan import plan_from_nvf, plan_hash
@@ -130,7 +132,7 @@ def _summary_row(kind: str, s: Summary) -> list[str]:
 
 def _write_fault_csv(path: Path, rows: FaultRows, net, n_images: int, golden_correct: int) -> None:
     kinds = list(FaultKind)
-    with path.open("w", newline="") as fh:
+    with files.atomic_text(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["id", "layer", "neuron", "copy", "bits", "kind", "images_changed", "images_correct",
@@ -148,7 +150,7 @@ def _write_fault_csv(path: Path, rows: FaultRows, net, n_images: int, golden_cor
 
 
 def _write_summary_csv(path: Path, summaries: list[tuple[str, Summary]]) -> None:
-    with path.open("w", newline="") as fh:
+    with files.atomic_text(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["group_kind", "group", "faults", "population"] + [
             f"{m}_{p}" for m in ("accuracy_loss_pp", "critical_rate", "faults_with_effect")
@@ -162,13 +164,15 @@ def _write_summary_csv(path: Path, summaries: list[tuple[str, Summary]]) -> None
 
 
 def inject(args: argparse.Namespace) -> int:
+    """The campaign, with the workload's output folder held by this process."""
     spec = load_workload(args.workload)
+    with OutputLock(Path(args.output_dir or spec.output_dir)):
+        return _inject(args, spec)
+
+
+def _inject(args: argparse.Namespace, spec) -> int:
     fspec = _fault_spec(args, spec.faults)
-    for option in ("workers", "batch_size", "test_images"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            name = option.replace("_", "-")
-            raise AccelsimError(f"--{name}: expected a positive int, got {value}")
+    check_positive(args, "workers", "batch_size", "test_images", "images")
     net = load_network(spec.network)
     pnet, nvf_info = _protected_network(args, spec, net)
     mode = pnet.plan.mode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from accelsim import __version__
 from accelsim.cli import commands
@@ -12,12 +13,19 @@ from accelsim.cli.inject import inject, parse_faults
 from accelsim.cli.run import parse_percents, run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
 from accelsim.config.workload import FaultKind, ProtectionMode
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, ParameterError
 from accelsim.timing.pe_faults import PeSite
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"accelsim: error: {self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m accelsim",
         description="Cycle-level int8 DNN accelerator simulator for fault-resilience research.",
     )
@@ -28,8 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="the headline: NVF sweep x protection modes, campaigns, cycles, figures, report",
     )
-    run.add_argument("arch", help="architecture YAML (e.g. arch/pe16x16.yaml)")
-    run.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
+    run.add_argument(
+        "arch",
+        nargs="?",
+        default="pe16x16",
+        help="architecture YAML or built-in name (default: pe16x16 = arch/pe16x16.yaml)",
+    )
+    run.add_argument(
+        "workload",
+        nargs="?",
+        default="lenet5",
+        help="workload YAML or built-in name (default: lenet5 = workloads/lenet5.yaml)",
+    )
     run.add_argument("--out", help="output folder (default: the workload's output_dir/run-ARCH)")
     run.add_argument(
         "--scale",
@@ -207,10 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_FLAGS = {"top_percent": "--top", "dask_address": "--dask"}
+
+
+def flag_of(parameter: str) -> str:
+    """The command-line flag that sets a library parameter."""
+    return _FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ParameterError as exc:  # the library names its parameter; the CLI, its flag
+        print(f"accelsim: error: {exc.render(flag_of(exc.parameter))}", file=sys.stderr)
+        return 2
     except AccelsimError as exc:
         print(f"accelsim: error: {exc}", file=sys.stderr)
         return 2

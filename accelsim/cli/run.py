@@ -16,11 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from accelsim import __version__
-from accelsim.cli.commands import _emit, _nvf, _table
+from accelsim.cli.commands import _emit, _nvf, _table, check_positive
 from accelsim.config.arch import load_arch
 from accelsim.config.workload import ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError
+from accelsim.files import OutputLock
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import quantize_images
 from accelsim.protection.protected import profile_ranges
@@ -159,17 +160,7 @@ class _Sweep:
     sizes: str
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    for option in ("faults", "test_images", "workers", "nvf_images"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            name = option.replace("_", "-")
-            raise AccelsimError(f"--{name}: expected a positive int, got {value}")
-
-
-def _prepare(args: argparse.Namespace) -> tuple[_Sweep, str | None]:
-    arch, spec = load_arch(args.arch), load_workload(args.workload)
-    out_dir = Path(args.out) if args.out else spec.output_dir / f"run-{arch.name}"
+def _prepare(args: argparse.Namespace, arch, spec, out_dir: Path) -> tuple[_Sweep, str | None]:
     _check_out(out_dir, args.resume)
     net, analysis_data, result, _, cached, _, note = _analysis(args, spec)
     nvf = {lay.layer: lay.nvf for lay in result.layers}
@@ -293,14 +284,17 @@ def _report(sw: _Sweep, rows: list[ResultRow], seconds: float) -> tuple[dict, li
 
 def run_command(args: argparse.Namespace) -> int:
     """The whole sweep: prepare (NVF, images, thresholds), run the campaigns, report."""
-    _check_options(args)
+    check_positive(args, "faults", "test_images", "workers", "nvf_images")
     started = time.perf_counter()
-    sw, note = _prepare(args)
-    if not args.json:
-        print(sw.header + (f"\nnote: {note}" if note else ""), flush=True)
-    rows = _run(sw, args.resume)
-    if rows is None:
-        return 130
-    doc, lines = _report(sw, rows, time.perf_counter() - started)
+    arch, spec = load_arch(args.arch), load_workload(args.workload)
+    out_dir = Path(args.out) if args.out else spec.output_dir / f"run-{arch.name}"
+    with OutputLock(out_dir):
+        sw, note = _prepare(args, arch, spec, out_dir)
+        if not args.json:
+            print(sw.header + (f"\nnote: {note}" if note else ""), flush=True)
+        rows = _run(sw, args.resume)
+        if rows is None:
+            return 130
+        doc, lines = _report(sw, rows, time.perf_counter() - started)
     _emit(args, doc, lines)
     return 0

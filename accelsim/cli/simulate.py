@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accelsim.cli.commands import _emit, _nvf, _table
+from accelsim import files
+from accelsim.cli.commands import _emit, _nvf, _table, check_positive
 from accelsim.cli.inject import _est
 from accelsim.config.arch import load_arch
 from accelsim.config.workload import FaultKind, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
-from accelsim.errors import AccelsimError
 from accelsim.faults.campaign import CampaignInputs, evaluate_batch
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
@@ -106,8 +106,7 @@ def _total_row(r: TimingReport) -> list[Any]:
 
 
 def _write_csv(path: Path, reports: dict[ProtectionMode, TimingReport]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with files.atomic_text(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["mode", *LAYER_FIELDS])
         for mode, r in reports.items():
@@ -126,8 +125,7 @@ def _cell(value: Any) -> Any:
 
 
 def _write_trace(path: Path, log: list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with files.atomic_text(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["cycle", "component", "event", "payload"])
         w.writerows(log)
@@ -237,12 +235,7 @@ def _rows(res: PeCampaignResult) -> FaultRows:
 
 def simulate_command(args: argparse.Namespace) -> int:
     """Simulate the workload on the architecture for every mode; print and save the tables."""
-    for option in ("pe_faults", "test_images"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise AccelsimError(
-                f"--{option.replace('_', '-')}: expected a positive int, got {value}"
-            )
+    check_positive(args, "pe_faults", "test_images", "images")
     arch = load_arch(args.arch)
     spec = load_workload(args.workload)
     net = load_network(spec.network)

@@ -28,6 +28,7 @@ from accelsim.config.checks import (
     float_in,
     header,
     int_in,
+    locate,
     one_of,
     only_keys,
     read_yaml,
@@ -168,6 +169,7 @@ def parse_arch(raw: Any, ctx: Ctx, name: str) -> ArchSpec:
 
 
 def load_arch(path: Path | str) -> ArchSpec:
-    """Read and validate an architecture YAML file."""
-    path = Path(path)
+    """Read and validate an architecture YAML file, or the built-in one of that name
+    (``accelsim/presets/arch/NAME.yaml``) when ``path`` is a bare name with no such file."""
+    path = locate(path, "arch")
     return parse_arch(read_yaml(path), Ctx(path), path.stem)

@@ -11,8 +11,10 @@ from typing import Any, NoReturn
 
 import yaml
 
+from accelsim import files
 from accelsim.errors import ConfigError
 
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "nothing (missing key)"})()
 
 
@@ -34,12 +36,29 @@ class Ctx:
         raise ConfigError(self.path, self.dotted, expected, got)
 
 
+def locate(path: Path | str, kind: str) -> Path:
+    """``path`` itself, unless it is a bare name with no such file: then the built-in
+    ``presets/KIND/NAME.yaml`` (``kind`` is ``arch`` or ``workloads``)."""
+    path = Path(path)
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return path
+    builtin = PRESETS / kind / f"{path}.yaml"
+    if builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(p.stem for p in (PRESETS / kind).glob("*.yaml")))
+    raise ConfigError(path, "<file>", f"a YAML file or a built-in name ({names})", "neither")
+
+
 def read_yaml(path: Path) -> Any:
     """``yaml.safe_load`` of a file; unreadable or malformed files are ConfigErrors."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path, "<file>", "a readable YAML file", exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            path, "<file>", "a UTF-8 text file", f"byte {exc.start} not UTF-8"
+        ) from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -50,7 +69,7 @@ def read_yaml(path: Path) -> Any:
 
 def write_yaml(path: Path, doc: Mapping[str, Any]) -> None:
     """Write ``doc`` as block-style YAML that ``read_yaml`` reads back unchanged."""
-    Path(path).write_text(yaml.safe_dump(dict(doc), sort_keys=False, width=100))
+    files.write_text(path, yaml.safe_dump(dict(doc), sort_keys=False, width=100))
 
 
 def mapping(raw: Any, ctx: Ctx) -> Mapping[str, Any]:

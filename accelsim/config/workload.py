@@ -29,6 +29,7 @@ from accelsim.config.checks import (
     float_in,
     header,
     int_in,
+    locate,
     number_list,
     one_of,
     only_keys,
@@ -214,6 +215,7 @@ def parse_workload(raw: Any, ctx: Ctx, name: str) -> WorkloadSpec:
 
 
 def load_workload(path: Path | str) -> WorkloadSpec:
-    """Read and validate a workload YAML file."""
-    path = Path(path)
+    """Read and validate a workload YAML file, or the built-in one of that name
+    (``accelsim/presets/workloads/NAME.yaml``) when ``path`` is a bare name with no such file."""
+    path = locate(path, "workloads")
     return parse_workload(read_yaml(path), Ctx(path), path.stem)

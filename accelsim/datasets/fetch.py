@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from accelsim import files
 from accelsim.errors import DatasetError
 
 MNIST_MIRRORS = (
@@ -51,10 +52,7 @@ def _first_working(urls: Sequence[str], opener: Opener) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    files.write_bytes(path, data)
 
 
 def fetch_mnist(

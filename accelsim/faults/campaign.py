@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import ParameterError, positive_int
 from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes, locality_order
@@ -127,10 +127,9 @@ def run_campaign(
     on_progress: Callable[[int], None] | None = None,
 ) -> FaultRows:
     """Evaluate every fault of ``faults`` not yet in the database ``con``; return all rows."""
-    if workers < 1:
-        raise AccelsimError(f"--workers: expected a positive int, got {workers}")
-    if batch_size is not None and batch_size < 1:
-        raise AccelsimError(f"--batch-size: expected a positive int, got {batch_size}")
+    positive_int("workers", workers)
+    if batch_size is not None:
+        positive_int("batch_size", batch_size)
     size = batch_size or default_batch_size(len(inputs.x))
     ordered = faults.take(locality_order(inputs.pnet.net.layers, faults))
     batches = pending_batches(ordered, done_ids(con), size)
@@ -165,9 +164,11 @@ def _on_processes(
     try:
         yield from _bounded(lambda b: pool.submit(_worker_batch, b), batches, 2 * workers)
     except BrokenProcessPool:
-        raise AccelsimError(
+        raise ParameterError(
+            "resume",
             "a campaign worker process died (out of memory or killed); the faults finished so "
-            "far are saved: rerun with --resume"
+            "far are saved: rerun with {parameter} to finish",
+            spelled="resume=True",
         ) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -199,7 +200,9 @@ def _on_dask(
     try:
         client = Client(address, timeout=30)
     except OSError as err:
-        raise AccelsimError(f"--dask {address}: cannot reach the scheduler ({err})") from None
+        raise ParameterError(
+            "dask_address", f"{{parameter}} {address}: cannot reach the scheduler ({err})"
+        ) from None
     try:
         shared = client.scatter(inputs, broadcast=True)
         in_flight = 2 * max(1, sum(client.nthreads().values()))
@@ -222,8 +225,12 @@ def check_reachable(address: str) -> None:
     host_port = address.split("://", 1)[-1]
     host, _, port = host_port.rpartition(":")
     if not host or not port.isdigit():
-        raise AccelsimError(f"--dask: expected tcp://HOST:PORT, got {address!r}")
+        raise ParameterError(
+            "dask_address", f"{{parameter}}: expected tcp://HOST:PORT, got {address!r}"
+        )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as err:
-        raise AccelsimError(f"--dask {address}: cannot reach the scheduler ({err})") from None
+    except (OSError, ValueError, OverflowError) as err:
+        raise ParameterError(
+            "dask_address", f"{{parameter}} {address}: cannot reach the scheduler ({err})"
+        ) from None

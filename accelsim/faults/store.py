@@ -2,14 +2,19 @@
 
 The ``meta`` table holds the campaign's settings (network hash, protection plan, fault model,
 sample, images) as JSON; a database written under other settings is refused, so ``--resume``
-can only continue the campaign it belongs to. WAL journaling: a killed process (Ctrl-C,
-``kill -9``) loses at most the batch it was writing, never a committed one.
+can only continue the campaign it belongs to. A new database is built under a temporary name
+and renamed into place, so no interrupt leaves one without its settings. WAL journaling: a
+killed process (Ctrl-C, ``kill -9``) loses at most the batch it was writing, never a committed
+one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, ParameterError
+from accelsim.files import atomic_path, remove_leftovers
 
 I64 = npt.NDArray[np.int64]
 SCHEMA_VERSION = 1
@@ -52,63 +58,142 @@ class FaultRows:
 _FIELDS = ("ids", "layer", "neuron", "copy", "mask", "kind", "n_changed", "n_correct")
 
 
-def open_store(path: Path, settings: dict[str, Any], *, resume: bool) -> sqlite3.Connection:
-    """Open (or create) the campaign database at ``path`` for ``settings``."""
-    exists = path.exists()
-    if exists and not resume:
-        raise AccelsimError(
-            f"{path} already holds a campaign; pass --resume to continue it, or remove the "
-            "file (or choose another --output-dir) to start again"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
+def open_store(
+    path: Path,
+    settings: dict[str, Any],
+    *,
+    resume: bool,
+    on_note: Callable[[str], None] | None = None,
+) -> sqlite3.Connection:
+    """Open (or create) the campaign database at ``path`` for ``settings``.
+
+    A new database is built under a temporary name (schema and settings in one transaction)
+    and renamed into place, so ``path`` never holds a database without its settings. One that
+    holds no campaign (an empty file, or tables without settings, as older versions could leave
+    when interrupted) is started again with a note through ``on_note``. One written for other
+    settings, or not an accelsim database, is refused, as is an existing campaign unless
+    ``resume``."""
+    path = Path(path)
+    note = on_note or _note
+    remove_leftovers(path)
+    if path.exists():
+        state = _inspect(path, settings)
+        if state == "complete":
+            if not resume:
+                raise ParameterError(
+                    "resume",
+                    f"{path} already holds a campaign; pass {{parameter}} to continue it, or "
+                    "remove the file (or choose another output folder) to start again",
+                    spelled="resume=True",
+                )
+            return _connect(path)
+        note(f"{path} holds no campaign ({state}; an interrupted creation): starting it again")
+        _remove(path)
+    _create(path, settings)
+    return _connect(path)
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"note: {message}\n")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path)
-    if exists and _no_tables(con):  # a creation interrupted (Ctrl-C) before its tables: new
-        exists = False
-    if exists:
-        try:
-            _check_settings(con, path, settings)
-        except AccelsimError:
-            con.close()
-            raise
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    if exists:
-        return con
-    with con:
-        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        con.execute(
-            "CREATE TABLE faults (id INTEGER PRIMARY KEY, layer INTEGER, neuron INTEGER, "
-            "copy INTEGER, mask INTEGER, kind INTEGER, n_changed INTEGER, n_correct INTEGER)"
-        )
-        con.execute(
-            "INSERT INTO meta VALUES ('schema', ?), ('settings', ?)",
-            (str(SCHEMA_VERSION), json.dumps(settings, sort_keys=True)),
-        )
     return con
 
 
-def _no_tables(con: sqlite3.Connection) -> bool:
-    try:
-        return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-    except sqlite3.DatabaseError:  # not SQLite at all: _check_settings says so
-        return False
+def _remove(path: Path) -> None:
+    for extra in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{extra}").unlink()
 
 
-def _check_settings(con: sqlite3.Connection, path: Path, settings: dict[str, Any]) -> None:
+def _create(path: Path, settings: dict[str, Any]) -> None:
+    """Schema and settings in one transaction of a temporary database, renamed into place."""
+    with atomic_path(path) as tmp:
+        con = sqlite3.connect(tmp, isolation_level=None)  # transactions spelled out below
+        try:
+            con.execute("BEGIN")
+            con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            con.execute(
+                "CREATE TABLE faults (id INTEGER PRIMARY KEY, layer INTEGER, neuron INTEGER, "
+                "copy INTEGER, mask INTEGER, kind INTEGER, n_changed INTEGER, n_correct INTEGER)"
+            )
+            con.execute(
+                "INSERT INTO meta VALUES ('schema', ?), ('settings', ?)",
+                (str(SCHEMA_VERSION), json.dumps(settings, sort_keys=True)),
+            )
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        Path(f"{tmp}-journal").unlink(missing_ok=True)
+
+
+def _inspect(path: Path, settings: dict[str, Any]) -> str:
+    """'complete' for a database of this campaign; 'empty file' / 'no tables' / 'no settings'
+    for one an interrupt left; raises for anything else."""
+    if path.is_dir():
+        raise AccelsimError(f"{path}: expected a campaign database file, got a folder")
+    if path.stat().st_size == 0:
+        return "empty file"
     try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise AccelsimError(f"{path}: not an accelsim campaign database (unreadable: {err})") from None
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return "no tables"
+        if not {"meta", "faults"} <= tables:
+            raise AccelsimError(
+                f"{path}: not an accelsim campaign database (expected tables meta and faults, "
+                f"found {', '.join(sorted(tables))})"
+            )
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.DatabaseError as err:
-        raise AccelsimError(f"{path} is not an accelsim campaign database ({err})") from None
+        if not meta:
+            return "no settings"
+        _check_settings(meta, path, settings)
+        _check_rows(con, path)
+    except sqlite3.Error as err:
+        raise AccelsimError(f"{path}: not an accelsim campaign database (unreadable: {err})") from None
+    finally:
+        con.close()
+    return "complete"
+
+
+def _check_settings(meta: dict[Any, Any], path: Path, settings: dict[str, Any]) -> None:
     if meta.get("schema") != str(SCHEMA_VERSION) or "settings" not in meta:
         raise AccelsimError(f"{path}: not an accelsim campaign database of schema {SCHEMA_VERSION}")
-    stored = json.loads(meta["settings"])
+    try:
+        stored = json.loads(meta["settings"])
+    except (TypeError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise AccelsimError(f"{path}: its campaign settings are not a JSON object (corrupt file)")
     wanted = json.loads(json.dumps(settings, sort_keys=True))
     differ = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
     if differ:
         detail = "; ".join(f"{k}: stored {stored.get(k)!r}, now {wanted.get(k)!r}" for k in differ)
         raise AccelsimError(
             f"{path} was written for another campaign ({detail}); it cannot be resumed with "
-            "these settings: remove it or choose another --output-dir"
+            "these settings: remove it or choose another output folder"
+        )
+
+
+def _check_rows(con: sqlite3.Connection, path: Path) -> None:
+    columns = [r[1] for r in con.execute("PRAGMA table_info(faults)")]
+    if columns != ["id", *_FIELDS[1:]]:
+        raise AccelsimError(
+            f"{path}: table faults: expected columns {', '.join(['id', *_FIELDS[1:]])}, "
+            f"got {', '.join(map(str, columns))}"
+        )
+    typed = " OR ".join(f"typeof({c}) != 'integer'" for c in columns)
+    bad = con.execute(f"SELECT id FROM faults WHERE {typed} LIMIT 1").fetchone()
+    if bad is not None:
+        raise AccelsimError(
+            f"{path}: table faults: expected integers, got a row that is not ({bad[0]!r})"
         )
 
 

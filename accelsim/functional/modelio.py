@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from accelsim import files
 from accelsim.config.checks import (
     Ctx,
     boolean,
@@ -297,7 +298,7 @@ def save_network(net: Network, path: Path | str) -> Path:
                 )
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    npz_path.write_bytes(buffer.getvalue())
+    files.write_bytes(npz_path, buffer.getvalue())
     body: dict[str, Any] = {
         "name": net.name,
         "dataset": net.dataset,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from accelsim import files
 from accelsim.config.workload import ProtectionMode
-from accelsim.errors import AccelsimError, ModelFormatError
+from accelsim.errors import AccelsimError, ModelFormatError, ParameterError
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import Network
 
@@ -113,8 +114,8 @@ def save_plan(plan: ProtectionPlan, path: Path) -> None:
     }
     for layer, idx in zip(plan.layers, plan.neurons, strict=True):
         arrays[f"neurons_{layer}"] = idx
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def load_plan(path: Path, net: Network) -> ProtectionPlan:
@@ -139,7 +140,9 @@ def threshold_for_top(nvf_by_layer: dict[int, F64], top_percent: float) -> float
     """The NVF threshold (percent) that protects the ``top_percent`` % most vulnerable neurons
     (ties at the threshold included; never neurons with NVF 0)."""
     if not 0 < top_percent <= 100:
-        raise AccelsimError(f"--top: expected a percentage in (0, 100], got {top_percent:g}")
+        raise ParameterError(
+            "top_percent", f"{{parameter}}: expected a percentage in (0, 100], got {top_percent:g}"
+        )
     values = np.sort(np.concatenate([np.ravel(v) for v in nvf_by_layer.values()]))[::-1]
     positive = values[values > 0]
     if positive.size == 0:

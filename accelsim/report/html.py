@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelsim import files
+
 
 @dataclass(frozen=True)
 class HtmlTable:
@@ -96,8 +98,4 @@ def render_report(
 
 
 def write_report(path: Path, document: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return files.write_text(path, document)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from accelsim import files
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,9 +49,9 @@ def nvf_figure(result: NvfResult, title: str) -> Figure:
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem``.png and ``stem``.svg; returns the paths."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
-        fig.savefig(path, dpi=130)
+        with files.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=130, format=path.suffix[1:])
     plt.close(fig)
     return paths

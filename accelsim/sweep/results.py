@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelsim import files
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -69,18 +71,15 @@ def _flat(row: ResultRow) -> dict[str, Any]:
 
 def write_results(rows: list[ResultRow], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
     """results.csv (flat, one row per threshold x mode) and results.json (meta + rows)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     flat = [_flat(r) for r in rows]
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
-    with csv_path.open("w", newline="") as fh:
+    with files.atomic_text(csv_path, newline="") as fh:
         if flat:
             w = csv.DictWriter(fh, fieldnames=list(flat[0]))
             w.writeheader()
             w.writerows(flat)
     doc = {**meta, "rows": [row_document(r) for r in rows]}
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=False))
-    tmp.replace(json_path)
+    files.write_text(json_path, json.dumps(doc, indent=1, default=_json_default, allow_nan=False))
     return [csv_path, json_path]
 
 

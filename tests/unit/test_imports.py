@@ -33,7 +33,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "report": {"errors", "analysis", "sweep", "matplotlib"},
     "cli": {"*"},
 }
-COMMON = {"numpy"}
+COMMON = {"numpy", "files"}  # accelsim.files: atomic writes, folder locks
 
 
 def _imports(path: Path) -> set[str]:

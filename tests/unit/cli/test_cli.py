@@ -78,7 +78,7 @@ def test_eval_on_bundled_sample_matches_predict(capsys: pytest.CaptureFixture[st
         ),
         (
             ["eval", "lenet5", "--split", "sample", "--images", "0"],
-            "--images: expected a positive int, got 0",
+            "--images: expected an int >= 1, got 0",
         ),
         (
             ["eval", "alexnet", "--split", "train", "--data-dir", "/nonexistent"],

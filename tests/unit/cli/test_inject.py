@@ -92,8 +92,8 @@ def test_rerun_without_resume_is_refused_and_other_settings_too(capsys, tmp_path
         (["--faults", "99999999"], "population holds only"),
         (["--bits", "3"], "--bits"),
         (["--workers", "0"], "--workers"),
-        (["--batch-size", "0"], "--batch-size: expected a positive int, got 0"),
-        (["--test-images", "0"], "--test-images: expected a positive int, got 0"),
+        (["--batch-size", "0"], "--batch-size: expected an int >= 1, got 0"),
+        (["--test-images", "0"], "--test-images: expected an int >= 1, got 0"),
         (["--dask", "tcp://127.0.0.1:1"], "cannot reach the scheduler"),
     ],
 )

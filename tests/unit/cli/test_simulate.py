@@ -112,7 +112,7 @@ def test_errors_name_the_option(capsys, tmp_path: Path) -> None:
         main(["simulate", arch, work, "--protection", "split,bogus"])
     assert "expected modes from {none, split, tmr" in capsys.readouterr().err
     assert main(["simulate", arch, work, "--protection", "none", "--pe-faults", "0"]) == 2
-    assert "--pe-faults: expected a positive int, got 0" in capsys.readouterr().err
+    assert "--pe-faults: expected an int >= 1, got 0" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "version: 1\narch:\n  pe_array: {rows: 0, cols: 4, dataflow: output_stationary}\n"

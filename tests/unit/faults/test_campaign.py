@@ -100,7 +100,7 @@ def test_resume_finishes_only_what_is_missing(tmp_path: Path, campaign) -> None:
 def test_store_refuses_overwrite_and_foreign_settings(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     open_store(path, SETTINGS, resume=False).close()
-    with pytest.raises(AccelsimError, match="--resume"):
+    with pytest.raises(AccelsimError, match="resume=True"):
         open_store(path, SETTINGS, resume=False)
     with pytest.raises(AccelsimError, match=r"seed: stored 3, now 4"):
         open_store(path, {**SETTINGS, "seed": 4}, resume=True)
@@ -119,18 +119,148 @@ def test_pending_batches_skip_done_faults(campaign) -> None:
     assert max(len(b) for b in batches) == 10
 
 
-def test_resume_takes_a_database_interrupted_before_its_tables(tmp_path: Path) -> None:
-    """Ctrl-C between SQLite creating the file and the schema's transaction leaves a database
-    with no tables: --resume starts it afresh instead of refusing it."""
-    path = tmp_path / "c.sqlite"
+def _empty_file(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _no_tables(path: Path) -> None:  # what open_store's first PRAGMA left before 2026-12
     con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")  # what open_store does first: the file now exists
+    con.execute("PRAGMA journal_mode=WAL")
     con.close()
-    assert path.exists()
-    with pytest.raises(AccelsimError, match="--resume"):
-        open_store(path, SETTINGS, resume=False)
-    con = open_store(path, SETTINGS, resume=True)
+
+
+def _tables_without_settings(path: Path) -> None:  # Python 3.11 commits CREATE TABLE at once
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("CREATE TABLE faults (id INTEGER PRIMARY KEY, layer INTEGER, neuron INTEGER, "
+                "copy INTEGER, mask INTEGER, kind INTEGER, n_changed INTEGER, n_correct INTEGER)")  # fmt: skip
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("leave", [_empty_file, _no_tables, _tables_without_settings])
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_database_an_interrupt_left_incomplete_is_started_again(tmp_path, leave, resume):
+    """Whatever an interrupted creation can leave (by earlier versions too) holds no campaign:
+    it is started again with a one-line note, with or without resume, never refused."""
+    path = tmp_path / "c.sqlite"
+    leave(path)
+    notes: list[str] = []
+    con = open_store(path, SETTINGS, resume=resume, on_note=notes.append)
     assert len(read_rows(con)) == 0
     con.close()
+    assert len(notes) == 1
+    assert "holds no campaign" in notes[0]
+    assert "\n" not in notes[0]
     with pytest.raises(AccelsimError, match=r"seed: stored 3, now 4"):  # a real one now
         open_store(path, {**SETTINGS, "seed": 4}, resume=True)
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+class _Steps:
+    """Counts the store's steps (every call on a SQLite connection, every rename) and raises
+    KeyboardInterrupt before step ``stop``, as Ctrl-C would there. ``die()`` then closes what
+    the process had open, as its exit would (an open transaction rolls back)."""
+
+    def __init__(self, stop: int) -> None:
+        self.stop, self.count, self.open = stop, 0, []
+
+    def step(self) -> None:
+        if self.count == self.stop:
+            raise _Interrupted
+        self.count += 1
+
+    def connect(self, *args, **kwargs):
+        self.step()
+        con = sqlite3.connect(*args, **kwargs)
+        self.open.append(con)
+        return _Connection(con, self)
+
+    def die(self) -> None:
+        for con in self.open:
+            con.close()
+
+
+class _Connection:
+    def __init__(self, con, steps: _Steps) -> None:
+        self._con, self._steps = con, steps
+
+    def __getattr__(self, name):
+        attr = getattr(self._con, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self._steps.step()
+            return attr(*args, **kwargs)
+
+        return call
+
+    def __enter__(self):
+        self._steps.step()
+        return self._con.__enter__()
+
+    def __exit__(self, *exc):
+        self._steps.step()
+        return self._con.__exit__(*exc)
+
+
+def test_an_interrupt_at_every_step_of_creation_and_batch_writes_resumes_exactly(
+    campaign, tmp_path: Path, monkeypatch
+) -> None:
+    """Ctrl-C before each step of creating the store and of writing two batches: the database
+    is then absent or a complete campaign (never refused), and resuming gives the rows of an
+    uninterrupted campaign."""
+    import os
+    import types
+
+    from accelsim import files as files_module
+    from accelsim.faults import store as store_module
+    from accelsim.faults.store import write_rows
+
+    inputs, faults = campaign
+    con = open_store(tmp_path / "full.sqlite", SETTINGS, resume=False)
+    full = _fields(run_campaign(inputs, faults, con, batch_size=50))
+    con.close()
+    first = run_campaign(inputs, faults.take(np.arange(20)), open_store(
+        tmp_path / "part.sqlite", SETTINGS, resume=False), batch_size=10)  # fmt: skip
+    stop = 0
+    while True:
+        path = tmp_path / f"run{stop}" / "c.sqlite"
+        steps = _Steps(stop)
+        real_replace = os.replace
+
+        def replace(src, dst, steps=steps, real_replace=real_replace):
+            steps.step()
+            real_replace(src, dst)
+
+        fake = types.SimpleNamespace(connect=steps.connect, Error=sqlite3.Error)
+        monkeypatch.setattr(store_module, "sqlite3", fake)
+        monkeypatch.setattr(files_module.os, "replace", replace)
+        try:
+            con = open_store(path, SETTINGS, resume=False)
+            write_rows(con, first.take(np.arange(10)))
+            write_rows(con, first.take(np.arange(10, 20)))
+            con.close()
+            finished = True
+        except _Interrupted:
+            finished = False
+        finally:
+            monkeypatch.undo()
+            steps.die()
+        notes: list[str] = []
+        con = open_store(path, SETTINGS, resume=True, on_note=notes.append)
+        done = len(read_rows(con))
+        assert done in (0, 10, 20)  # whole batches only
+        rows = run_campaign(inputs, faults, con, batch_size=50)
+        con.close()
+        assert _fields(rows) == full, f"interrupted before step {stop}"
+        assert not list(path.parent.glob(".*.tmp*")), "a temporary file was left behind"
+        assert not notes  # nothing incomplete was ever left
+        if finished:
+            break
+        stop += 1
+    assert stop >= 12  # connect, BEGIN, 2 tables, meta, COMMIT, close, rename, WAL, ..., writes

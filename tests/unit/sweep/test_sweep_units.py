@@ -24,7 +24,7 @@ def test_threshold_for_top_protects_that_share():
     assert threshold_for_top(NVF, 10) == pytest.approx(20.0)  # 1 of 10 -> the 0.2 tie: 2
     assert threshold_for_top(NVF, 30) == pytest.approx(12.0)
     assert threshold_for_top(NVF, 100) == pytest.approx(1.0)  # never the NVF-0 neurons
-    with pytest.raises(AccelsimError, match=r"--top: expected a percentage in \(0, 100\]"):
+    with pytest.raises(AccelsimError, match=r"top_percent: expected a percentage in \(0, 100\]"):
         threshold_for_top(NVF, 0)
     with pytest.raises(AccelsimError, match="nothing to protect"):
         threshold_for_top({0: np.zeros(4)}, 5)
