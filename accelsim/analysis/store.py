@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,29 +50,59 @@ def save_nvf(result: NvfResult, path: Path, key: str) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def load_nvf(path: Path, key: str | None = None) -> NvfResult:
-    """Read a saved result; with ``key``, refuse one computed for something else."""
+def load_nvf(path: Path, key: str | None = None, net: Network | None = None) -> NvfResult:
+    """Read a saved result; with ``key``, refuse one computed for something else; with ``net``,
+    one whose layers and sizes are not that network's. Anything unreadable (truncated, not an
+    npz, missing or malformed arrays) is a :class:`ModelFormatError`, never another error."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ModelFormatError(path, f"not a readable NVF file ({exc})") from exc
     if key is not None and str(data.get("key")) != key:
         raise ModelFormatError(
             path, "NVF file was computed for another network, images or settings"
         )
-    layers = tuple(
-        LayerNvf(int(i), str(name), *(data[f"{name}.{f}"] for f in _FIELDS))
-        for i, name in zip(data["layers"], data["names"], strict=True)
-    )
+    try:
+        result = _result(data)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ModelFormatError(path, f"not a readable NVF file (bad content: {exc})") from exc
+    if net is not None:
+        _check_against(result, net, path)
+    return result
+
+
+def _result(data: dict[str, np.ndarray]) -> NvfResult:
+    layers = []
+    for i, name in zip(data["layers"].tolist(), data["names"].tolist(), strict=True):
+        nvf, bit_map, n_skipped, half = (data[f"{name}.{f}"] for f in _FIELDS)
+        n = nvf.shape[0] if nvf.ndim == 1 else -1
+        ok = (
+            n >= 0 and bit_map.shape == (8, n) and n_skipped.shape == (n,)
+            and half.shape == (n,) and all(a.dtype.kind == "f" for a in (nvf, bit_map, half))
+            and n_skipped.dtype.kind in "iu"
+        )  # fmt: skip
+        if not ok:
+            raise ValueError(f"layer {name}: arrays of inconsistent shapes or dtypes")
+        layers.append(
+            LayerNvf(int(i), str(name), nvf.astype(np.float64), bit_map.astype(np.float64),
+                     n_skipped.astype(np.int64), half.astype(np.float64))
+        )  # fmt: skip
     mapping = str(data["mapping"])
     return NvfResult(
         Method(str(data["method"])),
         Mapping(mapping) if mapping else None,
         bool(data["gradient_check"]),
         int(data["n_inputs"]),
-        layers,
+        tuple(layers),
     )
+
+
+def _check_against(result: NvfResult, net: Network, path: Path) -> None:
+    for lay in result.layers:
+        ok = 0 <= lay.layer < len(net.layers) and net.layers[lay.layer].name == lay.name
+        if not ok or int(np.prod(net.layers[lay.layer].out_shape)) != lay.nvf.size:
+            raise ModelFormatError(path, f"NVF file's layer {lay.name} is not {net.name}'s")
 
 
 def write_csv(result: NvfResult, net: Network, path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from accelsim.config.workload import (
 )
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
-from accelsim.errors import DatasetError, positive_int
+from accelsim.errors import DatasetError, ModelFormatError, positive_int
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, classify, forward, predict, quantize_images
 from accelsim.protection.overhead import overhead
@@ -207,9 +208,14 @@ def _nvf(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
     )
     cached = stem.with_suffix(".npz").is_file() and not getattr(args, "force", False)
     start = time.perf_counter()
+    result = None
     if cached:
-        result = load_nvf(stem.with_suffix(".npz"), key)
-    else:
+        try:
+            result = load_nvf(stem.with_suffix(".npz"), key, net)
+        except ModelFormatError as exc:  # truncated, corrupt, another's: never trusted
+            print(f"note: {exc}; computing the NVF again", file=sys.stderr)
+            cached = False
+    if result is None:
         with tqdm(
             total=len(x),
             unit="img",

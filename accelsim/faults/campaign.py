@@ -13,7 +13,10 @@ Only batches not yet in the database are sent, so a killed campaign resumes wher
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import os
+import signal
 import socket
 import sqlite3
 import sys
@@ -93,9 +96,24 @@ def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:
     )
 
 
-def _init_worker(inputs: CampaignInputs) -> None:
+def _init_worker(inputs: CampaignInputs, parent: int) -> None:
+    _exit_with(parent)
     threadpool_limits(1)  # one process per core: BLAS threads would only contend
     _INPUTS[:] = [inputs]
+
+
+def _exit_with(parent: int) -> None:
+    """Linux: this worker is killed when the campaign's process dies (``kill -9`` of it would
+    otherwise leave workers evaluating batches nobody will write)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _worker_batch(batch: FaultBatch) -> FaultRows:
@@ -159,7 +177,7 @@ def _on_processes(
         max_workers=workers,
         mp_context=get_context("fork" if FORK_WORKERS else "spawn"),
         initializer=_init_worker,
-        initargs=(inputs,),
+        initargs=(inputs, os.getpid()),
     )
     try:
         yield from _bounded(lambda b: pool.submit(_worker_batch, b), batches, 2 * workers)

@@ -141,7 +141,9 @@ def _inspect(path: Path, settings: dict[str, Any]) -> str:
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as err:
-        raise AccelsimError(f"{path}: not an accelsim campaign database (unreadable: {err})") from None
+        raise AccelsimError(
+            f"{path}: not an accelsim campaign database (unreadable: {err})"
+        ) from None
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
@@ -157,7 +159,9 @@ def _inspect(path: Path, settings: dict[str, Any]) -> str:
         _check_settings(meta, path, settings)
         _check_rows(con, path)
     except sqlite3.Error as err:
-        raise AccelsimError(f"{path}: not an accelsim campaign database (unreadable: {err})") from None
+        raise AccelsimError(
+            f"{path}: not an accelsim campaign database (unreadable: {err})"
+        ) from None
     finally:
         con.close()
     return "complete"

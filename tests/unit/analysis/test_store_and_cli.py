@@ -81,3 +81,55 @@ def test_analyze_cli_writes_files_and_reuses_them(
     assert second["table"] == first["table"]
     assert main([*argv, "--mapping", "value"]) == 0
     assert json.loads(capsys.readouterr().out)["cached"] is False
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\x01 not a zip " * 50)
+
+
+def _other_key(path: Path) -> None:
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["key"] = np.array("0123456789abcdef0123")
+    np.savez_compressed(path, **arrays)
+
+
+def _wrong_shape(path: Path) -> None:
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    name = str(arrays["names"][0])
+    arrays[f"{name}.nvf"] = arrays[f"{name}.nvf"][:-1]
+    np.savez_compressed(path, **arrays)
+
+
+def _missing_array(path: Path) -> None:
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.endswith(".bit_map")}
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("spoil", [_truncate, _garbage, _other_key, _wrong_shape, _missing_array])
+def test_a_cache_that_fails_to_load_is_recomputed_with_a_note(capsys, tmp_path, spoil) -> None:
+    """A cached NVF that is truncated, not an npz, keyed for something else or malformed is
+    never trusted and never a traceback: analyze says so on one line and computes it again."""
+    argv = ["analyze", str(REPO / "workloads" / "lenet5.yaml"), "--split", "sample",
+            "--images", "6", "--output-dir", str(tmp_path), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    npz = Path(first["files"][0])
+    spoil(npz)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert again["cached"] is False
+    assert again["table"] == first["table"]
+    notes = [line for line in captured.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1
+    assert str(npz) in notes[0]
+    assert "computing the NVF again" in notes[0]
+    assert main(argv) == 0  # the recomputed cache is whole again
+    assert json.loads(capsys.readouterr().out)["cached"] is True
