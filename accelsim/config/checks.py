@@ -51,6 +51,8 @@ def locate(path: Path | str, kind: str) -> Path:
 
 def read_yaml(path: Path) -> Any:
     """``yaml.safe_load`` of a file; unreadable or malformed files are ConfigErrors."""
+    if Path(path).exists() and not Path(path).is_file():  # a folder, FIFO or device
+        raise ConfigError(path, "<file>", "a readable YAML file", "not a regular file")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -9,7 +9,9 @@ images) ships inside the package as split ``sample`` so that the default run wor
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,12 +107,14 @@ def _missing(name: str, root: Path, looked: list[Path]) -> DatasetError:
 
 
 def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise DatasetError(f"{path}: cannot read: not a regular file")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
 
 
@@ -122,7 +126,9 @@ def read_idx(path: Path) -> npt.NDArray[np.uint8]:
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">i4"))
-    count = int(np.prod(dims)) if dims else 0
+    if len(raw) < header or min(dims, default=0) < 0:
+        raise DatasetError(f"{path}: IDX header of {ndim} dimensions is truncated or negative")
+    count = math.prod(dims) if dims else 0
     if len(raw) != header + count:
         raise DatasetError(
             f"{path}: IDX header says shape {dims} ({header + count} bytes), file has {len(raw)}"

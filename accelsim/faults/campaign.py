@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from accelsim.errors import ParameterError, positive_int
+from accelsim.errors import AccelsimError, ParameterError, positive_int
 from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes, locality_order
@@ -149,6 +149,7 @@ def run_campaign(
     if batch_size is not None:
         positive_int("batch_size", batch_size)
     size = batch_size or default_batch_size(len(inputs.x))
+    check_stored(read_rows(con), faults, len(inputs.x), con)
     ordered = faults.take(locality_order(inputs.pnet.net.layers, faults))
     batches = pending_batches(ordered, done_ids(con), size)
     if dask_address is not None:
@@ -162,6 +163,32 @@ def run_campaign(
         if on_progress is not None:
             on_progress(len(rows))
     return read_rows(con)
+
+
+def check_stored(rows: FaultRows, faults: FaultBatch, n_images: int, con) -> None:
+    """Rows already in the database are faults of this campaign with counts in range; a
+    database edited or damaged otherwise is refused rather than resumed into wrong results."""
+    if not len(rows):
+        return
+    where = con.execute("PRAGMA database_list").fetchone()[2] or "the campaign database"
+    order = np.argsort(faults.ids, kind="stable")
+    if not len(order):
+        raise AccelsimError(f"{where}: holds rows, but the campaign has no faults")
+    found = np.minimum(np.searchsorted(faults.ids[order], rows.ids), len(order) - 1)
+    pos = order[found]
+    same = faults.ids[pos] == rows.ids
+    for mine, theirs in ((rows.layer, faults.layer), (rows.neuron, faults.index),
+                         (rows.copy, faults.copy), (rows.mask, faults.mask),
+                         (rows.kind, faults.kind)):  # fmt: skip
+        same &= mine == theirs[pos]
+    same &= (rows.n_changed >= 0) & (rows.n_changed <= n_images)
+    same &= (rows.n_correct >= 0) & (rows.n_correct <= n_images)
+    if not same.all():
+        bad = int(rows.ids[np.flatnonzero(~same)[0]])
+        raise AccelsimError(
+            f"{where}: row of fault {bad} is not this campaign's fault {bad} or its counts are "
+            f"outside 0..{n_images} (an edited or damaged database): remove it to start again"
+        )
 
 
 def _on_processes(

@@ -109,6 +109,8 @@ def load_network(source: str | Path) -> Network:
 
 
 def _read_npz(path: Path, sha256: Any, ctx: Ctx) -> dict[str, np.ndarray]:
+    if path.exists() and not path.is_file():  # a folder, FIFO or device
+        raise ModelFormatError(path, "cannot read weights file: not a regular file")
     try:
         data = path.read_bytes()
     except OSError as exc:
