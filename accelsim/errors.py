@@ -9,8 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class AccelsimError(Exception):
-    """Base class of errors caused by user input (files, options, data)."""
+    """Base class of errors caused by user input (files, options, data). The message is always
+    one line: a key, file name or value that holds a line break shows it escaped."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(one_line(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AccelsimError, ValueError):

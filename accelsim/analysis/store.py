@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def load_nvf(path: Path, key: str | None = None, net: Network | None = None) -> 
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise ModelFormatError(path, f"not a readable NVF file ({exc})") from exc
     if key is not None and str(data.get("key")) != key:
         raise ModelFormatError(

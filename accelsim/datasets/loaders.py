@@ -125,9 +125,11 @@ def read_idx(path: Path) -> npt.NDArray[np.uint8]:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file (bad magic {raw[:4].hex()})")
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path}: IDX header of {ndim} dimensions is truncated")
     dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">i4"))
-    if len(raw) < header or min(dims, default=0) < 0:
-        raise DatasetError(f"{path}: IDX header of {ndim} dimensions is truncated or negative")
+    if min(dims, default=0) < 0:
+        raise DatasetError(f"{path}: IDX header has a negative dimension {dims}")
     count = math.prod(dims) if dims else 0
     if len(raw) != header + count:
         raise DatasetError(

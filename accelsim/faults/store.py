@@ -153,6 +153,8 @@ def _inspect(path: Path, settings: dict[str, Any]) -> str:
                 f"{path}: not an accelsim campaign database (expected tables meta and faults, "
                 f"found {', '.join(sorted(tables))})"
             )
+        if con.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise AccelsimError(f"{path}: campaign database damaged (its integrity check fails)")
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         if not meta:
             return "no settings"
@@ -201,14 +203,28 @@ def _check_rows(con: sqlite3.Connection, path: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _damaged(con: sqlite3.Connection):
+    """SQLite errors of a database damaged after it was opened, as one clean line."""
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        try:
+            where = con.execute("PRAGMA database_list").fetchone()[2]
+        except sqlite3.Error:
+            where = "the campaign database"
+        raise AccelsimError(f"{where}: campaign database damaged ({err})") from None
+
+
 def done_ids(con: sqlite3.Connection) -> set[int]:
-    return {row[0] for row in con.execute("SELECT id FROM faults")}
+    with _damaged(con):
+        return {row[0] for row in con.execute("SELECT id FROM faults")}
 
 
 def write_rows(con: sqlite3.Connection, rows: FaultRows) -> None:
     """Insert one batch in one transaction."""
     columns = [getattr(rows, name).tolist() for name in _FIELDS]
-    with con:
+    with _damaged(con), con:
         con.executemany(
             f"INSERT INTO faults VALUES ({', '.join('?' * len(_FIELDS))})",
             zip(*columns, strict=True),
@@ -216,6 +232,10 @@ def write_rows(con: sqlite3.Connection, rows: FaultRows) -> None:
 
 
 def read_rows(con: sqlite3.Connection) -> FaultRows:
-    data = con.execute("SELECT * FROM faults ORDER BY id").fetchall()
-    arr = np.array(data, np.int64).reshape(-1, len(_FIELDS))
+    with _damaged(con):
+        data = con.execute("SELECT * FROM faults ORDER BY id").fetchall()
+    try:
+        arr = np.array(data, np.int64).reshape(-1, len(_FIELDS))
+    except (TypeError, ValueError, OverflowError):
+        raise AccelsimError("campaign database damaged (rows that are not integers)") from None
     return FaultRows(*(np.ascontiguousarray(arr[:, i]) for i in range(len(_FIELDS))))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def _read_npz(path: Path, sha256: Any, ctx: Ctx) -> dict[str, np.ndarray]:
             return {key: npz[key] for key in npz.files}
     except ValueError as exc:  # object arrays need pickle: refused
         raise ModelFormatError(path, f"not a plain-array .npz ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ModelFormatError(path, f"corrupt .npz ({exc})") from exc
 
 
@@ -175,11 +176,11 @@ def _layer_spec(raw: Any, ctx: Ctx, shape: Shape) -> dict[str, Any]:
     if kind == "conv2d":
         spec["in_channels"] = int_in(raw, "in_channels", ctx, shape[0], shape[0])
         spec["out_channels"] = int_in(raw, "out_channels", ctx, 1, 65536)
+        spec["padding"] = int_in(raw, "padding", ctx, 0, 64, 0)
         spec["kernel"] = int_in(
-            raw, "kernel", ctx, 1, min(shape[1], shape[2]) + 2 * raw.get("padding", 0)
+            raw, "kernel", ctx, 1, min(shape[1], shape[2]) + 2 * spec["padding"]
         )
         spec["stride"] = int_in(raw, "stride", ctx, 1, 64, 1)
-        spec["padding"] = int_in(raw, "padding", ctx, 0, 64, 0)
         spec["relu"] = boolean(raw, "relu", ctx)
     elif kind == "dense":
         spec["in_features"] = int_in(raw, "in_features", ctx, shape[0], shape[0])
@@ -274,7 +275,15 @@ def _check_requant(
     if not np.all(np.isfinite(ws)) or np.any(ws <= 0):
         raise ModelFormatError(npz, f"{name}.weight_scale: scales must be positive and finite")
     for c, w_scale in enumerate(ws):
-        want = quantize_multiplier(s_in * float(w_scale) / s_out)
+        real = s_in * float(w_scale) / s_out
+        try:
+            want = quantize_multiplier(real)
+        except ValueError:  # a multiplier int32 fixed point cannot hold
+            raise ModelFormatError(
+                npz,
+                f"{name} channel {c}: requantisation multiplier {real:.6g} is out of range "
+                f"(input {s_in:.6g} x weight {w_scale:.6g} / output {s_out:.6g})",
+            ) from None
         got = (int(f["multiplier"][c]), int(f["shift"][c]))
         if want != got:
             raise ModelFormatError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +128,7 @@ def load_plan(path: Path, net: Network) -> ProtectionPlan:
         mode = ProtectionMode(str(data["mode"]))
         layers = tuple(int(v) for v in data["layers"])
         neurons = {layer: data[f"neurons_{layer}"] for layer in layers}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelFormatError(path, f"not a readable protection plan ({exc})") from exc
     if str(data["network_hash"]) != network_hash(net):
         raise ModelFormatError(

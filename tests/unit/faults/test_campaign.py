@@ -237,7 +237,8 @@ def test_an_interrupt_at_every_step_of_creation_and_batch_writes_resumes_exactly
             steps.step()
             real_replace(src, dst)
 
-        fake = types.SimpleNamespace(connect=steps.connect, Error=sqlite3.Error)
+        fake = types.SimpleNamespace(**vars(sqlite3))
+        fake.connect = steps.connect
         monkeypatch.setattr(store_module, "sqlite3", fake)
         monkeypatch.setattr(files_module.os, "replace", replace)
         try:
