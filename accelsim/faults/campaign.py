@@ -98,6 +98,8 @@ def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:
 
 def _init_worker(inputs: CampaignInputs, parent: int) -> None:
     _exit_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the campaign's process, which
+    # shuts the pool down; workers that also raised KeyboardInterrupt would only print tracebacks
     threadpool_limits(1)  # one process per core: BLAS threads would only contend
     _INPUTS[:] = [inputs]
 
