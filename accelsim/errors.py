@@ -18,10 +18,27 @@ def one_line(text: str) -> str:
 
 class AccelsimError(Exception):
     """Base class of errors caused by user input (files, options, data). The message is always
-    one line: a key, file name or value that holds a line break shows it escaped."""
+    one line: a key, file name or value that holds a line break shows it escaped.
 
-    def __init__(self, *args: object) -> None:
+    An error about a function's argument sets ``parameter`` and writes ``{parameter}`` where
+    it names it: the library spells it as the parameter's name (or ``spelled``), the CLI as its
+    own flag (``exc.render("--data-dir")``)."""
+
+    parameter: str | None = None
+
+    def __init__(
+        self, *args: object, parameter: str | None = None, spelled: str | None = None
+    ) -> None:
+        if parameter is not None and args and isinstance(args[0], str):
+            self.parameter, self.message = parameter, one_line(args[0])
+            args = (self.render(spelled or parameter), *args[1:])
         super().__init__(*(one_line(a) if isinstance(a, str) else a for a in args))
+
+    def render(self, name: str) -> str:
+        """The message with the parameter spelled ``name``."""
+        if self.parameter is None:
+            return str(self)
+        return self.message.replace("{parameter}", name)
 
 
 class ConfigError(AccelsimError, ValueError):
@@ -49,18 +66,11 @@ class DatasetError(AccelsimError, FileNotFoundError):
 
 
 class ParameterError(AccelsimError, ValueError):
-    """A function was called with an argument it does not take.
-
-    ``message`` names the parameter as ``{parameter}``: the library spells it as the
-    parameter's name (or ``spelled``), and the CLI renders it as its own flag
-    (``exc.render("--workers")``)."""
+    """A function was called with an argument it does not take; ``message`` names it as
+    ``{parameter}`` (see :class:`AccelsimError`)."""
 
     def __init__(self, parameter: str, message: str, *, spelled: str | None = None) -> None:
-        self.parameter, self.message = parameter, message
-        super().__init__(self.render(spelled or parameter))
-
-    def render(self, name: str) -> str:
-        return self.message.format(parameter=name)
+        super().__init__(message, parameter=parameter, spelled=spelled)
 
 
 def positive_int(parameter: str, value: object) -> int:

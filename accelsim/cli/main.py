@@ -13,7 +13,7 @@ from accelsim.cli.inject import inject, parse_faults
 from accelsim.cli.run import parse_percents, run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
 from accelsim.config.workload import FaultKind, ProtectionMode
-from accelsim.errors import AccelsimError, ParameterError
+from accelsim.errors import AccelsimError
 from accelsim.timing.pe_faults import PeSite
 
 
@@ -237,11 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ParameterError as exc:  # the library names its parameter; the CLI, its flag
-        print(f"accelsim: error: {exc.render(flag_of(exc.parameter))}", file=sys.stderr)
-        return 2
-    except AccelsimError as exc:
-        print(f"accelsim: error: {exc}", file=sys.stderr)
+    except AccelsimError as exc:  # the library names its parameters; the CLI, its flags
+        message = exc.render(flag_of(exc.parameter)) if exc.parameter else str(exc)
+        print(f"accelsim: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("accelsim: interrupted", file=sys.stderr)

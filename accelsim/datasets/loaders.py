@@ -1,9 +1,9 @@
 """Load MNIST and CIFAR-10 from their official files, plain or gzipped.
 
-Where data lives: ``--data-dir`` if given, else ``$ACCELSIM_DATA``, else the user cache
-directory (``$XDG_CACHE_HOME/accelsim/datasets`` or ``~/.cache/accelsim/datasets``). This module
-is the only place that reads ``ACCELSIM_DATA``. A small MNIST test sample (the first 2,000 test
-images) ships inside the package as split ``sample`` so that the default run works offline.
+Where data lives: ``data_dir`` (``--data-dir``) if given, else ``$ACCELSIM_DATA``, else the user
+cache directory (``$XDG_CACHE_HOME/accelsim/datasets`` or ``~/.cache/accelsim/datasets``). This
+module is the only place that reads ``ACCELSIM_DATA``. A small MNIST test sample (the first 2,000
+test images) ships inside the package as split ``sample`` so that the default run works offline.
 """
 
 from __future__ import annotations
@@ -100,9 +100,10 @@ def _find(folder: Path, stem: str) -> Path | None:
 def _missing(name: str, root: Path, looked: list[Path]) -> DatasetError:
     where = ", ".join(str(p) for p in looked)
     return DatasetError(
-        f"{name} not found: looked for {where} (data folder from --data-dir, else ACCELSIM_DATA, "
-        f"else the user cache {root}); fetch it with `python -m accelsim data fetch {name}` "
-        f"or point ACCELSIM_DATA at a folder holding {name}/ files"
+        f"{name} not found: looked for {where} (data folder from {{parameter}}, else "
+        f"ACCELSIM_DATA, else the user cache {root}); fetch it with `python -m accelsim data "
+        f"fetch {name}` or point ACCELSIM_DATA at a folder holding {name}/ files",
+        parameter="data_dir",
     )
 
 
