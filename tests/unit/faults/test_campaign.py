@@ -264,4 +264,5 @@ def test_an_interrupt_at_every_step_of_creation_and_batch_writes_resumes_exactly
         if finished:
             break
         stop += 1
+    print(f"interrupted before each of {stop} steps")  # noqa: T201
     assert stop >= 12  # connect, BEGIN, 2 tables, meta, COMMIT, close, rename, WAL, ..., writes
