@@ -50,7 +50,14 @@ def _start(command: str, out: Path, **kwargs) -> subprocess.Popen:
     """The command in its own folder: its NVF cache (the workload's output_dir, relative to the
     current folder) is its own too, so interrupts also land in the NVF analysis."""
     out.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(_argv(command, out), env=ENV, text=True, cwd=out, **kwargs)
+    return subprocess.Popen(_argv(command, out), env=ENV, text=True, cwd=out,
+                            preexec_fn=_default_sigint, **kwargs)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal, even where this test runs as a background job of a shell
+    (which starts it with SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _complete(command: str, out: Path) -> subprocess.CompletedProcess:
@@ -97,3 +104,4 @@ def test_interrupted_anywhere_then_resumed_equals_uninterrupted(tmp_path, comman
         f"({finished_first} came after the process had finished; lifetime {lifetime:.1f} s)"
     )
     assert survived == MOMENTS
+    assert finished_first <= MOMENTS // 4  # the signals really landed inside the processes

@@ -90,6 +90,7 @@ def test_bad_options(capsys, tmp_path):
 # batch of the first campaign is committed: a real Ctrl-C at a fixed point of the sweep.
 SIGINT_AFTER_FIRST_BATCH = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job ignores it
 import accelsim.faults.campaign as campaign
 write_rows = campaign.write_rows
 def write_then_interrupt(con, rows):

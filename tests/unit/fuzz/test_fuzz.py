@@ -65,33 +65,31 @@ def _doc_or_bytes(data: st.DataObject, source: Path) -> bytes:
     return damage(data, source.read_bytes())
 
 
+def _arch_ok(spec) -> None:
+    assert spec.pe_array.rows >= 1
+    assert spec.pe_array.cols >= 1
+
+
+def _workload_ok(spec) -> None:
+    assert 0 < spec.faults.confidence < 1
+
+
 @pytest.mark.parametrize("examples", SIZES)
-def test_architecture_yaml(examples: int) -> None:
+@pytest.mark.parametrize(
+    ("source", "load", "valid"),
+    [(ARCH, load_arch, _arch_ok), (WORKLOAD, load_workload, _workload_ok)],
+    ids=["architecture", "workload"],
+)
+def test_config_yaml(examples: int, source: Path, load, valid) -> None:
     @fuzz(examples)
     @given(st.data())
     def check(data: st.DataObject) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "arch.yaml"
-            place(data, path, _doc_or_bytes(data, ARCH))
-            spec = clean(lambda: load_arch(path), path)
+            path = Path(folder) / source.name
+            place(data, path, _doc_or_bytes(data, source))
+            spec = clean(lambda: load(path), path)
             if spec is not None:
-                assert spec.pe_array.rows >= 1
-                assert spec.pe_array.cols >= 1
-
-    check()
-
-
-@pytest.mark.parametrize("examples", SIZES)
-def test_workload_yaml(examples: int) -> None:
-    @fuzz(examples)
-    @given(st.data())
-    def check(data: st.DataObject) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "workload.yaml"
-            place(data, path, _doc_or_bytes(data, WORKLOAD))
-            spec = clean(lambda: load_workload(path), path)
-            if spec is not None:
-                assert spec.faults.confidence < 1
+                valid(spec)
 
     check()
 
