@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import classify, forward, load_dataset, load_network, quantize_images
+from accelsim import classify, files, forward, load_dataset, load_network, quantize_images
 from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
 from accelsim.analysis.vulnerability import Mapping, Method, compute_nvf
 from accelsim.config.workload import ProtectionMode
@@ -67,7 +67,7 @@ def main() -> None:
             f"{int(np.sum(preds != golden))} | {'yes' if same else 'NO'} |"
         )
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{net.name}.md").write_text("\n".join(lines) + "\n")
+    files.write_text(OUT / f"{net.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

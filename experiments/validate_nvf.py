@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import load_dataset, load_network, quantize_images
+from accelsim import files, load_dataset, load_network, quantize_images
 from accelsim.analysis.stats import (
     critical_set_agreement,
     mean_absolute_error_pp,
@@ -173,14 +173,14 @@ def main() -> None:
         truth_max_percent=100 * float(truth.nvf.max()),
     )
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{net.name}.json").write_text(json.dumps(report, indent=1))
+    files.write_text(OUT / f"{net.name}.json", json.dumps(report, indent=1))
     lines = markdown(report, [lay.name for lay in truth.layers])
     lines.append(
         f"\ntimes (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}; "
         f"true vulnerability mean {report['truth_mean_percent']:.3f} %, "
         f"max {report['truth_max_percent']:.3f} %"
     )
-    (OUT / f"{net.name}.md").write_text("\n".join(lines) + "\n")
+    files.write_text(OUT / f"{net.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

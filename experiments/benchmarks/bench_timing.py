@@ -33,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import ArchSpec, load_arch, load_dataset, load_network, quantize_images, simulate
+from accelsim import (
+    ArchSpec,
+    files,
+    load_arch,
+    load_dataset,
+    load_network,
+    quantize_images,
+    simulate,
+)
 from accelsim.config.arch import Dataflow, PEArraySpec
 from accelsim.functional.layers import Conv2D, Dense
 
@@ -80,7 +88,7 @@ def accelsim_run(net, arch: ArchSpec) -> tuple[dict[str, int], float]:
 
 def scalesim_run(python: str, net, size: int, flow: str, work: Path) -> dict:
     topo = work / f"{net.name}.csv"
-    topo.write_text(topology_csv(net))
+    files.write_text(topo, topology_csv(net))
     out = subprocess.run(
         [python, str(RUNNER), str(size), str(size), flow, str(topo), str(work / f"{size}{flow}")],
         capture_output=True, text=True, check=True, cwd=work,
@@ -199,10 +207,10 @@ def main() -> None:
                   f"({case['protected']:,} neurons protected, {case['copy_folds']:,} copy "
                   f"folds): {case['seconds']:.3f} s, peak RSS {case['peak_rss_mb']:.0f} MB, "
                   f"{case['total_cycles']:,} cycles")  # fmt: skip
-    (out_dir / "results.json").write_text(
-        json.dumps({"grid": results, "differences": differences, "protected": protected},
-                   indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else o)
-    )  # fmt: skip
+    files.write_text(out_dir / "results.json", json.dumps(
+        {"grid": results, "differences": differences, "protected": protected},
+        indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else o,
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

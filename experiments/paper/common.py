@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from accelsim import files
 from accelsim.cli.main import main
 from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS
 
@@ -58,8 +59,8 @@ def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"result-{'-'.join(doc)}"
-    stem.with_suffix(".json").write_text(json.dumps({**doc, "git": git_hash()}, indent=1))
-    stem.with_suffix(".md").write_text("\n".join(markdown) + "\n")
+    files.write_text(stem.with_suffix(".json"), json.dumps({**doc, "git": git_hash()}, indent=1))
+    files.write_text(stem.with_suffix(".md"), "\n".join(markdown) + "\n")
     print("\n".join(markdown))
     print(f"wrote {stem}.md and .json")
     return out

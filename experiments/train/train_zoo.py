@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from accelsim import files
 from accelsim.datasets import load_dataset
 from accelsim.zoo.architectures import ARCHITECTURES
 
@@ -162,7 +163,8 @@ def main() -> None:
             flush=True,
         )
     OUT.mkdir(parents=True, exist_ok=True)
-    np.savez(OUT / f"{args.name}.npz", **export(model, args.name))
+    with files.atomic_path(OUT / f"{args.name}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **export(model, args.name))
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     meta = {
         "name": args.name,
@@ -173,7 +175,7 @@ def main() -> None:
         "git": commit.strip(),
         "seconds": time.time() - start,
     }
-    (OUT / f"{args.name}.json").write_text(json.dumps(meta, indent=2))
+    files.write_text(OUT / f"{args.name}.json", json.dumps(meta, indent=2))
     print(json.dumps(meta))
 
 
