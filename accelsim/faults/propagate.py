@@ -142,7 +142,11 @@ def _post_args(state: GoldenState, layer: int) -> tuple:
     return rq, 0 if rec.relu else -128, state.post[layer], lo, hi
 
 
-@functools.cache
+# per-layer tables, bounded: a process that builds many networks keeps the last few layers' only
+LAYER_CACHE = 64
+
+
+@functools.lru_cache(maxsize=LAYER_CACHE)
 def _kernel_weights(rec: Conv2D | Dense) -> npt.NDArray[np.int8]:
     """int8 weights with the output channel last and contiguous, (C, KH, KW, O) or (I, O), so
     the kernels' innermost loop over output channels vectorises and the weights stay in cache
@@ -152,7 +156,7 @@ def _kernel_weights(rec: Conv2D | Dense) -> npt.NDArray[np.int8]:
     return np.ascontiguousarray(w)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=LAYER_CACHE)
 def _conv_tables(rec: Conv2D) -> tuple[I64, I64, I64, I64, I64]:
     """For the convolution kernel: channel and pixel of every flat input (C*H*W,), and for
     every input pixel (H*W) the output pixels it feeds with the kernel tap (i * KW + j) it
@@ -177,7 +181,7 @@ def _conv_tables(rec: Conv2D) -> tuple[I64, I64, I64, I64, I64]:
             tap[order].astype(np.int64))  # fmt: skip
 
 
-@functools.cache
+@functools.lru_cache(maxsize=LAYER_CACHE)
 def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     """For the max-pool kernel: which outputs each input feeds (CSR: ptr (C*H*W + 1,), outputs)
     and the input indices of each output's window (C*OH*OW, size * size), flat C-H-W."""
@@ -190,7 +194,7 @@ def _pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64]:
     return ptr, out[order].astype(np.int64), win
 
 
-@functools.cache
+@functools.lru_cache(maxsize=LAYER_CACHE)
 def _fused_pool_tables(rec: MaxPool2D) -> tuple[I64, I64, I64, I64, I64]:
     """``_pool_tables`` of the max-pool after a convolution, and for the fused kernel each
     window's channel (C*OH*OW,) and its inputs' places in the channels-last accumulator moves

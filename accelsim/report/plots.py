@@ -1,24 +1,23 @@
-"""Figures from results (matplotlib, Agg): functions take results and return a Figure."""
+"""Figures from results: functions take results and return a matplotlib Figure.
+
+Figures are built without pyplot (``Figure()`` renders PNG and SVG on its own), so importing
+accelsim leaves matplotlib's backend, and any notebook's figures, alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-from accelsim import files
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from accelsim import files
 from accelsim.analysis.vulnerability import NvfResult
 
 
 def nvf_figure(result: NvfResult, title: str) -> Figure:
     """Left: NVF distribution per layer; right: portion of critical neurons vs threshold."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
     data = [np.maximum(lay.nvf * 100, 1e-4) for lay in result.layers]
     left.boxplot(
         data,
@@ -53,5 +52,4 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     for path in paths:
         with files.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=130, format=path.suffix[1:])
-    plt.close(fig)
     return paths

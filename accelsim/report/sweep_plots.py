@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -59,7 +55,8 @@ def _baseline(ax: Axes, base: ResultRow | None, metric: str) -> None:
 def fig4_figure(rows: list[ResultRow], title: str) -> Figure:
     """Accuracy loss, critical-fault rate and network size vs NVF threshold, one curve per mode
     (95 % confidence bars), the unprotected network as a dashed line with its band."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    axes = fig.subplots(1, 3)
     base = next((r for r in rows if is_unprotected(r)), None)
     for ax, metric in zip(axes, ("accuracy_loss_pp", "critical_rate", "neurons"), strict=True):
         _baseline(ax, base, metric)
@@ -86,7 +83,8 @@ def overhead_figure(rows: list[ResultRow], title: str) -> Figure:
     """Accuracy loss and critical-fault rate against cycle overhead and memory overhead: one
     curve per mode, points labelled by threshold, 95 % confidence bars; the unprotected network
     is the point at 0 % overhead."""
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9), constrained_layout=True)
+    fig = Figure(figsize=(13, 9), layout="constrained")
+    axes = fig.subplots(2, 2)
     base = next((r for r in rows if is_unprotected(r)), None)
     memory = "memory overhead (%): parameters + activations, copies with their own weights"
     xs = (

@@ -2,11 +2,11 @@
 
 Components (one SimPy process each, talking only through ports):
 
-- ``Controller.fetch``: for each layer (after the previous one is drained and corrected) and
-  each fold, takes a buffer slot (two when operand buffers are double buffered, so the next
-  fold's operands arrive while this one computes), moves the fold's operand slices from off-chip
-  memory into the input and weight buffers (once per layer when the whole operand fits), and
-  hands the fold to the array.
+- ``Controller.issue``: for each layer (after the previous one is drained and corrected) and
+  each fold (``Controller.fetch``), takes a buffer slot (two when operand buffers are double
+  buffered, so the next fold's operands arrive while this one computes), moves the fold's
+  operand slices from off-chip memory into the input and weight buffers (once per layer when
+  the whole operand fits), and hands the fold to the array.
 - ``PEArray.compute``: one fold at a time, ``fold_cycles`` long (SCALE-Sim's count), stretched
   when a buffer cannot stream the fold's operands at its bandwidth; finished outputs go to the
   output buffer and protected neurons to the correction stage.
@@ -165,13 +165,14 @@ class _Component:
     ) -> None:  # fmt: skip
         self.env, self.schedule, self.arch, self.ports = env, schedule, arch, ports
         self.stats, self.log, self.ideal = stats, log, ideal
-        self.proc = env.process(self.run())
+        self.proc = env.process(self.process())
 
     def note(self, event: str, payload: int) -> None:
         if self.log is not None:
             self.log.append((int(self.env.now), type(self).__name__, event, payload))
 
-    def run(self) -> Generator[simpy.Event, Any, None]:  # pragma: no cover - abstract
+    def process(self) -> Generator[simpy.Event, Any, None]:  # pragma: no cover - abstract
+        """The component's SimPy process: its hardware verb (``issue``, ``compute``, ...)."""
         raise NotImplementedError
 
 
@@ -182,7 +183,10 @@ def _usable(buf: BufferSpec) -> int:
 class Controller(_Component):
     """Issues folds layer by layer: fetches their operands, then queues them for the array."""
 
-    def run(self) -> Generator[simpy.Event, Any, None]:
+    def process(self) -> Generator[simpy.Event, Any, None]:
+        return self.issue()
+
+    def issue(self) -> Generator[simpy.Event, Any, None]:
         p, env = self.ports, self.env
         for k, ls in enumerate(self.schedule.layers):
             st = self.stats[k]
@@ -222,7 +226,10 @@ class Controller(_Component):
 class PEArray(_Component):
     """Computes folds; stretches a fold when a buffer cannot stream its operands in time."""
 
-    def run(self) -> Generator[simpy.Event, Any, None]:
+    def process(self) -> Generator[simpy.Event, Any, None]:
+        return self.compute()
+
+    def compute(self) -> Generator[simpy.Event, Any, None]:
         p, env, a = self.ports, self.env, self.arch
         for k, ls in enumerate(self.schedule.layers):
             if ls.fold is None:
@@ -257,7 +264,10 @@ class OutputDrain(_Component):
     """Writes the final int8 outputs of finished folds off-chip as posted writes; a layer is
     drained when its last write has landed (one latency after it left)."""
 
-    def run(self) -> Generator[simpy.Event, Any, None]:
+    def process(self) -> Generator[simpy.Event, Any, None]:
+        return self.drain()
+
+    def drain(self) -> Generator[simpy.Event, Any, None]:
         p = self.ports
         latency = 0 if self.ideal else self.arch.offchip.latency_cycles
         for k, ls in enumerate(self.schedule.layers):
@@ -275,7 +285,10 @@ class CorrectionStage(_Component):
     """LCU or voter lanes: corrects the protected neurons each finished fold hands over, then
     writes the corrected value back to the neuron's slot (both copies' slots for split)."""
 
-    def run(self) -> Generator[simpy.Event, Any, None]:
+    def process(self) -> Generator[simpy.Event, Any, None]:
+        return self.correct()
+
+    def correct(self) -> Generator[simpy.Event, Any, None]:
         p, env, corr = self.ports, self.env, self.arch.correction
         lanes, latency = (
             (corr.voter_lanes, corr.voter_latency_cycles)
