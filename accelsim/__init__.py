@@ -23,6 +23,15 @@ from accelsim.functional.network import (
     resume,
 )
 from accelsim.functional.quantize import quantize_network
+from accelsim.study import (
+    Study,
+    StudyOptions,
+    StudyResult,
+    WorkloadNvf,
+    prepare_study,
+    run_study,
+    workload_nvf,
+)
 from accelsim.timing.accelerator import TimingReport
 from accelsim.timing.pe_faults import PeFault, PeSite
 from accelsim.timing.simulate import overhead, plan_schedule, simulate
@@ -39,7 +48,11 @@ __all__ = [
     "PeFault",
     "PeSite",
     "ShapeError",
+    "Study",
+    "StudyOptions",
+    "StudyResult",
     "TimingReport",
+    "WorkloadNvf",
     "WorkloadSpec",
     "__version__",
     "accelerator_logits",
@@ -54,11 +67,14 @@ __all__ = [
     "overhead",
     "plan_schedule",
     "predict",
+    "prepare_study",
     "quantize_images",
     "quantize_network",
     "replace_neurons",
     "resolve_data_dir",
     "resume",
+    "run_study",
     "save_network",
     "simulate",
+    "workload_nvf",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accelsim.analysis.store import analysis_key, load_nvf, save_nvf, write_csv
-from accelsim.analysis.vulnerability import compute_nvf
+from accelsim.analysis.store import write_csv
 from accelsim.config.workload import (
     ZOO_NAMES,
     BitMapping,
@@ -24,7 +22,7 @@ from accelsim.config.workload import (
 )
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
-from accelsim.errors import DatasetError, ModelFormatError, positive_int
+from accelsim.errors import DatasetError, positive_int
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, classify, forward, predict, quantize_images
 from accelsim.protection.overhead import overhead
@@ -38,6 +36,7 @@ from accelsim.report.tables import (
     format_table,
     needs_fine_grid,
 )
+from accelsim.study import workload_nvf
 
 
 def check_positive(args: argparse.Namespace, *options: str) -> None:
@@ -187,52 +186,23 @@ def data_info(args: argparse.Namespace) -> int:
 
 
 def _nvf(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
-    """(net, analysis data, NVF result, file stem, cached?, seconds): loads a saved analysis with
-    the same network, images and settings, else computes (with a progress bar) and saves it."""
-    a = spec.analysis
-    method = NvfMethod(getattr(args, "method", None) or a.method.value)
-    mapping = BitMapping(getattr(args, "mapping", None) or a.bit_mapping.value)
-    check = getattr(args, "gradient_check", None)
-    gradient_check = a.has_gradient_check if check is None else check
+    """(net, analysis data, NVF result, file stem, cached?, seconds) of ``workload_nvf`` with
+    the command's overrides and a progress bar."""
     check_positive(args, "images")
-    n_images = getattr(args, "images", None) or a.n_images
-    net = load_network(spec.network)
-    split = getattr(args, "split", None) or a.split
-    data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
-    x = quantize_images(net, data.images)
-    key = analysis_key(net, x, method, mapping, gradient_check)
-    stem = (
-        Path(args.output_dir or spec.output_dir)
-        / "analysis"
-        / f"nvf-{net.name}-{method.value}-{key}"
-    )
-    cached = stem.with_suffix(".npz").is_file() and not getattr(args, "force", False)
-    start = time.perf_counter()
-    result = None
-    if cached:
-        try:
-            result = load_nvf(stem.with_suffix(".npz"), key, net)
-        except ModelFormatError as exc:  # truncated, corrupt, another's: never trusted
-            print(f"note: {exc}; computing the NVF again", file=sys.stderr)
-            cached = False
-    if result is None:
-        with tqdm(
-            total=len(x),
-            unit="img",
-            desc=f"NVF {net.name} ({method.value})",
-            disable=None,
-            leave=False,
-        ) as bar:
-            result = compute_nvf(
-                net,
-                x,
-                method=method,
-                mapping=mapping,
-                gradient_check=gradient_check,
-                on_progress=bar.update,
-            )
-        save_nvf(result, stem.with_suffix(".npz"), key)
-    return net, data, result, stem, cached, time.perf_counter() - start
+    method = getattr(args, "method", None)
+    mapping = getattr(args, "mapping", None)
+    n_images = getattr(args, "images", None)
+    with tqdm(total=n_images or spec.analysis.n_images, unit="img", desc="NVF", disable=None,
+              leave=False) as bar:  # fmt: skip
+        run = workload_nvf(
+            spec, method=NvfMethod(method) if method else None,
+            mapping=BitMapping(mapping) if mapping else None,
+            gradient_check=getattr(args, "gradient_check", None), n_images=n_images,
+            split=getattr(args, "split", None), data_dir=args.data_dir,
+            output_dir=args.output_dir, force=getattr(args, "force", False),
+            on_progress=bar.update,
+        )  # fmt: skip
+    return run.net, run.data, run.result, run.stem, run.cached, run.seconds
 
 
 def analyze(args: argparse.Namespace) -> int:

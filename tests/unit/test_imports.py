@@ -31,6 +31,8 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "timing": {"errors", "config", "functional", "protection", "numba", "simpy"},
     "sweep": {"errors", "config", "functional", "protection", "faults", "timing"},
     "report": {"errors", "analysis", "sweep", "matplotlib"},
+    "study": {"errors", "config", "datasets", "functional", "analysis", "protection", "faults",
+              "timing", "sweep", "report"},  # the library's top: runs a whole study
     "cli": {"*"},
 }
 COMMON = {"numpy", "files"}  # accelsim.files: atomic writes, folder locks

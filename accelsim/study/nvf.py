@@ -1,0 +1,82 @@
+"""The NVF of a workload's network, computed once and cached under its output folder.
+
+The cache key hashes the network, the analysis images and the settings (``analysis.store``);
+a cached result that fails to load is recomputed with a note, never trusted.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
+from accelsim.analysis.vulnerability import NvfResult, compute_nvf
+from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
+from accelsim.datasets import Dataset, load_dataset
+from accelsim.errors import ModelFormatError, positive_int
+from accelsim.functional.modelio import load_network
+from accelsim.functional.network import Network, quantize_images
+
+
+@dataclass(frozen=True, eq=False)
+class WorkloadNvf:
+    """A workload's NVF: the network, the analysis images, the result, where it is cached
+    (``stem``.npz), whether it came from the cache, and the seconds it took."""
+
+    net: Network
+    data: Dataset
+    result: NvfResult
+    stem: Path
+    cached: bool
+    seconds: float
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"note: {message}\n")
+
+
+def workload_nvf(
+    spec: WorkloadSpec,
+    *,
+    method: NvfMethod | None = None,
+    mapping: BitMapping | None = None,
+    gradient_check: bool | None = None,
+    n_images: int | None = None,
+    split: str | None = None,
+    data_dir: Path | str | None = None,
+    output_dir: Path | str | None = None,
+    force: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> WorkloadNvf:
+    """The NVF of ``spec``'s network; each argument left None takes the workload's
+    ``analysis`` setting. Loads a saved result with the same network, images and settings from
+    ``output_dir`` (default: the workload's) unless ``force``, else computes and saves it."""
+    a = spec.analysis
+    method = method or a.method
+    mapping = mapping or a.bit_mapping
+    gradient_check = a.has_gradient_check if gradient_check is None else gradient_check
+    n_images = a.n_images if n_images is None else positive_int("n_images", n_images)
+    net = load_network(spec.network)
+    data = load_dataset(net.dataset, split or a.split, data_dir=data_dir, n_images=n_images)
+    x = quantize_images(net, data.images)
+    key = analysis_key(net, x, method, mapping, gradient_check)
+    folder = Path(output_dir or spec.output_dir) / "analysis"
+    stem = folder / f"nvf-{net.name}-{method.value}-{key}"
+    npz = stem.with_suffix(".npz")
+    start = time.perf_counter()
+    result = None
+    if npz.is_file() and not force:
+        try:
+            result = load_nvf(npz, key, net)
+        except ModelFormatError as exc:  # truncated, corrupt, another's: never trusted
+            (on_note or _note)(f"{exc}; computing the NVF again")
+    cached = result is not None
+    if result is None:
+        result = compute_nvf(net, x, method=method, mapping=mapping,
+                             gradient_check=gradient_check, on_progress=on_progress)  # fmt: skip
+        save_nvf(result, npz, key)
+    return WorkloadNvf(net, data, result, stem, cached, time.perf_counter() - start)
