@@ -46,7 +46,7 @@ def locate(path: Path | str, kind: str) -> Path:
     if builtin.is_file():
         return builtin
     names = ", ".join(sorted(p.stem for p in (PRESETS / kind).glob("*.yaml")))
-    raise ConfigError(path, "<file>", f"a YAML file or a built-in name ({names})", "neither")
+    raise ConfigError(path, "<file>", f"a YAML file or a built-in name ({names})", "no such file")
 
 
 def read_yaml(path: Path) -> Any:
