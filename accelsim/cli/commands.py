@@ -289,7 +289,7 @@ def protect(args: argparse.Namespace) -> int:
         path = out_dir / f"plan-{net.name}-{mode.value}-T{args.threshold:g}.npz"
         save_plan(plan, path)
         preds = classify(protected_logits(ProtectedNetwork(net, plan, ranges), x_eval))
-        row = vars(overhead(net, plan))
+        row = {**vars(overhead(net, plan)), "mode": mode.value}
         row.update(
             plan=str(path),
             accuracy=float(np.mean(preds == eval_data.labels)),

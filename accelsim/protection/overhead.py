@@ -22,7 +22,7 @@ from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
 
 @dataclass(frozen=True)
 class Overhead:
-    mode: str
+    mode: ProtectionMode
     protected: int
     neurons: int  # total neurons of the protected network (N + extra copies)
     neurons_overhead_percent: float
@@ -60,7 +60,7 @@ def overhead(net: Network, plan: ProtectionPlan) -> Overhead:
         if isinstance(rec, Conv2D | Dense)
     )
     return Overhead(
-        mode=plan.mode.value,
+        mode=plan.mode,
         protected=n_prot,
         neurons=net.n_neurons + extra * n_prot,
         neurons_overhead_percent=100 * extra * n_prot / net.n_neurons,

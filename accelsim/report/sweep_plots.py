@@ -20,11 +20,12 @@ MARKERS = {"split": "o", "tmr": "s", "dmr_and": "^", "dmr_recompute": "v", "rang
 
 
 def _modes(rows: list[ResultRow]) -> list[str]:
-    return list(dict.fromkeys(r.mode for r in rows if not is_unprotected(r)))
+    """The protection modes of the rows (their names), in order of appearance."""
+    return list(dict.fromkeys(r.mode.value for r in rows if not is_unprotected(r)))
 
 
 def _series(rows: list[ResultRow], mode: str) -> list[ResultRow]:
-    return sorted((r for r in rows if r.mode == mode), key=lambda r: r.threshold_percent)
+    return sorted((r for r in rows if r.mode.value == mode), key=lambda r: r.threshold_percent)
 
 
 def _metric(r: ResultRow, metric: str) -> tuple[float, float, float]:

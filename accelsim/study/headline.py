@@ -131,7 +131,7 @@ def row_cells(r: ResultRow) -> list[str]:
     a, c = r.accuracy_loss_pp, r.critical_rate
     t = "-" if math.isnan(r.threshold_percent) else f"{r.threshold_percent:.4g}"
     return [
-        r.mode, r.label, t, f"{r.critical_neurons:,}", f"{r.neurons:,}",
+        r.mode.value, r.label, t, f"{r.critical_neurons:,}", f"{r.neurons:,}",
         f"{r.neurons_overhead_percent:+.2f}", f"{r.memory_overhead_percent:+.2f}",
         f"{r.cycles:,}", f"{r.cycle_overhead_percent:+.2f}",
         f"{a.value:.4f} ± {(a.hi - a.lo) / 2:.4f}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import enum
 import json
 import math
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from accelsim import files
+from accelsim.config.workload import ProtectionMode
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class ResultRow:
     int8 activation bytes per inference, network-transform view) and cycles on the architecture.
     Accuracy loss is in percentage points (mean over faults), rates are fractions."""
 
-    mode: str
+    mode: ProtectionMode
     label: str
     threshold_percent: float
     top_percent: float
@@ -65,7 +67,7 @@ def _flat(row: ResultRow) -> dict[str, Any]:
         if isinstance(value, Interval):
             out.update({f"{name}_{k}": v for k, v in dataclasses.asdict(value).items()})
         else:
-            out[name] = value
+            out[name] = value.value if isinstance(value, enum.Enum) else value
     return out
 
 
@@ -86,6 +88,8 @@ def write_results(rows: list[ResultRow], out_dir: Path, meta: dict[str, Any]) ->
 def _no_nan(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
+    if isinstance(obj, enum.Enum):
+        return obj.value
     if isinstance(obj, dict):
         return {k: _no_nan(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -114,14 +118,14 @@ def recommend(rows: list[ResultRow], budget_pp: float) -> tuple[ResultRow | None
             "confidence: lower the threshold (protect more neurons) or use TMR"
         )
     best = min(ok, key=lambda r: (r.cycle_overhead_percent, r.neurons_overhead_percent))
-    if best.mode == "none":
+    if best.mode is ProtectionMode.NONE:
         return best, (
             f"the unprotected network already keeps the accuracy loss below {budget_pp:g} pp "
             f"(95 % upper bound {best.accuracy_loss_pp.hi:.4f} pp): no protection is needed "
             "for this budget"
         )
     return best, (
-        f"{best.mode} at NVF >= {best.threshold_percent:.4g} % ({best.label}): accuracy loss "
+        f"{best.mode.value} at NVF >= {best.threshold_percent:.4g} % ({best.label}): accuracy loss "
         f"{best.accuracy_loss_pp.value:.4f} pp (95 % upper bound {best.accuracy_loss_pp.hi:.4f} "
         f"< {budget_pp:g}), at +{best.cycle_overhead_percent:.2f} % cycles, "
         f"+{best.neurons_overhead_percent:.2f} % neurons, +{best.memory_overhead_percent:.2f} % "
@@ -130,4 +134,4 @@ def recommend(rows: list[ResultRow], budget_pp: float) -> tuple[ResultRow | None
 
 
 def is_unprotected(row: ResultRow) -> bool:
-    return row.mode == "none" or math.isnan(row.threshold_percent)
+    return row.mode is ProtectionMode.NONE or math.isnan(row.threshold_percent)

@@ -109,7 +109,7 @@ def _row(job, net, report, base_cycles, summary, golden_correct, population, ima
     over = overhead(net, job.plan)
     point = job.point
     return ResultRow(
-        mode=job.mode.value,
+        mode=job.mode,
         label="unprotected" if point is None else point.label,
         threshold_percent=np.nan if point is None else point.threshold_percent,
         top_percent=np.nan if point is None else point.top_percent,

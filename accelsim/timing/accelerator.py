@@ -33,6 +33,7 @@ import numpy.typing as npt
 import simpy
 
 from accelsim.config.arch import ArchSpec, BufferSpec
+from accelsim.config.workload import ProtectionMode
 from accelsim.timing.schedule import LayerSchedule, Schedule
 
 EventLog = list[tuple[int, str, str, int]]
@@ -96,7 +97,7 @@ class TimingReport:
 
     arch: str
     network: str
-    mode: str
+    mode: ProtectionMode
     layers: tuple[LayerTiming, ...]
     ideal_memory: bool
     fold_starts: tuple[npt.NDArray[np.int64], ...]

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.arch import ArchSpec, Dataflow, PEArraySpec
+from accelsim.config.workload import ProtectionMode
 from accelsim.errors import AccelsimError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 from accelsim.functional.network import Network
@@ -153,7 +154,7 @@ class LayerSchedule:
 class Schedule:
     arch: ArchSpec
     network: str
-    mode: str  # protection mode of the plan ("none" without one)
+    mode: ProtectionMode  # of the plan (NONE without one)
     extra_copies: int
     layers: tuple[LayerSchedule, ...]
 
@@ -273,7 +274,7 @@ def schedule_layer(
 
 def schedule_network(
     net: Network, arch: ArchSpec, *, protected: dict[int, I64] | None = None,
-    extra_copies: int = 0, mode: str = "none",
+    extra_copies: int = 0, mode: ProtectionMode = ProtectionMode.NONE,
 ) -> Schedule:  # fmt: skip
     """Every layer's folds on ``arch``; ``protected`` maps layer index -> protected neurons."""
     protected = protected or {}

@@ -21,7 +21,7 @@ def plan_schedule(net: Network, arch: ArchSpec, plan: ProtectionPlan | None = No
         arch,
         protected=dict(zip(plan.layers, plan.neurons, strict=True)),
         extra_copies=EXTRA_COPIES[plan.mode],
-        mode=plan.mode.value,
+        mode=plan.mode,
     )
 
 

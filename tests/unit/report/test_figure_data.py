@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from accelsim.config.workload import ProtectionMode
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
 from accelsim.sweep.results import Interval, ResultRow
 
 
 def _row(mode, t, neurons, cycles_pct, mem_pct, loss, crit) -> ResultRow:
     return ResultRow(
-        mode=mode, label=mode if math.isnan(t) else f"NVF >= {t}", threshold_percent=t,
+        mode=ProtectionMode(mode), label=mode if math.isnan(t) else f"NVF >= {t}", threshold_percent=t,
         top_percent=math.nan, critical_neurons=0, neurons=neurons, neurons_overhead_percent=0.0,
         param_bytes=0, param_bytes_extra=0, activation_bytes=0, activation_bytes_extra=0,
         memory_overhead_percent=mem_pct, compute_cycles=0, cycles=0,

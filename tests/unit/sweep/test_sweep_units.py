@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 
+from accelsim.config.workload import ProtectionMode
 from accelsim.errors import AccelsimError
 from accelsim.protection.plan import threshold_for_top
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report
@@ -51,7 +52,7 @@ def test_sweep_points_distinct_non_empty_and_merged():
 def _row(mode, t, loss_hi, cycles, neurons=0.0):
     est = Interval(loss_hi / 2, 0.0, loss_hi)
     return ResultRow(
-        mode, "x", t, 1.0, 3, 10, neurons, 100, 0, 10, 0, 0.0, 50, 60, cycles, 100, 800, 20,
+        ProtectionMode(mode), "x", t, 1.0, 3, 10, neurons, 100, 0, 10, 0, 0.0, 50, 60, cycles, 100, 800, 20,
         0.9, est, Interval(0.01, 0.0, 0.02), Interval(0.5, 0.4, 0.6), 1.0,
     )  # fmt: skip
 
@@ -67,7 +68,7 @@ def test_recommend_picks_the_cheapest_row_under_the_budget():
     assert best is None
     assert "no configuration" in why
     best, why = recommend([_row("none", math.nan, 0.1, 0.0), *rows[1:]], 5.0)
-    assert best.mode == "none"
+    assert best.mode is ProtectionMode.NONE
     assert "no protection is needed" in why
 
 
