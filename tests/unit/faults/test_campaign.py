@@ -266,3 +266,35 @@ def test_an_interrupt_at_every_step_of_creation_and_batch_writes_resumes_exactly
         stop += 1
     print(f"interrupted before each of {stop} steps")  # noqa: T201
     assert stop >= 12  # connect, BEGIN, 2 tables, meta, COMMIT, close, rename, WAL, ..., writes
+
+
+def test_ctrl_c_beside_a_process_pool_is_deferred_to_a_safe_point() -> None:
+    """While a pool runs, SIGINT only sets a flag (a KeyboardInterrupt inside
+    concurrent.futures.wait could leave the futures' locks held and hang the exit); the campaign
+    raises it between two waits, and one that came after the last wait is delivered on leaving."""
+    import os
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from accelsim.faults.campaign import _bounded, _deferred_sigint
+
+    with _deferred_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set()  # no KeyboardInterrupt here
+        with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
+            list(_bounded(lambda b: pool.submit(lambda: b), [1, 2, 3], 2, stop))
+        assert not stop.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def interrupted_after_the_last_wait() -> None:
+        with _deferred_sigint():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_after_the_last_wait()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: left alone
+    try:
+        with _deferred_sigint() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
