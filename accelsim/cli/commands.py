@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,15 @@ import numpy as np
 from tqdm import tqdm
 
 from accelsim.analysis.store import write_csv
+from accelsim.cli.common import analysis_of, check_positive, emit, text_table
 from accelsim.config.workload import (
     ZOO_NAMES,
-    BitMapping,
-    NvfMethod,
     ProtectionMode,
-    WorkloadSpec,
     load_workload,
 )
 from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
 from accelsim.datasets.fetch import FETCHERS
-from accelsim.errors import DatasetError, positive_int
+from accelsim.errors import DatasetError
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, classify, forward, predict, quantize_images
 from accelsim.protection.overhead import overhead
@@ -36,28 +33,6 @@ from accelsim.report.tables import (
     format_table,
     needs_fine_grid,
 )
-from accelsim.study import workload_nvf
-
-
-def check_positive(args: argparse.Namespace, *options: str) -> None:
-    """Each named option that was given is an int >= 1 (the error names its flag)."""
-    for option in options:
-        value = getattr(args, option, None)
-        if value is not None:
-            positive_int(option, value)
-
-
-def _emit(args: argparse.Namespace, doc: Any, lines: list[str]) -> None:
-    print(json.dumps(doc, indent=2) if args.json else "\n".join(lines))
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-    cells = [headers, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return [fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [
-        fmt.format(*r) for r in cells[1:]
-    ]
 
 
 def _model_doc(name: str, net: Network) -> dict[str, Any]:
@@ -92,7 +67,7 @@ def models(args: argparse.Namespace) -> int:
         for d in docs
     ]
     headers = ["model", "dataset", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"]
-    _emit(args, docs, [*_table(headers, rows), "(accuracies on the full test split)"])
+    emit(args, docs, [*text_table(headers, rows), "(accuracies on the full test split)"])
     return 0
 
 
@@ -141,7 +116,7 @@ def evaluate(args: argparse.Namespace) -> int:
             f"{100 * net.accuracy.float_accuracy:.2f} % on {net.accuracy.split} "
             f"({net.accuracy.n_images:,} images)"
         )
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0
 
 
@@ -150,7 +125,7 @@ def data_fetch(args: argparse.Namespace) -> int:
     print(f"fetching {args.dataset} into {dest} ...", flush=True) if not args.json else None
     written = FETCHERS[args.dataset](dest)
     doc = {"dataset": args.dataset, "data_dir": str(dest), "files": [str(p) for p in written]}
-    _emit(args, doc, [f"verified and wrote {len(written)} files:", *(f"  {p}" for p in written)])
+    emit(args, doc, [f"verified and wrote {len(written)} files:", *(f"  {p}" for p in written)])
     return 0
 
 
@@ -177,38 +152,18 @@ def data_info(args: argparse.Namespace) -> int:
                     }
                 )
     rows = [[f["dataset"], f["split"], f"{f['images']:,}", f["source"] or "missing"] for f in found]
-    _emit(
+    emit(
         args,
         {"data_dir": str(root), "splits": found},
-        [f"data folder: {root}", *_table(["dataset", "split", "images", "files"], rows)],
+        [f"data folder: {root}", *text_table(["dataset", "split", "images", "files"], rows)],
     )
     return 0
-
-
-def _nvf(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
-    """(net, analysis data, NVF result, file stem, cached?, seconds) of ``workload_nvf`` with
-    the command's overrides and a progress bar."""
-    check_positive(args, "images")
-    method = getattr(args, "method", None)
-    mapping = getattr(args, "mapping", None)
-    n_images = getattr(args, "images", None)
-    with tqdm(total=n_images or spec.analysis.n_images, unit="img", desc="NVF", disable=None,
-              leave=False) as bar:  # fmt: skip
-        run = workload_nvf(
-            spec, method=NvfMethod(method) if method else None,
-            mapping=BitMapping(mapping) if mapping else None,
-            gradient_check=getattr(args, "gradient_check", None), n_images=n_images,
-            split=getattr(args, "split", None), data_dir=args.data_dir,
-            output_dir=args.output_dir, force=getattr(args, "force", False),
-            on_progress=bar.update,
-        )  # fmt: skip
-    return run.net, run.data, run.result, run.stem, run.cached, run.seconds
 
 
 def analyze(args: argparse.Namespace) -> int:
     """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
     spec = load_workload(args.workload)
-    net, data, result, stem, cached, seconds = _nvf(args, spec)
+    net, data, result, stem, cached, seconds = analysis_of(args, spec)
     x_len = result.n_inputs
     write_csv(result, net, stem.with_suffix(".csv"))
     figures = save_figure(nvf_figure(result, net.name), stem)
@@ -261,7 +216,7 @@ def analyze(args: argparse.Namespace) -> int:
             *format_table(fine, "Finer thresholds (the paper's grid selects almost nothing)"),
         ]
     lines += ["", "wrote: " + ", ".join(doc["files"])]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0
 
 
@@ -271,7 +226,7 @@ PROTECT_MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
 def protect(args: argparse.Namespace) -> int:
     """Plans for every mode at one NVF threshold: overhead table and fault-free accuracy."""
     spec = load_workload(args.workload)
-    net, analysis_data, result, _, cached, _ = _nvf(args, spec)
+    net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     out_dir = Path(args.output_dir or spec.output_dir) / "protection"
     eval_data = load_dataset(
@@ -337,11 +292,11 @@ def protect(args: argparse.Namespace) -> int:
         f"({result.method.value} NVF over {result.n_inputs} images); unprotected: "
         f"{net.n_neurons:,} neurons, {rows[0]['param_bytes']:,} parameter bytes, "
         f"fault-free accuracy {100 * base_acc:.2f} % on {len(x_eval):,} {eval_data.split} images",
-        *_table(headers, table),
+        *text_table(headers, table),
         "changed = images whose fault-free class differs from the unprotected network "
         "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64; ranger/zero: "
         "activations outside the range profiled on the analysis images)",
         f"plans written under {out_dir}",
     ]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0

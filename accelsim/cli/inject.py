@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from accelsim import files
-from accelsim.cli.commands import _emit, _nvf, _table, check_positive
+from accelsim.cli.common import analysis_of, check_positive, emit, estimate, text_table
 from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError
@@ -79,7 +79,7 @@ def _protected_network(args: argparse.Namespace, spec, net) -> tuple[ProtectedNe
     mode = ProtectionMode(args.protection)
     if mode is ProtectionMode.NONE:
         return unprotected(net), {}
-    net, analysis_data, result, _, cached, _ = _nvf(args, spec)
+    net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     plan = plan_from_nvf(net, mode, nvf, args.threshold)
     ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
@@ -103,18 +103,14 @@ def _groups(rows: FaultRows, pop: Population, net) -> list[tuple[str, str, np.nd
     return out
 
 
-def _est(e) -> dict[str, float]:
-    return {"value": e.value, "lo": e.lo, "hi": e.hi}
-
-
 def _summary_doc(s: Summary) -> dict[str, Any]:
     return {
         "group": s.group,
         "faults": s.n_faults,
         "population": s.population,
-        "accuracy_loss_pp": _est(s.accuracy_loss_pp),
-        "critical_rate": _est(s.critical_rate),
-        "faults_with_effect": _est(s.faults_with_effect),
+        "accuracy_loss_pp": estimate(s.accuracy_loss_pp),
+        "critical_rate": estimate(s.critical_rate),
+        "faults_with_effect": estimate(s.faults_with_effect),
     }
 
 
@@ -274,8 +270,8 @@ def _inject(args: argparse.Namespace, spec) -> int:
         f"{len(x):,} {data.split} images; golden accuracy {100 * golden_correct / len(x):.2f} %",
         f"time: {seconds:.1f} s ({pairs / max(seconds, 1e-9):,.0f} fault x image evaluations/s)",
         f"{100 * conf:g} % confidence intervals (± half-width; [lo, hi] for proportions)",
-        *_table(headers, [_summary_row(k, s) for k, s in summaries]),
+        *text_table(headers, [_summary_row(k, s) for k, s in summaries]),
         "wrote: " + ", ".join(doc["files"]),
     ]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0

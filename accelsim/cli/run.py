@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from accelsim.cli.commands import _emit, _table
+from accelsim.cli.common import emit, text_table
 from accelsim.study import ROW_HEADERS, TABLE_I_HEADERS, StudyOptions, prepare_study, row_cells
 
 
@@ -67,11 +67,11 @@ def run_command(args: argparse.Namespace) -> int:
         f"budget: {result.recommendation}"
     )
     lines = [
-        "", *_table(list(ROW_HEADERS), [row_cells(r) for r in result.rows]), "",
+        "", *text_table(list(ROW_HEADERS), [row_cells(r) for r in result.rows]), "",
         result.precision, "", "Table I: critical neurons per NVF threshold (ours | paper)",
-        *_table(list(TABLE_I_HEADERS), [list(r) for r in result.table_i]),
+        *text_table(list(TABLE_I_HEADERS), [list(r) for r in result.table_i]),
         "", f"done in {seconds:.0f} s; wrote {study.out_dir}/: results.csv, results.json, "
         "figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/", "", advice,
     ]  # fmt: skip
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0

@@ -15,8 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from accelsim import files
-from accelsim.cli.commands import _emit, _nvf, _table, check_positive
-from accelsim.cli.inject import _est
+from accelsim.cli.common import analysis_of, check_positive, emit, estimate, text_table
 from accelsim.config.arch import load_arch
 from accelsim.config.workload import FaultKind, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
@@ -57,7 +56,7 @@ def _networks(args, spec, net, modes) -> tuple[dict[ProtectionMode, ProtectedNet
     info: dict[str, Any] = {"threshold_percent": args.threshold}
     protected = [m for m in modes if m is not ProtectionMode.NONE]
     if protected:
-        net, analysis_data, result, _, cached, _ = _nvf(args, spec)
+        net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
         nvf = {lay.layer: lay.nvf for lay in result.layers}
         ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
         threshold = args.threshold if args.top is None else threshold_for_top(nvf, args.top)
@@ -202,7 +201,7 @@ def _pe_study(args, spec, net, pnets, schedules, reports) -> tuple[list[dict], l
             "exposure_factor": exposure,
             "pe_view": _metrics(pe_sum),
             "exposure_weighted_critical_rate": {
-                k: exposure * v for k, v in _est(pe_sum.critical_rate).items()
+                k: exposure * v for k, v in estimate(pe_sum.critical_rate).items()
             },
             "neuron_view": _metrics(n_sum),
         })  # fmt: skip
@@ -219,9 +218,9 @@ def _pe_study(args, spec, net, pnets, schedules, reports) -> tuple[list[dict], l
 
 def _metrics(s: Summary) -> dict[str, dict[str, float]]:
     return {
-        "critical_rate": _est(s.critical_rate),
-        "faults_with_effect": _est(s.faults_with_effect),
-        "accuracy_loss_pp": _est(s.accuracy_loss_pp),
+        "critical_rate": estimate(s.critical_rate),
+        "faults_with_effect": estimate(s.faults_with_effect),
+        "accuracy_loss_pp": estimate(s.accuracy_loss_pp),
     }
 
 
@@ -283,7 +282,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         lines += [
             "",
             f"[{title}] simulated in {seconds[mode]:.3f} s",
-            *_table(LAYER_HEADERS, [*map(_layer_row, r.layers), _total_row(r)]),
+            *text_table(LAYER_HEADERS, [*map(_layer_row, r.layers), _total_row(r)]),
         ]
         lines += [
             f"note: {t.name} needs more than the {', '.join(t.oversized)} buffer holds; its "
@@ -304,7 +303,7 @@ def simulate_command(args: argparse.Namespace) -> int:
             "footprint_bytes": r.footprint_bytes, "overhead_percent": dataclasses.asdict(over),
             "layers": [dataclasses.asdict(t) for t in r.layers],
         })  # fmt: skip
-    lines += ["", *_table(
+    lines += ["", *text_table(
         ["mode", "protected", "compute cyc", "total cyc", "latency us", "+cycles %",
          "+compute %", "+off-chip B %", "footprint B", "+footprint %"], summary_rows,
     )]  # fmt: skip
@@ -327,10 +326,10 @@ def simulate_command(args: argparse.Namespace) -> int:
             "next to single-bit neuron-output faults uniform over neuron copies x bit (the "
             f"paper's view), {args.test_images:,} images; critical rate = fault x image "
             "inferences whose class changes (95 % interval)",
-            *_table(PE_HEADERS, rows),
+            *text_table(PE_HEADERS, rows),
             "exposure = cycles of the run / cycles of the unprotected run: with the same raw fault "
             "rate per PE and cycle, a longer protected run is hit that much more often",
         ]  # fmt: skip
     lines += ["", "wrote: " + ", ".join(files)]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0

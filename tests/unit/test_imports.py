@@ -71,3 +71,13 @@ def test_folder_imports_follow_the_rules(folder: str) -> None:
 def test_core_never_imports_torch() -> None:
     for path in PKG.rglob("*.py"):
         assert not any(n.split(".")[0] == "torch" for n in _imports(path)), path
+
+
+def test_cli_modules_share_only_public_helpers() -> None:
+    """What the commands share lives in cli/common.py under public names; no CLI module
+    reaches into another's private helpers."""
+    for path in (PKG / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("accelsim"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
