@@ -34,7 +34,7 @@ from accelsim.study import (
 )
 from accelsim.timing.accelerator import TimingReport
 from accelsim.timing.pe_faults import PeFault, PeSite
-from accelsim.timing.simulate import overhead, plan_schedule, simulate
+from accelsim.timing.simulate import plan_schedule, simulate, timing_overhead
 from accelsim.timing.values import accelerator_logits
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "load_network",
     "load_workload",
     "network_hash",
-    "overhead",
     "plan_schedule",
     "predict",
     "prepare_study",
@@ -76,5 +75,6 @@ __all__ = [
     "run_study",
     "save_network",
     "simulate",
+    "timing_overhead",
     "workload_nvf",
 ]

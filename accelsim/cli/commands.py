@@ -22,7 +22,7 @@ from accelsim.datasets.fetch import FETCHERS
 from accelsim.errors import DatasetError
 from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, classify, forward, predict, quantize_images
-from accelsim.protection.overhead import overhead
+from accelsim.protection.overhead import network_overhead
 from accelsim.protection.plan import plan_from_nvf, save_plan
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
 from accelsim.report.plots import nvf_figure, save_figure
@@ -244,7 +244,7 @@ def protect(args: argparse.Namespace) -> int:
         path = out_dir / f"plan-{net.name}-{mode.value}-T{args.threshold:g}.npz"
         save_plan(plan, path)
         preds = classify(protected_logits(ProtectedNetwork(net, plan, ranges), x_eval))
-        row = {**vars(overhead(net, plan)), "mode": mode.value}
+        row = {**vars(network_overhead(net, plan)), "mode": mode.value}
         row.update(
             plan=str(path),
             accuracy=float(np.mean(preds == eval_data.labels)),

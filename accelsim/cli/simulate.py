@@ -31,7 +31,7 @@ from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unpr
 from accelsim.timing.accelerator import LayerTiming, TimingReport
 from accelsim.timing.pe_campaign import PeCampaignResult, run_pe_campaign
 from accelsim.timing.pe_faults import SITE_BITS, PeSite, sample_pe_faults
-from accelsim.timing.simulate import overhead, simulate
+from accelsim.timing.simulate import simulate, timing_overhead
 
 LAYER_FIELDS = [f.name for f in dataclasses.fields(LayerTiming)]
 
@@ -273,7 +273,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     summary_rows, mode_docs = [], []
     for mode, r in reports.items():
         plan = pnets[mode].plan
-        over = overhead(r, base)
+        over = timing_overhead(r, base)
         title = (
             mode.value
             if mode is ProtectionMode.NONE

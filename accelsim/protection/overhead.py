@@ -21,7 +21,7 @@ from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
 
 
 @dataclass(frozen=True)
-class Overhead:
+class NetworkOverhead:
     mode: ProtectionMode
     protected: int
     neurons: int  # total neurons of the protected network (N + extra copies)
@@ -41,7 +41,7 @@ def _next_weighted(net: Network, layer: int) -> Conv2D | Dense | None:
     return None
 
 
-def overhead(net: Network, plan: ProtectionPlan) -> Overhead:
+def network_overhead(net: Network, plan: ProtectionPlan) -> NetworkOverhead:
     extra = EXTRA_COPIES[plan.mode]
     n_prot = plan.n_protected
     param_extra = 0
@@ -59,7 +59,7 @@ def overhead(net: Network, plan: ProtectionPlan) -> Overhead:
         for rec in net.layers
         if isinstance(rec, Conv2D | Dense)
     )
-    return Overhead(
+    return NetworkOverhead(
         mode=plan.mode,
         protected=n_prot,
         neurons=net.n_neurons + extra * n_prot,

@@ -23,7 +23,7 @@ from accelsim.faults.sampling import build_population, sample_faults, sample_siz
 from accelsim.faults.store import open_store
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import Network, classify
-from accelsim.protection.overhead import overhead
+from accelsim.protection.overhead import network_overhead
 from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf, plan_hash
 from accelsim.protection.protected import ProtectedNetwork, protected_logits
 from accelsim.sweep.results import Interval, ResultRow
@@ -106,7 +106,7 @@ def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress)
 def _row(job, net, report, base_cycles, summary, golden_correct, population, images, seconds):
     """One result row; overheads are relative to the unprotected network (``overhead`` reports
     its parameter and activation bytes with every plan)."""
-    over = overhead(net, job.plan)
+    over = network_overhead(net, job.plan)
     point = job.point
     return ResultRow(
         mode=job.mode,

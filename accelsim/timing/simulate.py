@@ -39,7 +39,7 @@ def simulate(
 
 
 @dataclass(frozen=True)
-class Overhead:
+class TimingOverhead:
     """What a protected run costs relative to the unprotected one (percent)."""
 
     cycles_percent: float
@@ -52,10 +52,10 @@ def _pct(new: float, base: float) -> float:
     return 100.0 * (new - base) / base if base else 0.0
 
 
-def overhead(report: TimingReport, baseline: TimingReport) -> Overhead:
+def timing_overhead(report: TimingReport, baseline: TimingReport) -> TimingOverhead:
     traffic = report.total("offchip_read_bytes") + report.total("offchip_write_bytes")
     base_traffic = baseline.total("offchip_read_bytes") + baseline.total("offchip_write_bytes")
-    return Overhead(
+    return TimingOverhead(
         _pct(report.total_cycles, baseline.total_cycles),
         _pct(report.total("compute_cycles"), baseline.total("compute_cycles")),
         _pct(traffic, base_traffic),

@@ -11,7 +11,7 @@ from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.errors import AccelsimError, ModelFormatError
 from accelsim.functional.layers import Flatten
 from accelsim.functional.network import Network, forward_all, quantize_images
-from accelsim.protection.overhead import overhead
+from accelsim.protection.overhead import network_overhead
 from accelsim.protection.plan import load_plan, plan_from_neurons, plan_from_nvf, save_plan
 from accelsim.protection.protected import (
     CopyFault,
@@ -127,8 +127,8 @@ def test_faults_in_copies(hand_net: Network) -> None:
 
 
 def test_overhead_counts(hand_net: Network) -> None:
-    split = overhead(hand_net, plan_from_neurons(hand_net, Mode.SPLIT, {1: [0, 2]}))
-    tmr = overhead(hand_net, plan_from_neurons(hand_net, Mode.TMR, {1: [0, 2]}))
+    split = network_overhead(hand_net, plan_from_neurons(hand_net, Mode.SPLIT, {1: [0, 2]}))
+    tmr = network_overhead(hand_net, plan_from_neurons(hand_net, Mode.TMR, {1: [0, 2]}))
     assert (split.neurons, tmr.neurons) == (3 + 2, 3 + 4)
     # split: per copy a 2-byte weight row + 4-byte bias, and a weight in the next layer per logit
     assert split.param_bytes_extra == 2 * (2 + 4 + 2)

@@ -12,7 +12,7 @@ from accelsim.config.arch import BufferSpec, CorrectionSpec, Dataflow, OffchipSp
 from accelsim.config.workload import ProtectionMode
 from accelsim.protection.plan import plan_from_neurons
 from accelsim.timing.schedule import schedule_network
-from accelsim.timing.simulate import overhead, simulate
+from accelsim.timing.simulate import simulate, timing_overhead
 from tests.unit.timing.conftest import arch_with
 
 BIG = BufferSpec(1 << 20, 1 << 10, True)
@@ -127,7 +127,7 @@ def test_correction_stage_after_protected_folds(tiny_net):
     assert lt.total_cycles == 6 * 19 + 5
     assert lt.copy_bytes == 2 * 7
     _, base = simulate(tiny_net, arch, ideal_memory=True)
-    over = overhead(report, base)
+    over = timing_overhead(report, base)
     assert over.compute_percent == pytest.approx(
         100 * (report.total("compute_cycles") / base.total("compute_cycles") - 1)
     )
