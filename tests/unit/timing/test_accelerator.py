@@ -166,3 +166,48 @@ def test_same_inputs_same_report(tiny_net):
     b = simulate(tiny_net, arch)[1]
     assert a.layers == b.layers
     assert dataclasses.asdict(a.layers[0]) == dataclasses.asdict(b.layers[0])
+
+
+@pytest.mark.parametrize(("lcu_latency", "d2_start"), [(1, 37), (30, 51)])
+def test_complete_event_log_of_a_tiny_protected_network(lcu_latency, d2_start):
+    """Every event of one inference, written out by hand. Network: flatten, d1 (4 -> 3),
+    d2 (3 -> 2); d1's neuron 0 split. Array 2x2 output stationary, large buffers, off-chip
+    8 B/cycle with a 10-cycle read latency, LCU 8 lanes with latency 1.
+
+    d1: M 1 x N 3 -> ceil(3 / 2) = 2 folds of K + R + C - 2 = 4 + 2 + 2 - 2 = 6 cycles; the
+    split copy of neuron 0 takes the idle second row of fold 0 (no extra fold). Its operands
+    fit: one fetch of 4 input + 3 x 4 weight + 3 x 4 bias = 28 B = 4 cycles + 10 latency, so
+    fold 0 starts at 14 and ends at 20, when the LCU takes its 1 protected neuron (1 + 1
+    cycles, done at 22) and fold 1 runs 20..26. Write-backs: 2 B at 20..21, 1 B at 26..27,
+    the last one lands 10 cycles later: d1 is drained and corrected at 37.
+    d2: 3 + 2 x 3 + 2 x 4 = 17 B = 3 cycles + 10, so its one fold of 3 + 2 + 2 - 2 = 5 cycles
+    runs 50..55; its 2 B go out at 55..56 and land at 66. With an LCU latency of 30 the
+    correction (20 + 1 + 30 = 51) outlasts the drain: d2 starts at 51 and everything after
+    moves by 14 cycles."""
+    from accelsim.functional.layers import Flatten
+    from accelsim.functional.network import Network
+    from tests.conftest import make_dense
+
+    d1 = make_dense("d1", np.ones((3, 4)), np.zeros(3), 1.0, True)
+    d2 = make_dense("d2", np.ones((2, 3)), np.zeros(2), 1.0, False)
+    net = Network(
+        "hand", "mnist", (1, 1, 4), 1.0, (0.0,), (1.0,), (Flatten("f", (1, 1, 4)), d1, d2)
+    )
+    arch = arch_with(PEArraySpec(2, 2, Dataflow.OUTPUT_STATIONARY), weights=BIG, inputs=BIG,
+                     outputs=BIG, offchip=OffchipSpec(8, 10),
+                     correction=CorrectionSpec(8, lcu_latency, 8, 1))  # fmt: skip
+    log: list = []
+    plan = plan_from_neurons(net, ProtectionMode.SPLIT, {1: [0]})
+    _, report = simulate(net, arch, plan=plan, log=log)
+    assert log == [
+        (0, "Controller", "layer_start", 1),
+        (14, "PEArray", "fold", 1),
+        (20, "CorrectionStage", "correct", 1),
+        (20, "PEArray", "fold", 1),
+        (d2_start, "Controller", "layer_start", 2),
+        (d2_start + 13, "PEArray", "fold", 2),
+    ]
+    d1_cycles, d2_cycles = d2_start, 13 + 5 + 1 + 10
+    assert [(t.total_cycles, t.compute_cycles) for t in report.layers] == [
+        (d1_cycles, 12), (d2_cycles, 5)]  # fmt: skip
+    assert report.total_cycles == d1_cycles + d2_cycles
