@@ -23,6 +23,7 @@ correction), and the two tools agree layer by layer.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -282,6 +283,35 @@ class OutputDrain(_Component):
             yield p.drained.put(k)
 
 
+class CorrectionUnit(enum.Enum):
+    """The hardware that merges a protected neuron's copies (``arch.correction``'s lanes)."""
+
+    LCU = "lcu"
+    VOTER = "voter"
+
+
+# Each protection mode's timed correction: split merges its halves in the LCU, DMR-AND ANDs its
+# two copies with the LCU's gates, Ranger and zeroing check the value against its profiled range
+# in the LCU lanes; TMR votes, and DMR-recompute compares its two copies in the voter lanes (a
+# mismatch's recomputation is not timed: the model times fault-free inference).
+CORRECTION_UNIT = {
+    ProtectionMode.SPLIT: CorrectionUnit.LCU,
+    ProtectionMode.DMR_AND: CorrectionUnit.LCU,
+    ProtectionMode.RANGER: CorrectionUnit.LCU,
+    ProtectionMode.ZERO: CorrectionUnit.LCU,
+    ProtectionMode.TMR: CorrectionUnit.VOTER,
+    ProtectionMode.DMR_RECOMPUTE: CorrectionUnit.VOTER,
+}
+
+
+def correction_lanes(mode: ProtectionMode, arch: ArchSpec) -> tuple[int, int]:
+    """(lanes, latency cycles) of the unit that corrects ``mode``'s protected neurons."""
+    corr = arch.correction
+    if CORRECTION_UNIT.get(mode) is CorrectionUnit.VOTER:
+        return corr.voter_lanes, corr.voter_latency_cycles
+    return corr.lcu_lanes, corr.lcu_latency_cycles  # NONE protects nothing: never used
+
+
 class CorrectionStage(_Component):
     """LCU or voter lanes: corrects the protected neurons each finished fold hands over, then
     writes the corrected value back to the neuron's slot (both copies' slots for split)."""
@@ -290,12 +320,8 @@ class CorrectionStage(_Component):
         return self.correct()
 
     def correct(self) -> Generator[simpy.Event, Any, None]:
-        p, env, corr = self.ports, self.env, self.arch.correction
-        lanes, latency = (
-            (corr.voter_lanes, corr.voter_latency_cycles)
-            if self.schedule.extra_copies == 2
-            else (corr.lcu_lanes, corr.lcu_latency_cycles)
-        )
+        p, env = self.ports, self.env
+        lanes, latency = correction_lanes(self.schedule.mode, self.arch)
         for k, ls in enumerate(self.schedule.layers):
             if ls.fold is None:
                 continue

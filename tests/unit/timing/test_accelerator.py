@@ -211,3 +211,28 @@ def test_complete_event_log_of_a_tiny_protected_network(lcu_latency, d2_start):
     assert [(t.total_cycles, t.compute_cycles) for t in report.layers] == [
         (d1_cycles, 12), (d2_cycles, 5)]  # fmt: skip
     assert report.total_cycles == d1_cycles + d2_cycles
+
+
+@pytest.mark.parametrize(
+    ("mode", "busy"),
+    [(ProtectionMode.SPLIT, 3), (ProtectionMode.DMR_AND, 3), (ProtectionMode.RANGER, 3),
+     (ProtectionMode.ZERO, 3), (ProtectionMode.TMR, 2), (ProtectionMode.DMR_RECOMPUTE, 2)],
+)  # fmt: skip
+def test_each_mode_is_corrected_by_its_own_unit(tiny_net, mode, busy):
+    """5 protected neurons of d1 finish in one fold: the LCU (2 lanes, latency 7) takes
+    ceil(5 / 2) = 3 busy cycles, the voter (3 lanes, latency 11) ceil(5 / 3) = 2. Split,
+    DMR-AND, Ranger and zeroing use the LCU; TMR and DMR-recompute the voter."""
+    from accelsim.timing.accelerator import CORRECTION_UNIT, CorrectionUnit
+
+    assert set(CORRECTION_UNIT) == set(ProtectionMode) - {ProtectionMode.NONE}
+    arch = arch_with(PEArraySpec(8, 8, Dataflow.OUTPUT_STATIONARY), weights=BIG, inputs=BIG,
+                     outputs=BIG, correction=CorrectionSpec(2, 7, 3, 11))  # fmt: skip
+    d1 = [layer.name for layer in tiny_net.layers].index("d1")
+    plan = plan_from_neurons(tiny_net, mode, {d1: [0, 1, 2, 3, 4]})
+    log: list = []
+    _, report = simulate(tiny_net, arch, plan=plan, log=log, ideal_memory=True)
+    assert [e[3] for e in log if e[2] == "correct"] == [5]
+    k = [lt.name for lt in report.layers].index("d1")
+    assert report.layers[k].correction_cycles == busy
+    latency = 7 if CORRECTION_UNIT[mode] is CorrectionUnit.LCU else 11
+    assert report.layers[k].correction_exposed_cycles == busy + latency
