@@ -10,7 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from accelsim import files
+from accelsim import StudyOptions, files, prepare_study
 from accelsim.cli.main import main
 from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS
 
@@ -35,6 +35,18 @@ def paper_shares(network: str) -> list[float]:
     """The shares (percent of neurons) the paper's NVF grid protects, largest first, > 0."""
     table = PAPER_TABLE_I[network]
     return [100 * c / table[0] for c in table if c > 0]
+
+
+def study_json(arch: str, workload: str, **options: Any) -> dict[str, Any]:
+    """The headline study through the library (``accelsim.run_study``), as the JSON document
+    ``run --json`` prints; a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    study = prepare_study(arch, workload, StudyOptions(**options))
+    print(study.header, flush=True)
+    with tqdm(total=study.n_faults, unit="fault", disable=None) as bar:
+        result = study.run(on_progress=bar.update)
+    return json.loads(json.dumps(result.document()))
 
 
 def accelsim_json(argv: list[str]) -> dict[str, Any]:
@@ -67,4 +79,4 @@ def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
 
 
 __all__ = ["NAMES", "NETWORKS", "OUT", "PAPER", "PAPER_TABLE_I", "PAPER_THRESHOLDS", "REPO",
-           "accelsim_json", "paper_shares", "save"]  # fmt: skip
+           "accelsim_json", "paper_shares", "save", "study_json"]  # fmt: skip

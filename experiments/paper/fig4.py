@@ -19,9 +19,9 @@ from common import (
     PAPER_TABLE_I,
     PAPER_THRESHOLDS,
     REPO,
-    accelsim_json,
     paper_shares,
     save,
+    study_json,
 )
 
 
@@ -43,11 +43,12 @@ def main() -> None:
     docs, md = {}, []
     for net in args.networks.split(","):
         shares = paper_shares(net)
-        argv = ["run", args.arch, str(REPO / "workloads" / f"{net}.yaml"), "--scale", "paper",
-                "--tops", ",".join(f"{s:.4f}" for s in shares), "--faults", str(args.faults),
-                "--test-images", str(args.test_images), "--seed", str(args.seed),
-                "--out", str(OUT / "fig4" / net), "--resume"]  # fmt: skip
-        doc = accelsim_json(argv)
+        doc = study_json(
+            args.arch, str(REPO / "workloads" / f"{net}.yaml"), scale="paper",
+            tops=tuple(round(s, 4) for s in shares), faults=args.faults,
+            test_images=args.test_images, seed=args.seed, out_dir=OUT / "fig4" / net,
+            resume=True,
+        )  # fmt: skip
         docs[net] = doc
         table = PAPER_TABLE_I[net]
         n = table[0]

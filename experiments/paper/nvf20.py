@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import NAMES, OUT, PAPER, REPO, accelsim_json, save
+from common import NAMES, OUT, PAPER, REPO, save, study_json
 
 
 def _fmt(est: dict, scale: float = 1.0) -> str:
@@ -56,15 +56,12 @@ def main() -> None:
     docs, md = {}, []
     for net in args.networks.split(","):
         paper = PAPER[net]
-        argv = ["run", args.arch, str(REPO / "workloads" / f"{net}.yaml"), "--scale", "paper",
-                "--thresholds", "20", "--tops", f"{paper['critical_20_share']}",
-                "--seed", str(args.seed), "--out", str(OUT / "nvf20" / net),
-                "--resume"]  # fmt: skip
-        if args.faults:
-            argv += ["--faults", str(args.faults)]
-        if args.test_images:
-            argv += ["--test-images", str(args.test_images)]
-        doc = accelsim_json(argv)
+        doc = study_json(
+            args.arch, str(REPO / "workloads" / f"{net}.yaml"), scale="paper",
+            thresholds=(20.0,), tops=(paper["critical_20_share"],), seed=args.seed,
+            out_dir=OUT / "nvf20" / net, resume=True, faults=args.faults or None,
+            test_images=args.test_images or None,
+        )  # fmt: skip
         docs[net] = doc
         rows = doc["rows"]
         base = rows[0]
