@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,9 @@ from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError
 from accelsim.faults.campaign import (
     CampaignInputs,
+    campaign_settings,
     check_reachable,
-    golden_state,
+    golden_classes,
     run_campaign,
 )
 from accelsim.faults.metrics import Summary, summarize
@@ -30,13 +30,12 @@ from accelsim.faults.model import bits_label, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults
 from accelsim.faults.store import FaultRows, done_ids, open_store
 from accelsim.files import OutputLock
-from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import classify, quantize_images
-from accelsim.protection.plan import plan_from_nvf, plan_hash
+from accelsim.functional.modelio import load_network
+from accelsim.functional.network import quantize_images
+from accelsim.protection.plan import plan_from_nvf
 from accelsim.protection.protected import (
     ProtectedNetwork,
     profile_ranges,
-    protected_logits,
     unprotected,
 )
 
@@ -179,24 +178,11 @@ def _inject(args: argparse.Namespace, spec) -> int:
     labels = data.labels.astype(np.int64)
     pop = build_population(net, pnet.plan, fspec.kind, fspec.n_bits)
     faults = sample_faults(pop, fspec, rng=np.random.default_rng(fspec.seed))
-    images_hash = hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16]
-    settings = {
-        "network": net.name,
-        "network_hash": network_hash(net),
-        "protection": mode.value,
-        "threshold_percent": args.threshold if mode is not ProtectionMode.NONE else None,
-        "plan_hash": plan_hash(pnet.plan),
-        "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
-        "fault_model": {
-            k: (v.value if hasattr(v, "value") else v) for k, v in asdict(fspec).items()
-        },
-        "population": pop.size,
-        "faults": len(faults),
-        "dataset": data.name,
-        "split": data.split,
-        "images": len(x),
-        "images_hash": images_hash,
-    }
+    settings = campaign_settings(
+        pnet, fspec, len(faults), x, labels, network=net.name,
+        threshold_percent=args.threshold if mode is not ProtectionMode.NONE else None,
+        population=pop.size, dataset=data.name, split=data.split, images=len(x),
+    )  # fmt: skip
     tag = mode.value if mode is ProtectionMode.NONE else f"{mode.value}-T{args.threshold:g}"
     out_dir = Path(args.output_dir or spec.output_dir) / "campaigns"
     stem = out_dir / f"campaign-{net.name}-{tag}"
@@ -206,8 +192,7 @@ def _inject(args: argparse.Namespace, spec) -> int:
     inputs = CampaignInputs(pnet, x, labels)
     start = time.perf_counter()  # the golden state counts: workers compute it in their time
     in_process = args.dask is None and (args.workers or 1) == 1
-    # in this process the campaign needs the golden state anyway; elsewhere one inference will do
-    golden = golden_state(inputs).classes if in_process else classify(protected_logits(pnet, x))
+    golden = golden_classes(inputs, in_process=in_process)
     golden_correct = int((golden == labels).sum())
     done_before = len(done_ids(con))
     with tqdm(

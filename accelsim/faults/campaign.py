@@ -25,21 +25,24 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from accelsim.config.workload import FaultSpec
 from accelsim.errors import AccelsimError, ParameterError, positive_int
 from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes, locality_order
 from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
 from accelsim.functional.modelio import network_hash
+from accelsim.functional.network import classify
 from accelsim.protection.plan import plan_hash
-from accelsim.protection.protected import ProtectedNetwork
+from accelsim.protection.protected import ProtectedNetwork, protected_logits
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
@@ -79,6 +82,35 @@ def golden_state(inputs: CampaignInputs) -> GoldenState:
             _STATES.clear()
             _STATES[inputs.key] = compute_golden(inputs.pnet, inputs.x, inputs.labels)
         return _STATES[inputs.key]
+
+
+def campaign_settings(
+    pnet: ProtectedNetwork, fault_spec: FaultSpec, n_faults: int, x: I8, labels: I64,
+    **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """What identifies a campaign in its database (``store.open_store`` refuses a database of
+    other settings): the network, plan and ranges, the fault model, the sample size and the
+    images; ``extra`` adds the caller's own keys."""
+    return {
+        "network_hash": network_hash(pnet.net),
+        "protection": pnet.plan.mode.value,
+        "plan_hash": plan_hash(pnet.plan),
+        "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
+        "fault_model": {
+            k: (v.value if hasattr(v, "value") else v) for k, v in asdict(fault_spec).items()
+        },
+        "faults": n_faults,
+        "images_hash": hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16],
+        **extra,
+    }
+
+
+def golden_classes(inputs: CampaignInputs, *, in_process: bool) -> npt.NDArray[np.int64]:
+    """The fault-free classes: from the golden state when this process runs the campaign (it
+    needs that state anyway), else from one protected inference."""
+    if in_process:
+        return golden_state(inputs).classes
+    return classify(protected_logits(inputs.pnet, inputs.x))
 
 
 def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:

@@ -5,10 +5,9 @@ soon as it is complete."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +15,20 @@ import numpy.typing as npt
 
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultSpec, ProtectionMode
-from accelsim.faults.campaign import CampaignInputs, golden_state, run_campaign
+from accelsim.faults.campaign import (
+    CampaignInputs,
+    campaign_settings,
+    golden_classes,
+    run_campaign,
+)
 from accelsim.faults.metrics import Estimate, summarize
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults, sample_size
 from accelsim.faults.store import open_store
-from accelsim.functional.modelio import network_hash
-from accelsim.functional.network import Network, classify
+from accelsim.functional.network import Network
 from accelsim.protection.overhead import network_overhead
-from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf, plan_hash
-from accelsim.protection.protected import ProtectedNetwork, protected_logits
+from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf
+from accelsim.protection.protected import ProtectedNetwork
 from accelsim.sweep.results import Interval, ResultRow
 from accelsim.sweep.thresholds import SweepPoint
 from accelsim.timing.simulate import simulate
@@ -74,20 +77,9 @@ def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress)
     f = config.faults
     pop = build_population(pnet.net, pnet.plan, f.kind, f.n_bits)
     faults = sample_faults(pop, f, rng=np.random.default_rng(f.seed))
-    settings = {
-        "network_hash": network_hash(pnet.net),
-        "protection": job.mode.value,
-        "plan_hash": plan_hash(pnet.plan),
-        "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
-        "fault_model": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(f).items()},
-        "faults": len(faults),
-        "images_hash": hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16],
-    }
+    settings = campaign_settings(pnet, f, len(faults), x, labels)
     inputs = CampaignInputs(pnet, x, labels)
-    # in this process the campaign needs the golden state anyway; for workers one inference will do
-    golden = (
-        golden_state(inputs).classes if config.workers == 1 else classify(protected_logits(pnet, x))
-    )
+    golden = golden_classes(inputs, in_process=config.workers == 1)
     golden_correct = int((golden == labels).sum())
     con = open_store(db, settings, resume=resume)
     try:
