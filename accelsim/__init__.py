@@ -23,6 +23,7 @@ from accelsim.functional.network import (
     resume,
 )
 from accelsim.functional.quantize import quantize_network
+from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS, critical_table
 from accelsim.study import (
     Study,
     StudyOptions,
@@ -38,6 +39,8 @@ from accelsim.timing.simulate import plan_schedule, simulate, timing_overhead
 from accelsim.timing.values import accelerator_logits
 
 __all__ = [
+    "PAPER_TABLE_I",
+    "PAPER_THRESHOLDS",
     "AccelsimError",
     "ArchSpec",
     "ConfigError",
@@ -57,6 +60,7 @@ __all__ = [
     "__version__",
     "accelerator_logits",
     "classify",
+    "critical_table",
     "forward",
     "forward_all",
     "load_arch",

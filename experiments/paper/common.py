@@ -1,18 +1,15 @@
-"""Shared by the paper-reproduction scripts: run accelsim's CLI, capture its JSON, and the
-paper's reference numbers (DESIGN.md section 7, the paper's Table I)."""
+"""Shared by the paper-reproduction scripts: run the study through accelsim's library as the
+JSON document ``run --json`` prints, and the paper's reference numbers (DESIGN.md section 7,
+the paper's Table I)."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from accelsim import StudyOptions, files, prepare_study
-from accelsim.cli.main import main
-from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS
+from accelsim import PAPER_TABLE_I, PAPER_THRESHOLDS, StudyOptions, files, prepare_study
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "experiments" / "out"
@@ -49,16 +46,6 @@ def study_json(arch: str, workload: str, **options: Any) -> dict[str, Any]:
     return json.loads(json.dumps(result.document()))
 
 
-def accelsim_json(argv: list[str]) -> dict[str, Any]:
-    """Run ``python -m accelsim ARGV --json`` in this process and return its document."""
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = main([*argv, "--json"])
-    if code != 0:
-        raise SystemExit(f"accelsim {' '.join(argv)} failed with status {code}")
-    return json.loads(buf.getvalue())
-
-
 def git_hash() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          cwd=REPO, check=False)  # fmt: skip
@@ -79,4 +66,4 @@ def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
 
 
 __all__ = ["NAMES", "NETWORKS", "OUT", "PAPER", "PAPER_TABLE_I", "PAPER_THRESHOLDS", "REPO",
-           "accelsim_json", "paper_shares", "save", "study_json"]  # fmt: skip
+           "paper_shares", "save", "study_json"]  # fmt: skip

@@ -81,3 +81,12 @@ def test_cli_modules_share_only_public_helpers() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("accelsim"):
                 private = [a.name for a in node.names if a.name.startswith("_") and a.name[1] != "_"]
                 assert not private, f"{path.name} imports {private} from {node.module}"
+
+
+def test_paper_scripts_use_only_the_public_api() -> None:
+    """experiments/paper/ imports accelsim's public names only (``from accelsim import ...``),
+    never a module inside it nor the CLI."""
+    for path in (PKG.parent / "experiments" / "paper").glob("*.py"):
+        for name in _imports(path):
+            if name.split(".")[0] == "accelsim":
+                assert name == "accelsim", f"{path.name} imports {name}"
