@@ -75,6 +75,18 @@ class ParameterError(AccelsimError, ValueError):
 
 def positive_int(parameter: str, value: object) -> int:
     """``value`` when it is an int >= 1, else a :class:`ParameterError` naming ``parameter``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParameterError(parameter, f"{{parameter}}: expected an int >= 1, got {value!r}")
+    return _int_from(parameter, value, 1)
+
+
+def seed_int(parameter: str, value: object) -> int:
+    """``value`` when it is a usable seed (an int in [0, 2**63 - 1]), else a
+    :class:`ParameterError` naming ``parameter``."""
+    return _int_from(parameter, value, 0, 2**63 - 1)
+
+
+def _int_from(parameter: str, value: object, lo: int, hi: int | None = None) -> int:
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < lo
+    if bad or (hi is not None and value > hi):
+        want = f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]"
+        raise ParameterError(parameter, f"{{parameter}}: expected {want}, got {value!r}")
     return value

@@ -17,7 +17,7 @@ from accelsim import files
 from accelsim.cli.common import analysis_of, check_positive, emit, estimate, text_table
 from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, seed_int
 from accelsim.faults.campaign import (
     CampaignInputs,
     campaign_settings,
@@ -56,7 +56,7 @@ def _fault_spec(args: argparse.Namespace, spec: FaultSpec) -> FaultSpec:
     if args.faults is not None:
         changes["samples"] = args.faults
     if args.seed is not None:
-        changes["seed"] = args.seed
+        changes["seed"] = seed_int("seed", args.seed)
     if args.kind is not None:
         changes["kind"] = FaultKind(args.kind)
         changes["n_bits"] = args.bits or (

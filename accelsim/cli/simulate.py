@@ -19,6 +19,7 @@ from accelsim.cli.common import analysis_of, check_positive, emit, estimate, tex
 from accelsim.config.arch import load_arch
 from accelsim.config.workload import FaultKind, ProtectionMode, load_workload
 from accelsim.datasets import load_dataset
+from accelsim.errors import seed_int
 from accelsim.faults.campaign import CampaignInputs, evaluate_batch
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
@@ -235,6 +236,7 @@ def _rows(res: PeCampaignResult) -> FaultRows:
 def simulate_command(args: argparse.Namespace) -> int:
     """Simulate the workload on the architecture for every mode; print and save the tables."""
     check_positive(args, "pe_faults", "test_images", "images")
+    seed_int("seed", args.seed)
     arch = load_arch(args.arch)
     spec = load_workload(args.workload)
     net = load_network(spec.network)

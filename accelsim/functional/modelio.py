@@ -93,6 +93,10 @@ def load_network(source: str | Path) -> Network:
     if len(mean) != shape[0] or len(std) != shape[0]:
         ctx.at("input").fail(f"mean and std with {shape[0]} entries (one per channel)", raw_input)
     npz_path = path.parent / string(body, "weights", ctx)
+    if not npz_path.exists():
+        ctx.at("weights").fail(
+            f"a weights file beside the description ({npz_path} does not exist)", body["weights"]
+        )
     arrays = _read_npz(npz_path, body.get("weights_sha256"), ctx)
     input_scale = _scalar(arrays, "input_scale", npz_path)
     layers = _build_layers(body["layers"], shape, input_scale, arrays, ctx.at("layers"), npz_path)

@@ -29,7 +29,7 @@ from accelsim.analysis.vulnerability import NvfResult
 from accelsim.config.arch import ArchSpec, load_arch
 from accelsim.config.workload import ProtectionMode, WorkloadSpec, load_workload
 from accelsim.datasets import SPLITS, load_dataset
-from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int
+from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import Network, quantize_images
@@ -120,10 +120,8 @@ class StudyOptions:
             object.__setattr__(self, "modes", modes)
         object.__setattr__(self, "thresholds", _percents("thresholds", self.thresholds))
         object.__setattr__(self, "tops", _percents("tops", self.tops))
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise ParameterError("seed", f"{{parameter}}: expected an int, got {self.seed!r}")
+        if self.seed is not None:
+            seed_int("seed", self.seed)
 
 
 def row_cells(r: ResultRow) -> list[str]:

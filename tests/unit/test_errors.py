@@ -62,3 +62,27 @@ def test_messages_are_one_line_whatever_they_quote() -> None:
     assert "\n" not in str(err)
     assert "a\\nb.yaml: x\\ny: expected an int" in str(err)
     assert "\n" not in str(AccelsimError("line one\nline two"))
+
+
+@pytest.mark.parametrize("value", [-1, 2**63, 1.0, "3", None])
+def test_seed_int_names_the_parameter(value) -> None:
+    from accelsim.errors import seed_int
+
+    with pytest.raises(
+        ParameterError, match=r"^seed: expected an int in \[0, 9223372036854775807\]"
+    ):
+        seed_int("seed", value)
+    assert seed_int("seed", 0) == 0
+
+
+def test_a_negative_seed_is_one_clean_line_on_every_command(capsys, monkeypatch, tmp_path) -> None:
+    from accelsim.cli.main import main
+
+    monkeypatch.chdir(tmp_path)  # the workloads' output_dir is relative
+    for argv in (["inject", "lenet5", "--seed", "-1"], ["run", "--seed", "-1"],
+                 ["simulate", "pe8x8", "lenet5", "--seed", "-1"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert (
+            err == "accelsim: error: --seed: expected an int in [0, 9223372036854775807], got -1\n"
+        )
