@@ -31,8 +31,18 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "timing": {"errors", "config", "functional", "protection", "numba", "simpy"},
     "sweep": {"errors", "config", "functional", "protection", "faults", "timing"},
     "report": {"errors", "analysis", "sweep", "matplotlib"},
-    "study": {"errors", "config", "datasets", "functional", "analysis", "protection", "faults",
-              "timing", "sweep", "report"},  # the library's top: runs a whole study
+    "study": {
+        "errors",
+        "config",
+        "datasets",
+        "functional",
+        "analysis",
+        "protection",
+        "faults",
+        "timing",
+        "sweep",
+        "report",
+    },  # the library's top: runs a whole study
     "cli": {"*"},
 }
 COMMON = {"numpy", "files"}  # accelsim.files: atomic writes, folder locks
@@ -79,7 +89,9 @@ def test_cli_modules_share_only_public_helpers() -> None:
     for path in (PKG / "cli").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("accelsim"):
-                private = [a.name for a in node.names if a.name.startswith("_") and a.name[1] != "_"]
+                private = [
+                    a.name for a in node.names if a.name.startswith("_") and a.name[1] != "_"
+                ]
                 assert not private, f"{path.name} imports {private} from {node.module}"
 
 

@@ -23,8 +23,11 @@ def test_the_source_tree_links_to_the_installed_folders() -> None:
 
 def test_an_unknown_name_lists_the_built_ins(monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"^pe7x7: <file>: expected a YAML file or a built-in "
-                       r"name \(eyeriss12x14, pe16x16, pe32x32, pe8x8\), got 'no such file'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^pe7x7: <file>: expected a YAML file or a built-in "
+        r"name \(eyeriss12x14, pe16x16, pe32x32, pe8x8\), got 'no such file'$",
+    ):
         load_arch("pe7x7")
     with pytest.raises(ConfigError, match=r"x\.yaml: <file>: expected a readable YAML file"):
         load_workload("x.yaml")  # a path, not a name

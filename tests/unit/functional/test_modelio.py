@@ -118,8 +118,11 @@ def test_corrupt_zip_and_missing_file(saved: Path) -> None:
     with pytest.raises(ModelFormatError, match=r"corrupt .npz"):
         load_network(saved)
     saved.with_suffix(".npz").unlink()
-    with pytest.raises(ConfigError, match=r"tiny.yaml: network.weights: expected a weights file "
-                       r"beside the description \(.*tiny.npz does not exist\), got 'tiny.npz'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"tiny.yaml: network.weights: expected a weights file "
+        r"beside the description \(.*tiny.npz does not exist\), got 'tiny.npz'",
+    ):
         load_network(saved)
     with pytest.raises(
         ModelFormatError, match=r"no such model file \(zoo names: lenet5, mlp7, alexnet\)"
