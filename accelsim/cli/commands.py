@@ -163,7 +163,15 @@ def data_info(args: argparse.Namespace) -> int:
 def analyze(args: argparse.Namespace) -> int:
     """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
     spec = load_workload(args.workload)
-    net, data, result, stem, cached, seconds = analysis_of(args, spec)
+    run = analysis_of(args, spec)
+    net, data, result, stem, cached, seconds = (
+        run.net,
+        run.data,
+        run.result,
+        run.stem,
+        run.cached,
+        run.seconds,
+    )
     x_len = result.n_inputs
     write_csv(result, net, stem.with_suffix(".csv"))
     figures = save_figure(nvf_figure(result, net.name), stem)
@@ -226,7 +234,8 @@ PROTECT_MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
 def protect(args: argparse.Namespace) -> int:
     """Plans for every mode at one NVF threshold: overhead table and fault-free accuracy."""
     spec = load_workload(args.workload)
-    net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
+    run = analysis_of(args, spec)
+    net, analysis_data, result, cached = run.net, run.data, run.result, run.cached
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     out_dir = Path(args.output_dir or spec.output_dir) / "protection"
     eval_data = load_dataset(

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
 from accelsim.errors import positive_int
-from accelsim.study import workload_nvf
+from accelsim.study import WorkloadNvf, workload_nvf
 
 
 def check_positive(args: argparse.Namespace, *options: str) -> None:
@@ -42,9 +42,8 @@ def estimate(e) -> dict[str, float]:
     return {"value": e.value, "lo": e.lo, "hi": e.hi}
 
 
-def analysis_of(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
-    """(net, analysis data, NVF result, file stem, cached?, seconds) of ``workload_nvf`` with
-    the command's overrides and a progress bar."""
+def analysis_of(args: argparse.Namespace, spec: WorkloadSpec) -> WorkloadNvf:
+    """``workload_nvf`` with the command's overrides and a progress bar."""
     check_positive(args, "images")
     method = getattr(args, "method", None)
     mapping = getattr(args, "mapping", None)
@@ -59,4 +58,4 @@ def analysis_of(args: argparse.Namespace, spec: WorkloadSpec) -> tuple:
             output_dir=args.output_dir, force=getattr(args, "force", False),
             on_progress=bar.update,
         )  # fmt: skip
-    return run.net, run.data, run.result, run.stem, run.cached, run.seconds
+    return run

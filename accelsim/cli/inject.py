@@ -78,7 +78,8 @@ def _protected_network(args: argparse.Namespace, spec, net) -> tuple[ProtectedNe
     mode = ProtectionMode(args.protection)
     if mode is ProtectionMode.NONE:
         return unprotected(net), {}
-    net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
+    run = analysis_of(args, spec)
+    net, analysis_data, result, cached = run.net, run.data, run.result, run.cached
     nvf = {lay.layer: lay.nvf for lay in result.layers}
     plan = plan_from_nvf(net, mode, nvf, args.threshold)
     ranges = profile_ranges(net, quantize_images(net, analysis_data.images))

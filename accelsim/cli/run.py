@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -43,7 +42,6 @@ def _options(args: argparse.Namespace) -> StudyOptions:
 
 def run_command(args: argparse.Namespace) -> int:
     """The whole sweep: prepare (NVF, images, thresholds), run the campaigns, report."""
-    started = time.perf_counter()
     study = prepare_study(args.arch, args.workload, _options(args))
     if not args.json:
         print(study.header + (f"\nnote: {study.note}" if study.note else ""), flush=True)
@@ -60,18 +58,14 @@ def run_command(args: argparse.Namespace) -> int:
                 "saved); rerun with --resume to finish"
             )
             return 130
-    seconds = time.perf_counter() - started
-    doc = {**result.document(), "seconds": seconds}
-    advice = (
-        f"recommended under the {study.spec.accuracy_loss_budget_percent:g} pp accuracy-loss "
-        f"budget: {result.recommendation}"
-    )
+    doc = result.document()
     lines = [
         "", *text_table(list(ROW_HEADERS), [row_cells(r) for r in result.rows]), "",
         result.precision, "", "Table I: critical neurons per NVF threshold (ours | paper)",
         *text_table(list(TABLE_I_HEADERS), [list(r) for r in result.table_i]),
-        "", f"done in {seconds:.0f} s; wrote {study.out_dir}/: results.csv, results.json, "
-        "figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/", "", advice,
+        "", f"done in {result.seconds:.0f} s; wrote {study.out_dir}/: results.csv, "
+        "results.json, figures/ (fig4, overhead, nvf: PNG + SVG), report.html, campaigns/", "",
+        result.advice,
     ]  # fmt: skip
     emit(args, doc, lines)
     return 0

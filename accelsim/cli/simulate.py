@@ -57,7 +57,8 @@ def _networks(args, spec, net, modes) -> tuple[dict[ProtectionMode, ProtectedNet
     info: dict[str, Any] = {"threshold_percent": args.threshold}
     protected = [m for m in modes if m is not ProtectionMode.NONE]
     if protected:
-        net, analysis_data, result, _, cached, _ = analysis_of(args, spec)
+        run = analysis_of(args, spec)
+        net, analysis_data, result, cached = run.net, run.data, run.result, run.cached
         nvf = {lay.layer: lay.nvf for lay in result.layers}
         ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
         threshold = args.threshold if args.top is None else threshold_for_top(nvf, args.top)

@@ -38,7 +38,7 @@ from accelsim.errors import AccelsimError, ParameterError, positive_int
 from accelsim.faults.golden import GoldenState, compute_golden
 from accelsim.faults.model import FaultBatch
 from accelsim.faults.propagate import faulty_classes, locality_order
-from accelsim.faults.store import FaultRows, done_ids, read_rows, write_rows
+from accelsim.faults.store import FaultRows, database_path, read_rows, write_rows
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import classify
 from accelsim.protection.plan import plan_hash
@@ -184,9 +184,10 @@ def run_campaign(
     if batch_size is not None:
         positive_int("batch_size", batch_size)
     size = batch_size or default_batch_size(len(inputs.x))
-    check_stored(read_rows(con), faults, len(inputs.x), con)
+    stored = read_rows(con)
+    check_stored(stored, faults, len(inputs.x), database_path(con))
     ordered = faults.take(locality_order(inputs.pnet.net.layers, faults))
-    batches = pending_batches(ordered, done_ids(con), size)
+    batches = pending_batches(ordered, set(stored.ids.tolist()), size)
     if dask_address is not None:
         results = _on_dask(inputs, batches, dask_address)
     elif workers == 1:
@@ -200,12 +201,11 @@ def run_campaign(
     return read_rows(con)
 
 
-def check_stored(rows: FaultRows, faults: FaultBatch, n_images: int, con) -> None:
-    """Rows already in the database are faults of this campaign with counts in range; a
-    database edited or damaged otherwise is refused rather than resumed into wrong results."""
+def check_stored(rows: FaultRows, faults: FaultBatch, n_images: int, where: str) -> None:
+    """Rows already in the database ``where`` are faults of this campaign with counts in range;
+    a database edited or damaged otherwise is refused rather than resumed into wrong results."""
     if not len(rows):
         return
-    where = con.execute("PRAGMA database_list").fetchone()[2] or "the campaign database"
     order = np.argsort(faults.ids, kind="stable")
     if not len(order):
         raise AccelsimError(f"{where}: holds rows, but the campaign has no faults")

@@ -128,7 +128,6 @@ def _create(path: Path, settings: dict[str, Any]) -> None:
             con.execute("COMMIT")
         finally:
             con.close()
-        Path(f"{tmp}-journal").unlink(missing_ok=True)
 
 
 def _inspect(path: Path, settings: dict[str, Any]) -> str:
@@ -203,17 +202,21 @@ def _check_rows(con: sqlite3.Connection, path: Path) -> None:
         )
 
 
+def database_path(con: sqlite3.Connection) -> str:
+    """The file behind ``con``, for error messages."""
+    try:
+        return con.execute("PRAGMA database_list").fetchone()[2] or "the campaign database"
+    except sqlite3.Error:
+        return "the campaign database"
+
+
 @contextlib.contextmanager
 def _damaged(con: sqlite3.Connection):
     """SQLite errors of a database damaged after it was opened, as one clean line."""
     try:
         yield
     except sqlite3.DatabaseError as err:
-        try:
-            where = con.execute("PRAGMA database_list").fetchone()[2]
-        except sqlite3.Error:
-            where = "the campaign database"
-        raise AccelsimError(f"{where}: campaign database damaged ({err})") from None
+        raise AccelsimError(f"{database_path(con)}: campaign database damaged ({err})") from None
 
 
 def done_ids(con: sqlite3.Connection) -> set[int]:
@@ -237,5 +240,7 @@ def read_rows(con: sqlite3.Connection) -> FaultRows:
     try:
         arr = np.array(data, np.int64).reshape(-1, len(_FIELDS))
     except (TypeError, ValueError, OverflowError):
-        raise AccelsimError("campaign database damaged (rows that are not integers)") from None
+        raise AccelsimError(
+            f"{database_path(con)}: campaign database damaged (rows that are not integers)"
+        ) from None
     return FaultRows(*(np.ascontiguousarray(arr[:, i]) for i in range(len(_FIELDS))))

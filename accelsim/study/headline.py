@@ -148,12 +148,14 @@ TABLE_I_HEADERS = ("NVF >= %", "critical", "portion %", "paper", "paper portion 
 @dataclass(frozen=True, eq=False)
 class StudyResult:
     """What a study found and wrote: one row per threshold x mode (the unprotected network
-    first), the recommendation under the workload's accuracy-loss budget, Table I, the settings
-    (``meta``), the files written and the seconds it took."""
+    first), the recommendation under the workload's accuracy-loss budget (``advice`` says it
+    as a sentence), Table I, the settings (``meta``), the files written and the seconds the
+    study took, its preparation (NVF, images) included."""
 
     rows: tuple[ResultRow, ...]
     recommended: ResultRow | None
     recommendation: str
+    advice: str
     precision: str
     table_i: tuple[tuple[Any, ...], ...]
     meta: dict[str, Any]
@@ -191,6 +193,7 @@ class Study:
     header: str
     sizes: str
     note: str | None
+    prepare_seconds: float
     done: list[ResultRow] = field(default_factory=list)
 
     @property
@@ -217,7 +220,8 @@ class Study:
                 self.out_dir, resume=self.options.resume, on_stage=on_stage,
                 on_progress=on_progress, on_row=on_row,
             )  # fmt: skip
-            return _report(self, rows, time.perf_counter() - started)
+            seconds = self.prepare_seconds + time.perf_counter() - started
+            return _report(self, rows, seconds)
 
 
 def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | None]:
@@ -278,6 +282,7 @@ def prepare_study(
 ) -> Study:  # fmt: skip
     """Load the inputs (files or built-in names), run or load the NVF, choose the images,
     thresholds and campaigns; nothing is written to the output folder yet."""
+    started = time.perf_counter()
     o = options or StudyOptions()
     arch = arch if isinstance(arch, ArchSpec) else load_arch(arch)
     spec = workload if isinstance(workload, WorkloadSpec) else load_workload(workload)
@@ -321,7 +326,7 @@ def prepare_study(
     )
     ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
     return Study(arch, spec, o, net, out_dir, result, x, labels, ranges, config, points, jobs,
-                 meta, header, sizes, note)  # fmt: skip
+                 meta, header, sizes, note, time.perf_counter() - started)  # fmt: skip
 
 
 def run_study(
@@ -392,5 +397,5 @@ def _report(study: Study, rows: list[ResultRow], seconds: float) -> StudyResult:
     )
     files = (study.out_dir / "results.csv", study.out_dir / "results.json", report,
              *(f.png for f in figures))  # fmt: skip
-    return StudyResult(tuple(rows), best, why, precision, t1, study.meta, study.out_dir, files,
-                       seconds)  # fmt: skip
+    return StudyResult(tuple(rows), best, why, advice, precision, t1, study.meta, study.out_dir,
+                       files, seconds)  # fmt: skip
