@@ -24,15 +24,6 @@ from accelsim.functional.network import (
 )
 from accelsim.functional.quantize import quantize_network
 from accelsim.report.tables import PAPER_TABLE_I, PAPER_THRESHOLDS, critical_table
-from accelsim.study import (
-    Study,
-    StudyOptions,
-    StudyResult,
-    WorkloadNvf,
-    prepare_study,
-    run_study,
-    workload_nvf,
-)
 from accelsim.timing.accelerator import TimingReport
 from accelsim.timing.pe_faults import PeFault, PeSite
 from accelsim.timing.simulate import plan_schedule, simulate, timing_overhead
@@ -82,3 +73,22 @@ __all__ = [
     "timing_overhead",
     "workload_nvf",
 ]
+
+# The study (and through it matplotlib) loads on first use, not with ``import accelsim``:
+# campaign workers and scripts that only run the engine do not pay for the figures.
+_STUDY_NAMES = frozenset(
+    ("Study", "StudyOptions", "StudyResult", "WorkloadNvf", "prepare_study", "run_study",
+     "workload_nvf")
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    if name in _STUDY_NAMES:
+        import accelsim.study
+
+        return getattr(accelsim.study, name)
+    raise AttributeError(f"module 'accelsim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -40,3 +40,13 @@ def test_per_layer_tables_are_bounded(tiny_net) -> None:
     for i in range(3 * propagate.LAYER_CACHE):
         propagate._kernel_weights(dataclasses.replace(dense, name=f"d{i}"))
     assert propagate._kernel_weights.cache_info().currsize <= propagate.LAYER_CACHE
+
+
+def test_import_accelsim_does_not_load_matplotlib_until_the_study_is_used() -> None:
+    program = (
+        "import sys, accelsim; before = 'matplotlib' in sys.modules; "
+        "from accelsim import run_study; print(before, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout  # fmt: skip
+    assert out.split() == ["False", "True"]
