@@ -115,8 +115,12 @@ class StudyOptions:
         if self.modes is not None:
             try:
                 modes = tuple(ProtectionMode(m) for m in self.modes)
-            except ValueError as exc:
-                raise ParameterError("modes", f"{{parameter}}: {exc}") from None
+            except ValueError:
+                allowed = ", ".join(m.value for m in ProtectionMode)
+                raise ParameterError(
+                    "modes",
+                    f"{{parameter}}: expected modes from {{{allowed}}}, got {list(self.modes)!r}",
+                ) from None
             object.__setattr__(self, "modes", modes)
         object.__setattr__(self, "thresholds", _percents("thresholds", self.thresholds))
         object.__setattr__(self, "tops", _percents("tops", self.tops))

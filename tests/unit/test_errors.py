@@ -86,3 +86,17 @@ def test_a_negative_seed_is_one_clean_line_on_every_command(capsys, monkeypatch,
         assert (
             err == "accelsim: error: --seed: expected an int in [0, 9223372036854775807], got -1\n"
         )
+
+
+def test_study_options_name_the_field_and_what_is_allowed() -> None:
+    from accelsim import StudyOptions
+
+    with pytest.raises(ParameterError, match=r"^modes: expected modes from \{none, split, tmr, "
+                       r"dmr_and, dmr_recompute, ranger, zero\}, got \['split', 'tripl'\]$"):
+        StudyOptions(modes=("split", "tripl"))
+    with pytest.raises(ParameterError, match=r"^tops: expected percentages in \[0, 100\], got 120"):
+        StudyOptions(tops=(5, 120))
+    with pytest.raises(ParameterError, match=r"^scale: expected quick or paper, got 'huge'$"):
+        StudyOptions(scale="huge")
+    with pytest.raises(ParameterError, match=r"^workers: expected an int >= 1, got 0$"):
+        StudyOptions(workers=0)
