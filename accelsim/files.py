@@ -107,6 +107,7 @@ def atomic_text(path: Path | str, *, newline: str | None = None) -> Iterator:
 
 
 _HELD: list[int] = []  # lock file descriptors this process holds
+_DEPTH: dict[Path, int] = {}  # lock file -> nested holds of it by this process
 
 
 def _close_in_child() -> None:
@@ -115,6 +116,7 @@ def _close_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _HELD.clear()
+    _DEPTH.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -125,17 +127,24 @@ class OutputLock:
     """Exclusive use of an output folder by this process, as a context manager.
 
     Refused (:class:`AccelsimError`) while another live process holds the folder; a lock whose
-    process died is taken over."""
+    process died is taken over. A process that holds the folder may take it again (a library
+    call inside a command that holds it already): the lock goes with the outermost release."""
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
+        self._nested: Path | None = None
 
     def acquire(self) -> OutputLock:
         if fcntl is None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
+        key = self.path.resolve()
+        if key in _DEPTH:
+            _DEPTH[key] += 1
+            self._nested = key
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,11 +162,17 @@ class OutputLock:
                   .encode(), 0)  # fmt: skip
         self._fd = fd
         _HELD.append(fd)
+        _DEPTH[key] = 0
         return self
 
     def release(self) -> None:
+        if self._nested is not None:
+            _DEPTH[self._nested] -= 1
+            self._nested = None
+            return
         if self._fd is None:
             return
+        _DEPTH.pop(self.path.resolve(), None)
         fd, self._fd = self._fd, None
         if fd in _HELD:
             _HELD.remove(fd)

@@ -5,7 +5,7 @@ python experiments/correction_tables.py
 
 from __future__ import annotations
 
-from accelsim.protection.tables import lcu_table, voter_table
+from accelsim import lcu_table, voter_table
 
 
 def main() -> None:

@@ -17,13 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import classify, files, forward, load_dataset, load_network, quantize_images
-from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
-from accelsim.analysis.vulnerability import Mapping, Method, compute_nvf
-from accelsim.config.workload import ProtectionMode
-from accelsim.protection.plan import plan_from_nvf
-from accelsim.protection.protected import ProtectedNetwork, protected_logits
-from accelsim.report.tables import PAPER_THRESHOLDS, fine_thresholds
+from accelsim import (
+    PAPER_THRESHOLDS,
+    ProtectedNetwork,
+    ProtectionMode,
+    analysis_key,
+    classify,
+    compute_nvf,
+    files,
+    fine_thresholds,
+    forward,
+    load_dataset,
+    load_network,
+    load_nvf,
+    plan_from_nvf,
+    protected_logits,
+    quantize_images,
+    save_nvf,
+)
+from accelsim import BitMapping as Mapping
+from accelsim import NvfMethod as Method
 
 OUT = Path(__file__).resolve().parent / "out" / "protection"
 

@@ -21,20 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import files, load_dataset, load_network, quantize_images
-from accelsim.analysis.stats import (
+from accelsim import BitMapping as Mapping
+from accelsim import (
+    LayerNvf,
+    NvfResult,
+    compute_nvf_variants,
     critical_set_agreement,
+    files,
+    load_dataset,
+    load_network,
     mean_absolute_error_pp,
+    quantize_images,
     spearman,
     top_k_overlap,
 )
-from accelsim.analysis.vulnerability import (
-    LayerNvf,
-    Mapping,
-    Method,
-    NvfResult,
-    compute_nvf_variants,
-)
+from accelsim import NvfMethod as Method
 
 OUT = Path(__file__).resolve().parent / "out" / "validate_nvf"
 VARIANTS = tuple((m, c) for m in Mapping for c in (True, False))

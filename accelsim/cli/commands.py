@@ -10,29 +10,25 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from accelsim.analysis.store import write_csv
-from accelsim.cli.common import analysis_of, check_positive, emit, text_table
-from accelsim.config.workload import (
+from accelsim import (
+    DATASET_NAMES,
+    SPLITS,
     ZOO_NAMES,
-    ProtectionMode,
+    DatasetError,
+    Network,
+    ProtectionOptions,
+    analyze_workload,
+    fetch_dataset,
+    format_critical_table,
+    load_dataset,
+    load_network,
     load_workload,
+    network_hash,
+    predict,
+    protect_workload,
+    resolve_data_dir,
 )
-from accelsim.datasets import DATASET_NAMES, SPLITS, load_dataset, resolve_data_dir
-from accelsim.datasets.fetch import FETCHERS
-from accelsim.errors import DatasetError
-from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import Network, classify, forward, predict, quantize_images
-from accelsim.protection.overhead import network_overhead
-from accelsim.protection.plan import plan_from_nvf, save_plan
-from accelsim.protection.protected import ProtectedNetwork, profile_ranges, protected_logits
-from accelsim.report.plots import nvf_figure, save_figure
-from accelsim.report.tables import (
-    PAPER_THRESHOLDS,
-    critical_table,
-    fine_thresholds,
-    format_table,
-    needs_fine_grid,
-)
+from accelsim.cli.common import check_positive, emit, nvf_bar, text_table
 
 
 def _model_doc(name: str, net: Network) -> dict[str, Any]:
@@ -123,7 +119,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def data_fetch(args: argparse.Namespace) -> int:
     dest = resolve_data_dir(args.data_dir)
     print(f"fetching {args.dataset} into {dest} ...", flush=True) if not args.json else None
-    written = FETCHERS[args.dataset](dest)
+    written = fetch_dataset(args.dataset, dest)
     doc = {"dataset": args.dataset, "data_dir": str(dest), "files": [str(p) for p in written]}
     emit(args, doc, [f"verified and wrote {len(written)} files:", *(f"  {p}" for p in written)])
     return 0
@@ -162,150 +158,71 @@ def data_info(args: argparse.Namespace) -> int:
 
 def analyze(args: argparse.Namespace) -> int:
     """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
+    check_positive(args, "images")
     spec = load_workload(args.workload)
-    run = analysis_of(args, spec)
-    net, data, result, stem, cached, seconds = (
-        run.net,
-        run.data,
-        run.result,
-        run.stem,
-        run.cached,
-        run.seconds,
-    )
-    x_len = result.n_inputs
-    write_csv(result, net, stem.with_suffix(".csv"))
-    figures = save_figure(nvf_figure(result, net.name), stem)
-    nvf = result.nvf
-    table = critical_table(nvf, PAPER_THRESHOLDS, net.name)
-    fine = critical_table(nvf, fine_thresholds(nvf)) if needs_fine_grid(nvf) else ()
-    half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
-    doc = {
-        "network": net.name,
-        "hash": network_hash(net),
-        "method": result.method.value,
-        "mapping": result.mapping.value if result.mapping else None,
-        "gradient_check": result.has_gradient_check,
-        "images": x_len,
-        "split": data.split,
-        "key": stem.name.rsplit("-", 1)[-1],
-        "cached": cached,
-        "seconds": seconds,
-        "median_half_width_percent": 100 * half,
-        "layers": [
-            {
-                "name": lay.name,
-                "neurons": int(lay.nvf.size),
-                "mean_nvf_percent": 100 * float(lay.nvf.mean()),
-                "max_nvf_percent": 100 * float(lay.nvf.max()),
-            }
-            for lay in result.layers
-        ],
-        "table": [vars(r) for r in table],
-        "fine_table": [vars(r) for r in fine],
-        "files": [str(stem.with_suffix(s)) for s in (".npz", ".csv")] + [str(p) for p in figures],
-    }
+    with nvf_bar(spec, args.images) as bar:
+        a = analyze_workload(
+            spec, method=args.method, mapping=args.mapping, gradient_check=args.gradient_check,
+            n_images=args.images, split=args.split, data_dir=args.data_dir,
+            output_dir=args.output_dir, force=args.force, on_progress=bar.update,
+        )  # fmt: skip
+    doc = a.document()
+    result, net = a.nvf.result, a.nvf.net
     lines = [
-        f"NVF of {net.n_neurons:,} neurons of {net.name} over {x_len:,} {data.split} images "
-        f"({result.method.value}, mapping {doc['mapping']}, gradient check "
-        f"{'on' if result.has_gradient_check else 'off'}){' [cached]' if cached else ''}",
-        f"95 % confidence half-width of the median neuron's NVF: {100 * half:.3f} "
-        "percentage points",
+        f"NVF of {net.n_neurons:,} neurons of {net.name} over {result.n_inputs:,} "
+        f"{a.nvf.data.split} images ({result.method.value}, mapping {doc['mapping']}, gradient "
+        f"check {'on' if result.has_gradient_check else 'off'})"
+        f"{' [cached]' if a.nvf.cached else ''}",
+        "95 % confidence half-width of the median neuron's NVF: "
+        f"{100 * a.median_half_width:.3f} percentage points",
         *(
             f"  {d['name']:>8}: {d['neurons']:>7,} neurons, mean {d['mean_nvf_percent']:.3f} %, "
             f"max {d['max_nvf_percent']:.3f} %"
             for d in doc["layers"]
         ),
         "",
-        *format_table(table, "Table I: critical neurons (ours | paper)"),
+        *format_critical_table(a.table, "Table I: critical neurons (ours | paper)"),
     ]
-    if fine:
-        lines += [
-            "",
-            *format_table(fine, "Finer thresholds (the paper's grid selects almost nothing)"),
-        ]
+    if a.fine:
+        lines += ["", *format_critical_table(
+            a.fine, "Finer thresholds (the paper's grid selects almost nothing)")]  # fmt: skip
     lines += ["", "wrote: " + ", ".join(doc["files"])]
     emit(args, doc, lines)
     return 0
 
 
-PROTECT_MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
-
-
 def protect(args: argparse.Namespace) -> int:
     """Plans for every mode at one NVF threshold: overhead table and fault-free accuracy."""
+    check_positive(args, "images", "eval_images")
     spec = load_workload(args.workload)
-    run = analysis_of(args, spec)
-    net, analysis_data, result, cached = run.net, run.data, run.result, run.cached
-    nvf = {lay.layer: lay.nvf for lay in result.layers}
-    out_dir = Path(args.output_dir or spec.output_dir) / "protection"
-    eval_data = load_dataset(
-        net.dataset,
-        spec.dataset.split,
-        data_dir=args.data_dir,
-        n_images=args.eval_images or spec.dataset.n_images,
-    )
-    x_eval = quantize_images(net, eval_data.images)
-    golden = classify(forward(net, x_eval))
-    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
-    rows = []
-    for mode in tqdm(PROTECT_MODES, desc="modes", disable=None, leave=False):
-        plan = plan_from_nvf(net, mode, nvf, args.threshold)
-        path = out_dir / f"plan-{net.name}-{mode.value}-T{args.threshold:g}.npz"
-        save_plan(plan, path)
-        preds = classify(protected_logits(ProtectedNetwork(net, plan, ranges), x_eval))
-        row = {**vars(network_overhead(net, plan)), "mode": mode.value}
-        row.update(
-            plan=str(path),
-            accuracy=float(np.mean(preds == eval_data.labels)),
-            changed_images=int(np.sum(preds != golden)),
-        )
-        rows.append(row)
-    base_acc = float(np.mean(golden == eval_data.labels))
-    doc = {
-        "network": net.name,
-        "threshold_percent": args.threshold,
-        "nvf_cached": cached,
-        "nvf_method": result.method.value,
-        "eval_split": eval_data.split,
-        "eval_images": len(x_eval),
-        "unprotected_accuracy": base_acc,
-        "modes": rows,
-    }
-    headers = [
-        "mode",
-        "protected",
-        "neurons",
-        "+neurons",
-        "+param B",
-        "+act B/inf",
-        "corr ops",
-        "fault-free acc",
-        "changed",
-    ]
+    options = ProtectionOptions(
+        threshold=args.threshold, eval_images=args.eval_images, images=args.images,
+        split=args.split, data_dir=args.data_dir, output_dir=args.output_dir,
+    )  # fmt: skip
+    with nvf_bar(spec, args.images) as bar:
+        r = protect_workload(spec, options, on_nvf_progress=bar.update)
+    doc = r.document()
+    headers = ["mode", "protected", "neurons", "+neurons", "+param B", "+act B/inf", "corr ops",
+               "fault-free acc", "changed"]  # fmt: skip
     table = [
-        [
-            r["mode"],
-            r["protected"],
-            f"{r['neurons']:,}",
-            f"{r['neurons_overhead_percent']:.2f} %",
-            f"{r['param_bytes_extra']:,}",
-            r["activation_bytes_extra"],
-            r["correction_ops"],
-            f"{100 * r['accuracy']:.2f} %",
-            r["changed_images"],
-        ]
-        for r in rows
-    ]
+        [m.mode.value, m.overhead.protected, f"{m.overhead.neurons:,}",
+         f"{m.overhead.neurons_overhead_percent:.2f} %", f"{m.overhead.param_bytes_extra:,}",
+         m.overhead.activation_bytes_extra, m.overhead.correction_ops,
+         f"{100 * m.accuracy:.2f} %", m.changed_images]
+        for m in r.modes
+    ]  # fmt: skip
+    net, result = r.nvf.net, r.nvf.result
     lines = [
-        f"{net.name}: protecting neurons with NVF >= {args.threshold:g} % "
+        f"{net.name}: protecting neurons with NVF >= {options.threshold:g} % "
         f"({result.method.value} NVF over {result.n_inputs} images); unprotected: "
-        f"{net.n_neurons:,} neurons, {rows[0]['param_bytes']:,} parameter bytes, "
-        f"fault-free accuracy {100 * base_acc:.2f} % on {len(x_eval):,} {eval_data.split} images",
+        f"{net.n_neurons:,} neurons, {r.modes[0].overhead.param_bytes:,} parameter bytes, "
+        f"fault-free accuracy {100 * r.unprotected_accuracy:.2f} % on {r.eval_images:,} "
+        f"{r.eval_split} images",
         *text_table(headers, table),
         "changed = images whose fault-free class differs from the unprotected network "
         "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64; ranger/zero: "
         "activations outside the range profiled on the analysis images)",
-        f"plans written under {out_dir}",
+        f"plans written under {r.out_dir}",
     ]
     emit(args, doc, lines)
     return 0

@@ -1,5 +1,5 @@
-"""What the commands share: option checks, the NVF of a workload with a progress bar, and
-printing (tables, or one JSON document with ``--json``)."""
+"""What the commands share: option checks, the NVF progress bar and printing (tables, or one
+JSON document with ``--json``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
-from accelsim.errors import positive_int
-from accelsim.study import WorkloadNvf, workload_nvf
+from accelsim import WorkloadSpec, positive_int
 
 
 def check_positive(args: argparse.Namespace, *options: str) -> None:
@@ -37,25 +35,8 @@ def text_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     ]
 
 
-def estimate(e) -> dict[str, float]:
-    """An estimate with its interval as JSON data."""
-    return {"value": e.value, "lo": e.lo, "hi": e.hi}
-
-
-def analysis_of(args: argparse.Namespace, spec: WorkloadSpec) -> WorkloadNvf:
-    """``workload_nvf`` with the command's overrides and a progress bar."""
-    check_positive(args, "images")
-    method = getattr(args, "method", None)
-    mapping = getattr(args, "mapping", None)
-    n_images = getattr(args, "images", None)
-    with tqdm(total=n_images or spec.analysis.n_images, unit="img", desc="NVF", disable=None,
-              leave=False) as bar:  # fmt: skip
-        run = workload_nvf(
-            spec, method=NvfMethod(method) if method else None,
-            mapping=BitMapping(mapping) if mapping else None,
-            gradient_check=getattr(args, "gradient_check", None), n_images=n_images,
-            split=getattr(args, "split", None), data_dir=args.data_dir,
-            output_dir=args.output_dir, force=getattr(args, "force", False),
-            on_progress=bar.update,
-        )  # fmt: skip
-    return run
+def nvf_bar(spec: WorkloadSpec, n_images: int | None) -> tqdm:
+    """The progress bar of a workload's NVF analysis (it stays empty when the result comes
+    from the cache)."""
+    return tqdm(total=n_images or spec.analysis.n_images, unit="img", desc="NVF", disable=None,
+                leave=False)  # fmt: skip

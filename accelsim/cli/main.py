@@ -7,14 +7,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from accelsim import __version__
+from accelsim import AccelsimError, FaultKind, PeSite, ProtectionMode, __version__
 from accelsim.cli import commands
 from accelsim.cli.inject import inject, parse_faults
 from accelsim.cli.run import parse_percents, run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
-from accelsim.config.workload import FaultKind, ProtectionMode
-from accelsim.errors import AccelsimError
-from accelsim.timing.pe_faults import PeSite
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument("--test-images", type=int, help="override dataset.images (first N)")
     inj.add_argument("--images", type=int, help="override analysis.images (NVF, protected runs)")
     inj.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
-    inj.add_argument("--workers", type=int, help="local worker processes (default 1)")
+    inj.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     inj.add_argument("--dask", metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
     inj.add_argument("--batch-size", type=int, help="faults per task (default 64)")
     inj.add_argument("--resume", action="store_true", help="continue the campaign in the database")
@@ -202,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-images", type=int, default=200, help="images per PE fault (default 200)"
     )
     sim.add_argument("--seed", type=int, default=0, help="seed of the PE-fault sample")
+    sim.add_argument(
+        "--workers", type=int, default=1, help="local worker processes per PE campaign"
+    )
+    sim.add_argument("--dask", metavar="tcp://HOST:PORT", help="run PE campaigns on this Dask "
+                     "scheduler")  # fmt: skip
+    sim.add_argument("--resume", action="store_true", help="continue the PE campaigns stored "
+                     "under the output folder")  # fmt: skip
     sim.add_argument("--images", type=int, help="override analysis.images (NVF)")
     sim.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
     sim.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from accelsim import ROW_HEADERS, TABLE_I_HEADERS, StudyOptions, prepare_study, row_cells
 from accelsim.cli.common import emit, text_table
-from accelsim.study import ROW_HEADERS, TABLE_I_HEADERS, StudyOptions, prepare_study, row_cells
 
 
 def parse_percents(text: str) -> tuple[float, ...]:

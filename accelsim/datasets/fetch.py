@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from accelsim import files
-from accelsim.errors import DatasetError
+from accelsim.datasets.loaders import resolve_data_dir
+from accelsim.errors import DatasetError, ParameterError
 
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -101,3 +102,13 @@ def fetch_cifar10(
 
 
 FETCHERS = {"mnist": fetch_mnist, "cifar10": fetch_cifar10}
+
+
+def fetch_dataset(name: str, data_dir: Path | str | None = None) -> list[Path]:
+    """Download, verify and unpack ``name`` (mnist, cifar10) into ``data_dir`` (default: the
+    data folder ``resolve_data_dir`` finds); the files written."""
+    if name not in FETCHERS:
+        raise ParameterError(
+            "dataset", f"{{parameter}}: expected one of {', '.join(FETCHERS)}, got {name!r}"
+        )
+    return FETCHERS[name](resolve_data_dir(data_dir))

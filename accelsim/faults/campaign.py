@@ -1,5 +1,10 @@
 """Running a campaign: fault batches to an executor, results streamed into SQLite.
 
+One engine for every fault source: neuron-output faults (``CampaignInputs``, evaluated by the
+incremental kernels) and PE-datapath faults (``timing.pe_campaign.PeCampaignInputs``, evaluated
+fold by fold on the array) travel as the same flat ``FaultBatch`` through the same executors
+and store; ``run_stored`` is the whole recipe (store, golden classes, resume, Ctrl-C).
+
 Executors: this process (``workers=1``), local worker processes (``workers > 1``), or an
 existing Dask distributed cluster (``dask_address``). Each worker receives the network under
 test and the images once, computes the golden state once (cached per process; local workers
@@ -27,7 +32,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,9 +42,17 @@ from threadpoolctl import threadpool_limits
 from accelsim.config.workload import FaultSpec
 from accelsim.errors import AccelsimError, ParameterError, positive_int
 from accelsim.faults.golden import GoldenState, compute_golden
-from accelsim.faults.model import FaultBatch
+from accelsim.faults.model import FaultBatch, fault_batch
 from accelsim.faults.propagate import faulty_classes, locality_order
-from accelsim.faults.store import FaultRows, database_path, read_rows, write_rows
+from accelsim.faults.sampling import Population, build_population, sample_faults
+from accelsim.faults.store import (
+    FaultRows,
+    database_path,
+    done_ids,
+    open_store,
+    read_rows,
+    write_rows,
+)
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import classify
 from accelsim.protection.plan import plan_hash
@@ -66,21 +80,56 @@ class CampaignInputs:
             h.update(np.ascontiguousarray(arr).tobytes())
         object.__setattr__(self, "key", h.hexdigest())
 
+    def golden(self) -> GoldenState:
+        """What every fault of this source is evaluated against (computed once per process)."""
+        return compute_golden(self.pnet, self.x, self.labels)
+
+    def order(self, faults: FaultBatch) -> I64:
+        """The order to evaluate ``faults`` in: the faults of each max-pool window together."""
+        return locality_order(self.pnet.net.layers, faults)
+
+    def evaluate(self, state: GoldenState, batch: FaultBatch) -> FaultRows:
+        """One row per fault: images whose class changed, images still correct."""
+        classes = faulty_classes(state, batch)
+        return FaultRows(
+            batch.ids, batch.layer, batch.index, batch.copy, batch.mask, batch.kind,
+            (classes != state.classes[None, :]).sum(axis=1).astype(np.int64),
+            (classes == state.labels[None, :]).sum(axis=1).astype(np.int64),
+        )  # fmt: skip
+
+
+class FaultSource(Protocol):
+    """What the engine runs: a fault population's inputs (``CampaignInputs`` for neuron-output
+    faults, ``timing.pe_campaign.PeCampaignInputs`` for PE-datapath faults). ``key`` identifies
+    the inputs (workers cache the golden state under it); ``golden`` computes that state (it
+    has ``classes``); ``order`` sorts a batch for evaluation; ``evaluate`` gives its rows."""
+
+    key: str
+    pnet: ProtectedNetwork
+    x: I8
+    labels: I64
+
+    def golden(self) -> Any: ...
+
+    def order(self, faults: FaultBatch) -> I64: ...
+
+    def evaluate(self, state: Any, batch: FaultBatch) -> FaultRows: ...
+
 
 # Local workers are forked where that is safe (Linux: the workers never run the threaded
 # analysis kernels, and numpy's OpenBLAS re-creates its threads after a fork); spawned elsewhere.
 FORK_WORKERS = sys.platform.startswith("linux")
-_STATES: dict[str, GoldenState] = {}
-_INPUTS: list[CampaignInputs] = []
+_STATES: dict[str, Any] = {}
+_INPUTS: list[FaultSource] = []
 _LOCK = threading.Lock()  # Dask runs tasks on threads: one golden state per process
 
 
-def golden_state(inputs: CampaignInputs) -> GoldenState:
+def golden_state(inputs: FaultSource) -> Any:
     """The golden state of ``inputs``, computed once per process."""
     with _LOCK:
         if inputs.key not in _STATES:
             _STATES.clear()
-            _STATES[inputs.key] = compute_golden(inputs.pnet, inputs.x, inputs.labels)
+            _STATES[inputs.key] = inputs.golden()
         return _STATES[inputs.key]
 
 
@@ -105,7 +154,7 @@ def campaign_settings(
     }
 
 
-def golden_classes(inputs: CampaignInputs, *, in_process: bool) -> npt.NDArray[np.int64]:
+def golden_classes(inputs: FaultSource, *, in_process: bool) -> npt.NDArray[np.int64]:
     """The fault-free classes: from the golden state when this process runs the campaign (it
     needs that state anyway), else from one protected inference."""
     if in_process:
@@ -113,23 +162,12 @@ def golden_classes(inputs: CampaignInputs, *, in_process: bool) -> npt.NDArray[n
     return classify(protected_logits(inputs.pnet, inputs.x))
 
 
-def evaluate_batch(inputs: CampaignInputs, batch: FaultBatch) -> FaultRows:
-    """One row per fault: images whose class changed, images still correct."""
-    state = golden_state(inputs)
-    classes = faulty_classes(state, batch)
-    return FaultRows(
-        batch.ids,
-        batch.layer,
-        batch.index,
-        batch.copy,
-        batch.mask,
-        batch.kind,
-        (classes != state.classes[None, :]).sum(axis=1).astype(np.int64),
-        (classes == state.labels[None, :]).sum(axis=1).astype(np.int64),
-    )
+def evaluate_batch(inputs: FaultSource, batch: FaultBatch) -> FaultRows:
+    """One row per fault of ``batch``: images whose class changed, images still correct."""
+    return inputs.evaluate(golden_state(inputs), batch)
 
 
-def _init_worker(inputs: CampaignInputs, parent: int) -> None:
+def _init_worker(inputs: FaultSource, parent: int) -> None:
     _exit_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the campaign's process, which
     # shuts the pool down; workers that also raised KeyboardInterrupt would only print tracebacks
@@ -170,7 +208,7 @@ def pending_batches(faults: FaultBatch, done: set[int], batch_size: int) -> list
 
 
 def run_campaign(
-    inputs: CampaignInputs,
+    inputs: FaultSource,
     faults: FaultBatch,
     con: sqlite3.Connection,
     *,
@@ -186,7 +224,7 @@ def run_campaign(
     size = batch_size or default_batch_size(len(inputs.x))
     stored = read_rows(con)
     check_stored(stored, faults, len(inputs.x), database_path(con))
-    ordered = faults.take(locality_order(inputs.pnet.net.layers, faults))
+    ordered = faults.take(inputs.order(faults))
     batches = pending_batches(ordered, set(stored.ids.tolist()), size)
     if dask_address is not None:
         results = _on_dask(inputs, batches, dask_address)
@@ -199,6 +237,72 @@ def run_campaign(
         if on_progress is not None:
             on_progress(len(rows))
     return read_rows(con)
+
+
+class CampaignInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a stored campaign: ``done`` of ``total`` faults are saved in
+    ``database``; opening it again with ``resume=True`` finishes it."""
+
+    def __init__(self, done: int, total: int, database: Path) -> None:
+        super().__init__(f"{done:,} of {total:,} faults are saved in {database}")
+        self.done, self.total, self.database = done, total, database
+
+
+@dataclass(frozen=True, eq=False)
+class StoredCampaign:
+    """A finished campaign: every fault's row, the fault-free classes' correct count and the
+    faults this call evaluated (the others were in the database already)."""
+
+    rows: FaultRows
+    golden_correct: int
+    evaluated: int
+    database: Path
+
+
+def neuron_faults(pnet: ProtectedNetwork, spec: FaultSpec) -> tuple[Population, FaultBatch]:
+    """The fault population of the network under test and the sample ``spec`` asks for (seeded
+    by ``spec.seed``): what every neuron-output campaign runs."""
+    pop = build_population(pnet.net, pnet.plan, spec.kind, spec.n_bits)
+    return pop, fault_batch(sample_faults(pop, spec, rng=np.random.default_rng(spec.seed)))
+
+
+def run_stored(
+    inputs: FaultSource,
+    faults: FaultBatch,
+    database: Path,
+    settings: dict[str, Any],
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    dask_address: str | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> StoredCampaign:
+    """A whole campaign into the SQLite ``database`` (``store.open_store``: refused when it
+    holds another campaign's settings, continued when ``resume``): the golden classes, every
+    fault not stored yet, all rows. ``on_progress(n)``: n more faults are stored (first those
+    stored before, when resuming). Ctrl-C raises :class:`CampaignInterrupted`."""
+    positive_int("workers", workers)
+    if dask_address is not None:
+        check_reachable(dask_address)  # before the database exists: nothing to resume yet
+    database = Path(database)
+    con = open_store(database, settings, resume=resume, on_note=on_note)
+    try:
+        golden = golden_classes(inputs, in_process=dask_address is None and workers == 1)
+        before = len(done_ids(con))
+        if before and on_progress is not None:
+            on_progress(before)
+        try:
+            rows = run_campaign(inputs, faults, con, workers=workers, dask_address=dask_address,
+                                batch_size=batch_size, on_progress=on_progress)  # fmt: skip
+        except KeyboardInterrupt:
+            done = len(done_ids(con))
+            raise CampaignInterrupted(done, len(faults), database) from None
+    finally:
+        con.close()
+    correct = int((golden == inputs.labels).sum())
+    return StoredCampaign(rows, correct, len(rows) - before, database)
 
 
 def check_stored(rows: FaultRows, faults: FaultBatch, n_images: int, where: str) -> None:
@@ -227,7 +331,7 @@ def check_stored(rows: FaultRows, faults: FaultBatch, n_images: int, where: str)
 
 
 def _on_processes(
-    inputs: CampaignInputs, batches: list[FaultBatch], workers: int
+    inputs: FaultSource, batches: list[FaultBatch], workers: int
 ) -> Iterator[FaultRows]:
     if FORK_WORKERS and batches:
         # the golden state once, here, with every core, and the kernels loaded from numba's
@@ -307,9 +411,7 @@ def _take(it: Iterator[FaultBatch], n: int) -> list[FaultBatch]:
     return [b for _, b in zip(range(n), it, strict=False)]
 
 
-def _on_dask(
-    inputs: CampaignInputs, batches: list[FaultBatch], address: str
-) -> Iterator[FaultRows]:
+def _on_dask(inputs: FaultSource, batches: list[FaultBatch], address: str) -> Iterator[FaultRows]:
     from dask.distributed import Client, as_completed  # slow to import: only when used
 
     check_reachable(address)

@@ -58,7 +58,7 @@ def needs_fine_grid(nvf: npt.NDArray[np.float64]) -> bool:
     return bool(np.mean(nvf >= 0.05) < 0.01) if nvf.size else False
 
 
-def format_table(rows: tuple[TableRow, ...], title: str) -> list[str]:
+def format_critical_table(rows: tuple[TableRow, ...], title: str) -> list[str]:
     lines = [title, f"{'NVF >=':>9} {'critical':>9} {'portion':>9}   {'paper':>7} {'portion':>8}"]
     for r in rows:
         paper = (

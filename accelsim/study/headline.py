@@ -33,7 +33,6 @@ from accelsim.errors import AccelsimError, DatasetError, ParameterError, positiv
 from accelsim.files import OutputLock
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import Network, quantize_images
-from accelsim.protection.protected import profile_ranges
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
@@ -294,7 +293,7 @@ def prepare_study(
     _check_out(out_dir, o.resume)
     nvf_run, note = _analysis(spec, o)
     net, analysis_data, result = nvf_run.net, nvf_run.data, nvf_run.result
-    nvf = {lay.layer: lay.nvf for lay in result.layers}
+    nvf = result.by_layer
     images, labels, test_desc = _test_data(o, spec, net, analysis_data.split, result.n_inputs)
     x, labels = quantize_images(net, images), labels.astype(np.int64)
     faults = o.faults or (spec.faults.samples if o.scale is Scale.PAPER else QUICK_FAULTS)
@@ -328,9 +327,8 @@ def prepare_study(
         f"{len(x):,} images ({test_desc}); NVF over {result.n_inputs} "
         f"{analysis_data.split} images{' [cached]' if nvf_run.cached else ''}"
     )
-    ranges = profile_ranges(net, quantize_images(net, analysis_data.images))
-    return Study(arch, spec, o, net, out_dir, result, x, labels, ranges, config, points, jobs,
-                 meta, header, sizes, note, time.perf_counter() - started)  # fmt: skip
+    return Study(arch, spec, o, net, out_dir, result, x, labels, nvf_run.ranges, config, points,
+                 jobs, meta, header, sizes, note, time.perf_counter() - started)  # fmt: skip
 
 
 def run_study(

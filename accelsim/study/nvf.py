@@ -6,6 +6,7 @@ a cached result that fails to load is recomputed with a note, never trusted.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -14,17 +15,21 @@ from pathlib import Path
 
 from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
 from accelsim.analysis.vulnerability import NvfResult, compute_nvf
-from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
+from accelsim.config.workload import BitMapping, NvfMethod, ProtectionMode, WorkloadSpec
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ModelFormatError, positive_int
 from accelsim.functional.modelio import load_network
 from accelsim.functional.network import Network, quantize_images
+from accelsim.protection.plan import ProtectionPlan, plan_from_nvf, threshold_for_top
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
 
 
 @dataclass(frozen=True, eq=False)
 class WorkloadNvf:
     """A workload's NVF: the network, the analysis images, the result, where it is cached
-    (``stem``.npz), whether it came from the cache, and the seconds it took."""
+    (``stem``.npz), whether it came from the cache, and the seconds it took; and what the
+    protection recipe derives from it (the one place it is written): plans at an NVF
+    threshold, the value ranges profiled on the analysis images, the protected network."""
 
     net: Network
     data: Dataset
@@ -32,6 +37,34 @@ class WorkloadNvf:
     stem: Path
     cached: bool
     seconds: float
+
+    @functools.cached_property
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        """Per neuron layer, the (lo, hi) int8 output range on the analysis images (what
+        Ranger clamps to and zeroing tests against)."""
+        return profile_ranges(self.net, quantize_images(self.net, self.data.images))
+
+    def threshold_for_top(self, top_percent: float) -> float:
+        """The NVF threshold (percent) that protects the ``top_percent`` % most vulnerable
+        neurons."""
+        return threshold_for_top(self.result.by_layer, top_percent)
+
+    def plan(self, mode: ProtectionMode, threshold_percent: float) -> ProtectionPlan:
+        """``mode`` on every neuron with NVF >= ``threshold_percent``."""
+        return plan_from_nvf(self.net, ProtectionMode(mode), self.result.by_layer,
+                             threshold_percent)  # fmt: skip
+
+    def protected(self, mode: ProtectionMode, threshold_percent: float) -> ProtectedNetwork:
+        """The network under test: ``plan(mode, threshold_percent)`` with the profiled ranges
+        (the unprotected network for mode none)."""
+        if ProtectionMode(mode) is ProtectionMode.NONE:
+            return unprotected(self.net)
+        return ProtectedNetwork(self.net, self.plan(mode, threshold_percent), self.ranges)
+
+    def describe(self) -> dict[str, object]:
+        """The NVF run as JSON data: method, images, whether it came from the cache."""
+        return {"nvf_method": self.result.method.value, "nvf_images": self.result.n_inputs,
+                "nvf_cached": self.cached}  # fmt: skip
 
 
 def _note(message: str) -> None:

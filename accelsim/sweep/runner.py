@@ -15,16 +15,9 @@ import numpy.typing as npt
 
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultSpec, ProtectionMode
-from accelsim.faults.campaign import (
-    CampaignInputs,
-    campaign_settings,
-    golden_classes,
-    run_campaign,
-)
+from accelsim.faults.campaign import CampaignInputs, campaign_settings, neuron_faults, run_stored
 from accelsim.faults.metrics import Estimate, summarize
-from accelsim.faults.model import fault_batch
-from accelsim.faults.sampling import build_population, sample_faults, sample_size
-from accelsim.faults.store import open_store
+from accelsim.faults.sampling import build_population, sample_size
 from accelsim.functional.network import Network
 from accelsim.protection.overhead import network_overhead
 from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf
@@ -73,26 +66,17 @@ def plan_jobs(
     return out
 
 
-def _campaign(job, pnet, x, labels, config, db: Path, resume: bool, on_progress):
+def _campaign(pnet, x, labels, config, db: Path, resume: bool, on_progress):
     f = config.faults
-    pop = build_population(pnet.net, pnet.plan, f.kind, f.n_bits)
-    faults = sample_faults(pop, f, rng=np.random.default_rng(f.seed))
+    pop, faults = neuron_faults(pnet, f)
     settings = campaign_settings(pnet, f, len(faults), x, labels)
-    inputs = CampaignInputs(pnet, x, labels)
-    golden = golden_classes(inputs, in_process=config.workers == 1)
-    golden_correct = int((golden == labels).sum())
-    con = open_store(db, settings, resume=resume)
-    try:
-        rows = run_campaign(
-            inputs, fault_batch(faults), con, workers=config.workers, on_progress=on_progress
-        )
-    finally:
-        con.close()
+    run = run_stored(CampaignInputs(pnet, x, labels), faults, db, settings, resume=resume,
+                     workers=config.workers, on_progress=on_progress)  # fmt: skip
     summary = summarize(
-        "all", rows, n_images=len(x), golden_correct=golden_correct, population=pop.size,
-        confidence=f.confidence,
+        "all", run.rows, n_images=len(x), golden_correct=run.golden_correct,
+        population=pop.size, confidence=f.confidence,
     )  # fmt: skip
-    return summary, golden_correct, pop.size
+    return summary, run.golden_correct, pop.size
 
 
 def _row(job, net, report, base_cycles, summary, golden_correct, population, images, seconds):
@@ -156,7 +140,7 @@ def run_sweep(
         pnet = ProtectedNetwork(net, job.plan, ranges if job.point is not None else {})
         start = time.perf_counter()
         db = out_dir / "campaigns" / f"{tag}.sqlite"
-        campaign = _campaign(job, pnet, x, labels, config, db, resume, on_progress)
+        campaign = _campaign(pnet, x, labels, config, db, resume, on_progress)
         seconds = time.perf_counter() - start
         _, report = simulate(net, arch, plan=job.plan)
         base_cycles = rows[0].cycles if rows else report.total_cycles  # jobs[0]: unprotected

@@ -32,14 +32,24 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim import load_dataset, load_network, quantize_images
-from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
-from accelsim.faults.campaign import CampaignInputs, run_campaign
-from accelsim.faults.model import Fault, fault_batch
-from accelsim.faults.sampling import build_population, sample_faults
-from accelsim.faults.store import open_store
-from accelsim.functional.layers import Conv2D, Dense
-from accelsim.protection.protected import unprotected
+from accelsim import (
+    CampaignInputs,
+    Conv2D,
+    Dense,
+    Fault,
+    FaultKind,
+    FaultSite,
+    FaultSpec,
+    build_population,
+    fault_batch,
+    load_dataset,
+    load_network,
+    open_store,
+    quantize_images,
+    run_campaign,
+    sample_faults,
+    unprotected,
+)
 
 SPEC = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, "leveugle", 0.01, 0.95, 0.5, 0)
 

@@ -23,10 +23,8 @@ from functools import partial
 
 import numpy as np
 
-from accelsim import load_dataset, load_network, predict
-from accelsim.errors import DatasetError
+from accelsim import Conv2D, DatasetError, Dense, load_dataset, load_network, predict
 from accelsim.functional import kernels, reference
-from accelsim.functional.layers import Conv2D, Dense
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from accelsim import forward, load_dataset, load_network, quantize_images
-from accelsim.analysis.vulnerability import Method, compute_nvf
+from accelsim import NvfMethod as Method
+from accelsim import compute_nvf, forward, load_dataset, load_network, quantize_images
 
 
 def _time(fn) -> float:

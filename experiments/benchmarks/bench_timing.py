@@ -35,6 +35,10 @@ import numpy as np
 
 from accelsim import (
     ArchSpec,
+    Conv2D,
+    Dataflow,
+    Dense,
+    PEArraySpec,
     files,
     load_arch,
     load_dataset,
@@ -42,8 +46,6 @@ from accelsim import (
     quantize_images,
     simulate,
 )
-from accelsim.config.arch import Dataflow, PEArraySpec
-from accelsim.functional.layers import Conv2D, Dense
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("scalesim_runner.py")
@@ -99,9 +101,7 @@ def scalesim_run(python: str, net, size: int, flow: str, work: Path) -> dict:
 def protected_plans(nvf_images: int, work: Path) -> list[Path]:
     """Split plans for AlexNet at NVF >= 20 % and at the top 5 % (NVF over training images),
     saved for the timed child processes."""
-    from accelsim.analysis.vulnerability import compute_nvf
-    from accelsim.config.workload import ProtectionMode
-    from accelsim.protection.plan import plan_from_nvf, save_plan, threshold_for_top
+    from accelsim import ProtectionMode, compute_nvf, plan_from_nvf, save_plan, threshold_for_top
 
     net = load_network("alexnet")
     data = load_dataset("cifar10", "train", n_images=nvf_images)
@@ -117,7 +117,7 @@ def protected_plans(nvf_images: int, work: Path) -> list[Path]:
 CHILD = """
 import json, sys, time
 from accelsim import load_arch, load_network, simulate
-from accelsim.protection.plan import load_plan
+from accelsim import load_plan
 def hwm_mb():  # this image's peak (ru_maxrss would include the parent's, copied at fork)
     line = next(x for x in open("/proc/self/status") if x.startswith("VmHWM"))
     return int(line.split()[1]) / 1024

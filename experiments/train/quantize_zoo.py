@@ -16,11 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from accelsim.datasets import load_dataset
-from accelsim.functional.modelio import ZOO_DIR, load_network, save_network
-from accelsim.functional.network import Accuracy, predict
-from accelsim.functional.quantize import float_accuracy, quantize_network
-from accelsim.zoo.architectures import ARCHITECTURES
+from accelsim import (
+    ARCHITECTURES,
+    ZOO_DIR,
+    Accuracy,
+    float_accuracy,
+    load_dataset,
+    load_network,
+    predict,
+    quantize_network,
+    save_network,
+)
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "train"
 PERCENTILES = (99.9, 99.99, 99.999, 100.0)

@@ -22,9 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from accelsim import files
-from accelsim.datasets import load_dataset
-from accelsim.zoo.architectures import ARCHITECTURES
+from accelsim import ARCHITECTURES, files, load_dataset
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "train"
 DEFAULTS = {  # epochs, lr, batch, weight decay, batchnorm, dropout, augment

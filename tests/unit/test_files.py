@@ -122,3 +122,24 @@ def test_sequential_runs_reuse_the_lock_file(tmp_path: Path) -> None:
     start = time.monotonic()
     with files.OutputLock(tmp_path):
         assert time.monotonic() - start < 1
+
+
+def test_a_holder_may_take_its_folder_again_and_the_outermost_release_frees_it(
+    tmp_path: Path,
+) -> None:
+    outer = files.OutputLock(tmp_path).acquire()
+    with files.OutputLock(tmp_path):  # a library call inside a command that holds the folder
+        pass
+    proc = subprocess.run(  # still held: another process is refused
+        [sys.executable, "-c", "import sys; from accelsim.files import OutputLock; "
+         "OutputLock(sys.argv[1]).acquire()", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode != 0 and "another accelsim process" in proc.stderr
+    outer.release()
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from accelsim.files import OutputLock; "
+         "OutputLock(sys.argv[1]).acquire()", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelsim.cli import commands
 from accelsim.cli.main import main
 from accelsim.datasets import load_dataset
+from accelsim.datasets.fetch import FETCHERS
 from accelsim.functional.modelio import load_network
 from accelsim.functional.network import predict
 from tests.conftest import REPO
@@ -127,7 +127,7 @@ def test_data_fetch_uses_the_resolved_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
-    monkeypatch.setitem(commands.FETCHERS, "mnist", lambda dest: seen.append(dest) or [dest / "f"])
+    monkeypatch.setitem(FETCHERS, "mnist", lambda dest: seen.append(dest) or [dest / "f"])
     monkeypatch.setenv("ACCELSIM_DATA", str(tmp_path))
     code, out, _ = _run(capsys, "data", "fetch", "mnist", "--json")
     assert code == 0

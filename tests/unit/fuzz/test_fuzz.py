@@ -26,7 +26,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accelsim.cli import commands, inject, simulate
+from accelsim.cli import commands
 from accelsim.cli.main import build_parser, main
 from accelsim.config.arch import load_arch
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec, load_workload
@@ -40,7 +40,10 @@ from accelsim.functional.network import predict, quantize_images
 from accelsim.functional.quantize import quantize_network
 from accelsim.protection.protected import unprotected
 from accelsim.study import headline
+from accelsim.study import campaign as study_campaign
 from accelsim.study import nvf as study_nvf
+from accelsim.study import protection as study_protection
+from accelsim.study import simulation as study_simulation
 from tests.conftest import REPO, TINY_ARCH, random_float_weights
 from tests.unit.fuzz.hostile import (
     NUMBERS,
@@ -354,10 +357,10 @@ TEXT_VALUES = st.one_of(
 
 @pytest.mark.parametrize("examples", SIZES)
 def test_command_line_arguments(examples: int, monkeypatch, tmp_path: Path, capsys) -> None:
-    for module, names in ((commands, ("predict", "protected_logits")),
+    for module, names in ((commands, ("predict",)), (study_protection, ("protected_logits",)),
                           (study_nvf, ("compute_nvf",)), (headline, ("run_sweep",)),
-                          (inject, ("CampaignInputs",)),
-                          (simulate, ("simulate", "run_pe_campaign"))):  # fmt: skip
+                          (study_campaign, ("CampaignInputs",)),
+                          (study_simulation, ("simulate", "PeCampaignInputs"))):  # fmt: skip
         for name in names:
             monkeypatch.setattr(module, name, _reached)
     monkeypatch.chdir(tmp_path)

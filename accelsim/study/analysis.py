@@ -1,0 +1,96 @@
+"""A workload's NVF with what a reader wants of it: per-layer statistics, Table I (and a finer
+grid when the paper's selects almost nothing), the per-neuron CSV and the figure; the library
+behind ``analyze``::
+
+    result = analyze_workload("lenet5", n_images=200)
+    print(result.table[0].critical, result.files)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accelsim.analysis.store import write_csv
+from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
+from accelsim.functional.modelio import network_hash
+from accelsim.report.plots import nvf_figure, save_figure
+from accelsim.report.tables import (
+    PAPER_THRESHOLDS,
+    TableRow,
+    critical_table,
+    fine_thresholds,
+    needs_fine_grid,
+)
+from accelsim.study.nvf import WorkloadNvf, workload_nvf
+from accelsim.study.options import as_workload
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisResult:
+    """The NVF run, Table I at the paper's thresholds (``fine``: at finer ones, when the
+    paper's select almost nothing), the median neuron's 95 % half-width (fraction) and the
+    files: the cached npz, the per-neuron CSV and the figure (PNG, SVG)."""
+
+    nvf: WorkloadNvf
+    table: tuple[TableRow, ...]
+    fine: tuple[TableRow, ...]
+    median_half_width: float
+    files: tuple[Path, ...]
+
+    def document(self) -> dict[str, Any]:
+        """The result as one JSON-ready document (what ``analyze --json`` prints)."""
+        run, result, net = self.nvf, self.nvf.result, self.nvf.net
+        return {
+            "network": net.name, "hash": network_hash(net), "method": result.method.value,
+            "mapping": result.mapping.value if result.mapping else None,
+            "gradient_check": result.has_gradient_check, "images": result.n_inputs,
+            "split": run.data.split, "key": run.stem.name.rsplit("-", 1)[-1],
+            "cached": run.cached, "seconds": run.seconds,
+            "median_half_width_percent": 100 * self.median_half_width,
+            "layers": [
+                {"name": lay.name, "neurons": int(lay.nvf.size),
+                 "mean_nvf_percent": 100 * float(lay.nvf.mean()),
+                 "max_nvf_percent": 100 * float(lay.nvf.max())}
+                for lay in result.layers
+            ],
+            "table": [vars(r) for r in self.table],
+            "fine_table": [vars(r) for r in self.fine],
+            "files": [str(p) for p in self.files],
+        }  # fmt: skip
+
+
+def analyze_workload(
+    workload: WorkloadSpec | Path | str = "lenet5",
+    *,
+    method: NvfMethod | str | None = None,
+    mapping: BitMapping | str | None = None,
+    gradient_check: bool | None = None,
+    n_images: int | None = None,
+    split: str | None = None,
+    data_dir: Path | str | None = None,
+    output_dir: Path | str | None = None,
+    force: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> AnalysisResult:
+    """``workload_nvf`` (arguments left None take the workload's ``analysis`` settings), then
+    the tables, the CSV and the figure beside the cached result."""
+    run = workload_nvf(
+        as_workload(workload), method=NvfMethod(method) if method else None,
+        mapping=BitMapping(mapping) if mapping else None, gradient_check=gradient_check,
+        n_images=n_images, split=split, data_dir=data_dir, output_dir=output_dir, force=force,
+        on_progress=on_progress,
+    )  # fmt: skip
+    result, net, stem = run.result, run.net, run.stem
+    write_csv(result, net, stem.with_suffix(".csv"))
+    figures = save_figure(nvf_figure(result, net.name), stem)
+    nvf = result.nvf
+    table = tuple(critical_table(nvf, PAPER_THRESHOLDS, net.name))
+    fine = tuple(critical_table(nvf, fine_thresholds(nvf))) if needs_fine_grid(nvf) else ()
+    half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
+    paths = (stem.with_suffix(".npz"), stem.with_suffix(".csv"), *figures)
+    return AnalysisResult(run, table, fine, half, paths)
