@@ -91,8 +91,11 @@ def test_a_negative_seed_is_one_clean_line_on_every_command(capsys, monkeypatch,
 def test_study_options_name_the_field_and_what_is_allowed() -> None:
     from accelsim import StudyOptions
 
-    with pytest.raises(ParameterError, match=r"^modes: expected modes from \{none, split, tmr, "
-                       r"dmr_and, dmr_recompute, ranger, zero\}, got \['split', 'tripl'\]$"):
+    with pytest.raises(
+        ParameterError,
+        match=r"^modes: expected modes from \{none, split, tmr, "
+        r"dmr_and, dmr_recompute, ranger, zero\}, got \['split', 'tripl'\]$",
+    ):
         StudyOptions(modes=("split", "tripl"))
     with pytest.raises(ParameterError, match=r"^tops: expected percentages in \[0, 100\], got 120"):
         StudyOptions(tops=(5, 120))

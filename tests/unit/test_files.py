@@ -135,7 +135,8 @@ def test_a_holder_may_take_its_folder_again_and_the_outermost_release_frees_it(
          "OutputLock(sys.argv[1]).acquire()", str(tmp_path)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
-    assert proc.returncode != 0 and "another accelsim process" in proc.stderr
+    assert proc.returncode != 0
+    assert "another accelsim process" in proc.stderr
     outer.release()
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from accelsim.files import OutputLock; "

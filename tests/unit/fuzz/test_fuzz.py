@@ -39,8 +39,8 @@ from accelsim.functional.modelio import load_network
 from accelsim.functional.network import predict, quantize_images
 from accelsim.functional.quantize import quantize_network
 from accelsim.protection.protected import unprotected
-from accelsim.study import headline
 from accelsim.study import campaign as study_campaign
+from accelsim.study import headline
 from accelsim.study import nvf as study_nvf
 from accelsim.study import protection as study_protection
 from accelsim.study import simulation as study_simulation

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from accelsim.config.arch import Dataflow, OffchipSpec, PEArraySpec
-from accelsim.config.workload import ProtectionMode
-from accelsim.functional.network import classify, quantize_images
-from accelsim.protection.plan import plan_from_neurons
-from accelsim.protection.protected import ProtectedNetwork
-from accelsim.config.workload import FaultKind
+from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.faults.campaign import run_campaign
 from accelsim.faults.model import KIND_CODES
 from accelsim.faults.store import open_store, read_rows
+from accelsim.functional.network import classify, quantize_images
+from accelsim.protection.plan import plan_from_neurons
+from accelsim.protection.protected import ProtectedNetwork
 from accelsim.timing.pe_campaign import (
     ALL_LAYERS,
     PeCampaignInputs,
@@ -30,8 +29,7 @@ from tests.unit.timing.conftest import arch_with
 
 @pytest.mark.parametrize("flow", list(Dataflow))
 @pytest.mark.parametrize("mode", [ProtectionMode.NONE, ProtectionMode.SPLIT, ProtectionMode.TMR])
-def test_campaign_equals_full_runs_on_the_array(tiny_net, tiny_images, rng, flow, mode,
-                                                 tmp_path):
+def test_campaign_equals_full_runs_on_the_array(tiny_net, tiny_images, rng, flow, mode, tmp_path):
     arch = arch_with(PEArraySpec(3, 2, flow), offchip=OffchipSpec(4, 20))
     chosen = {} if mode is ProtectionMode.NONE else {0: np.arange(0, 243, 5), 4: [0, 3]}
     plan = plan_from_neurons(tiny_net, mode, chosen)
@@ -90,13 +88,14 @@ def test_pe_rows_agree_across_workers_and_resume(tiny_net, tiny_images, rng, tmp
         path = tmp_path / f"{name}.sqlite"
         con = open_store(path, {"n": len(faults)}, resume=False)
         if stop_after is not None:
-            class Stop(Exception):
+
+            class StopError(Exception):
                 pass
 
             def stop(_n):
-                raise Stop
+                raise StopError
 
-            with pytest.raises(Stop):
+            with pytest.raises(StopError):
                 run_campaign(inputs, batch, con, batch_size=8, on_progress=stop)
             assert len(read_rows(con)) == 8
             con.close()
