@@ -149,9 +149,14 @@ def campaign_settings(
             k: (v.value if hasattr(v, "value") else v) for k, v in asdict(fault_spec).items()
         },
         "faults": n_faults,
-        "images_hash": hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16],
+        "images_hash": images_hash(x, labels),
         **extra,
     }
+
+
+def images_hash(x: I8, labels: I64) -> str:
+    """What identifies a campaign's images in its settings: 16 hex digits of their SHA-256."""
+    return hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16]
 
 
 def golden_classes(inputs: FaultSource, *, in_process: bool) -> npt.NDArray[np.int64]:

@@ -8,7 +8,6 @@ behind ``analyze``::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from accelsim.analysis.store import write_csv
-from accelsim.config.workload import BitMapping, NvfMethod, WorkloadSpec
+from accelsim.config.workload import WorkloadSpec
 from accelsim.functional.modelio import network_hash
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.tables import (
@@ -65,26 +64,13 @@ class AnalysisResult:
 
 
 def analyze_workload(
-    workload: WorkloadSpec | Path | str = "lenet5",
-    *,
-    method: NvfMethod | str | None = None,
-    mapping: BitMapping | str | None = None,
-    gradient_check: bool | None = None,
-    n_images: int | None = None,
-    split: str | None = None,
-    data_dir: Path | str | None = None,
-    output_dir: Path | str | None = None,
-    force: bool = False,
-    on_progress: Callable[[int], None] | None = None,
+    workload: WorkloadSpec | Path | str = "lenet5", **nvf_options: Any
 ) -> AnalysisResult:
-    """``workload_nvf`` (arguments left None take the workload's ``analysis`` settings), then
-    the tables, the CSV and the figure beside the cached result."""
-    run = workload_nvf(
-        as_workload(workload), method=NvfMethod(method) if method else None,
-        mapping=BitMapping(mapping) if mapping else None, gradient_check=gradient_check,
-        n_images=n_images, split=split, data_dir=data_dir, output_dir=output_dir, force=force,
-        on_progress=on_progress,
-    )  # fmt: skip
+    """``workload_nvf`` (keyword arguments are its own: ``method``, ``mapping``,
+    ``gradient_check``, ``n_images``, ``split``, ``data_dir``, ``output_dir``, ``force``,
+    ``on_progress``; left out, the workload's ``analysis`` settings), then the tables, the CSV
+    and the figure beside the cached result."""
+    run = workload_nvf(as_workload(workload), **nvf_options)
     result, net, stem = run.result, run.net, run.stem
     write_csv(result, net, stem.with_suffix(".csv"))
     figures = save_figure(nvf_figure(result, net.name), stem)

@@ -41,7 +41,13 @@ from accelsim.functional.modelio import load_network
 from accelsim.functional.network import Network, quantize_images
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import WorkloadNvf, workload_nvf
-from accelsim.study.options import as_workload, check_percent, check_split, estimate_doc
+from accelsim.study.options import (
+    as_enum,
+    as_workload,
+    check_percent,
+    check_split,
+    estimate_doc,
+)
 
 _MULTI_BIT = (FaultKind.ADJACENT_BITS, FaultKind.RANDOM_BITS)
 
@@ -75,21 +81,10 @@ class CampaignOptions:
     output_dir: Path | str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "protection", ProtectionMode(self.protection))
-        except ValueError:
-            allowed = ", ".join(m.value for m in ProtectionMode)
-            raise ParameterError(
-                "protection", f"{{parameter}}: expected one of {allowed}, got {self.protection!r}"
-            ) from None
+        object.__setattr__(self, "protection", as_enum("protection", ProtectionMode,
+                                                       self.protection))  # fmt: skip
         if self.kind is not None:
-            try:
-                object.__setattr__(self, "kind", FaultKind(self.kind))
-            except ValueError:
-                allowed = ", ".join(k.value for k in FaultKind)
-                raise ParameterError(
-                    "kind", f"{{parameter}}: expected one of {allowed}, got {self.kind!r}"
-                ) from None
+            object.__setattr__(self, "kind", as_enum("kind", FaultKind, self.kind))
         if isinstance(self.faults, str):
             if self.faults not in ("leveugle", "exhaustive"):
                 raise ParameterError(

@@ -28,7 +28,7 @@ from accelsim import __version__
 from accelsim.analysis.vulnerability import NvfResult
 from accelsim.config.arch import ArchSpec, load_arch
 from accelsim.config.workload import ProtectionMode, WorkloadSpec, load_workload
-from accelsim.datasets import SPLITS, load_dataset
+from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
 from accelsim.functional.modelio import network_hash
@@ -38,6 +38,7 @@ from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
 from accelsim.report.tables import PAPER_THRESHOLDS, critical_table
 from accelsim.study.nvf import WorkloadNvf, workload_nvf
+from accelsim.study.options import as_enum, as_modes, check_split
 from accelsim.sweep.results import ResultRow, recommend, row_document, write_results
 from accelsim.sweep.runner import SweepConfig, plan_jobs, run_sweep
 from accelsim.sweep.thresholds import DEFAULT_TOPS, SweepPoint, sweep_points
@@ -94,33 +95,15 @@ class StudyOptions:
     data_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scale, Scale):
-            try:
-                object.__setattr__(self, "scale", Scale(self.scale))
-            except ValueError:
-                raise ParameterError(
-                    "scale", f"{{parameter}}: expected quick or paper, got {self.scale!r}"
-                ) from None
+        object.__setattr__(self, "scale", as_enum("scale", Scale, self.scale))
         for name in ("faults", "test_images", "nvf_images"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
         positive_int("workers", self.workers)
         for name in ("test_split", "nvf_split"):
-            value = getattr(self, name)
-            if value is not None and value not in SPLITS:
-                raise ParameterError(
-                    name, f"{{parameter}}: expected one of {', '.join(SPLITS)}, got {value!r}"
-                )
+            check_split(name, getattr(self, name))
         if self.modes is not None:
-            try:
-                modes = tuple(ProtectionMode(m) for m in self.modes)
-            except ValueError:
-                allowed = ", ".join(m.value for m in ProtectionMode)
-                raise ParameterError(
-                    "modes",
-                    f"{{parameter}}: expected modes from {{{allowed}}}, got {list(self.modes)!r}",
-                ) from None
-            object.__setattr__(self, "modes", modes)
+            object.__setattr__(self, "modes", as_modes("modes", self.modes))
         object.__setattr__(self, "thresholds", _percents("thresholds", self.thresholds))
         object.__setattr__(self, "tops", _percents("tops", self.tops))
         if self.seed is not None:

@@ -22,6 +22,7 @@ from accelsim.functional.modelio import load_network
 from accelsim.functional.network import Network, quantize_images
 from accelsim.protection.plan import ProtectionPlan, plan_from_nvf, threshold_for_top
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
+from accelsim.study.options import as_enum
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,8 +75,8 @@ def _note(message: str) -> None:
 def workload_nvf(
     spec: WorkloadSpec,
     *,
-    method: NvfMethod | None = None,
-    mapping: BitMapping | None = None,
+    method: NvfMethod | str | None = None,
+    mapping: BitMapping | str | None = None,
     gradient_check: bool | None = None,
     n_images: int | None = None,
     split: str | None = None,
@@ -89,8 +90,8 @@ def workload_nvf(
     ``analysis`` setting. Loads a saved result with the same network, images and settings from
     ``output_dir`` (default: the workload's) unless ``force``, else computes and saves it."""
     a = spec.analysis
-    method = method or a.method
-    mapping = mapping or a.bit_mapping
+    method = as_enum("method", NvfMethod, method) if method else a.method
+    mapping = as_enum("mapping", BitMapping, mapping) if mapping else a.bit_mapping
     gradient_check = a.has_gradient_check if gradient_check is None else gradient_check
     n_images = a.n_images if n_images is None else positive_int("n_images", n_images)
     net = load_network(spec.network)

@@ -3,11 +3,12 @@ checks whose errors name the parameter."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accelsim.config.arch import ArchSpec, load_arch
-from accelsim.config.workload import WorkloadSpec, load_workload
+from accelsim.config.workload import ProtectionMode, WorkloadSpec, load_workload
 from accelsim.datasets import SPLITS
 from accelsim.errors import ParameterError
 
@@ -42,3 +43,28 @@ def check_percent(name: str, value: Any, *, low_open: bool = False) -> float:
 def estimate_doc(e: Any) -> dict[str, float]:
     """An estimate with its interval as JSON data."""
     return {"value": e.value, "lo": e.lo, "hi": e.hi}
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def as_enum(name: str, kind: type[E], value: Any) -> E:
+    """``value`` as a member of ``kind`` (a member or its value)."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise ParameterError(
+            name, f"{{parameter}}: expected one of {allowed}, got {value!r}"
+        ) from None
+
+
+def as_modes(name: str, values: Any) -> tuple[ProtectionMode, ...]:
+    """A sequence of protection modes (members or their values)."""
+    try:
+        return tuple(ProtectionMode(m) for m in values)
+    except (ValueError, TypeError):
+        allowed = ", ".join(m.value for m in ProtectionMode)
+        raise ParameterError(
+            name, f"{{parameter}}: expected modes from {{{allowed}}}, got {list(values)!r}"
+        ) from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from accelsim import files
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultKind, ProtectionMode, WorkloadSpec
 from accelsim.datasets import load_dataset
-from accelsim.errors import ParameterError, positive_int, seed_int
-from accelsim.faults.campaign import CampaignInputs, campaign_settings, run_stored
+from accelsim.errors import positive_int, seed_int
+from accelsim.faults.campaign import CampaignInputs, campaign_settings, images_hash, run_stored
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
@@ -38,7 +37,15 @@ from accelsim.functional.network import Network, quantize_images
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import workload_nvf
-from accelsim.study.options import as_arch, as_workload, check_percent, check_split, estimate_doc
+from accelsim.study.options import (
+    as_arch,
+    as_enum,
+    as_modes,
+    as_workload,
+    check_percent,
+    check_split,
+    estimate_doc,
+)
 from accelsim.timing.accelerator import LayerTiming, TimingReport
 from accelsim.timing.pe_campaign import (
     IDLE,
@@ -87,22 +94,8 @@ class SimulationOptions:
 
     def __post_init__(self) -> None:
         if self.modes is not None:
-            try:
-                modes = tuple(ProtectionMode(m) for m in self.modes)
-            except ValueError:
-                allowed = ", ".join(m.value for m in ProtectionMode)
-                raise ParameterError(
-                    "protection",
-                    f"{{parameter}}: expected modes from {{{allowed}}}, got {list(self.modes)!r}",
-                ) from None
-            object.__setattr__(self, "modes", modes)
-        try:
-            object.__setattr__(self, "pe_site", PeSite(self.pe_site))
-        except ValueError:
-            allowed = ", ".join(s.value for s in PeSite)
-            raise ParameterError(
-                "pe_site", f"{{parameter}}: expected one of {allowed}, got {self.pe_site!r}"
-            ) from None
+            object.__setattr__(self, "modes", as_modes("protection", self.modes))
+        object.__setattr__(self, "pe_site", as_enum("pe_site", PeSite, self.pe_site))
         object.__setattr__(self, "threshold", check_percent("threshold", self.threshold))
         if self.top is not None:
             object.__setattr__(self, "top", check_percent("top", self.top, low_open=True))
@@ -310,7 +303,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
     data = load_dataset(net.dataset, spec.dataset.split, data_dir=o.data_dir,
                         n_images=o.test_images)  # fmt: skip
     x, labels = quantize_images(net, data.images), data.labels.astype(np.int64)
-    images_hash = hashlib.sha256(x.tobytes() + labels.tobytes()).hexdigest()[:16]
+    hashed = images_hash(x, labels)
     kind = "stuck" if o.permanent else "flip"
     out = []
     for k, run in enumerate(runs):
@@ -324,7 +317,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
             "plan_hash": plan_hash(run.pnet.plan),
             "arch": json.loads(json.dumps(dataclasses.asdict(arch), default=str)),
             "site": o.pe_site.value, "permanent": o.permanent, "faults": len(faults),
-            "seed": o.seed, "images_hash": images_hash, "images": len(x),
+            "seed": o.seed, "images_hash": hashed, "images": len(x),
         }  # fmt: skip
         db = folder / f"pe-{tag}-{run.mode.value}-{o.pe_site.value}-{kind}.sqlite"
         if on_stage is not None:

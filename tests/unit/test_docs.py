@@ -70,3 +70,13 @@ def test_quoted_commands_parse(page: Path) -> None:
 
 def test_the_docs_quote_commands_at_all() -> None:
     assert sum(len(_commands(p)) for p in PAGES) > 20
+
+
+def test_the_api_pages_engine_example_runs(tmp_path: Path, monkeypatch) -> None:
+    """docs/api.md's campaign-engine example, as printed (small enough for the default run)."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "api.md").read_text(), re.S)
+    engine = [b for b in blocks if "run_stored(" in b]
+    assert len(engine) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(engine[0], "docs/api.md", "exec"), {})
+    assert (tmp_path / "lenet5.sqlite").is_file()

@@ -99,7 +99,7 @@ def test_study_options_name_the_field_and_what_is_allowed() -> None:
         StudyOptions(modes=("split", "tripl"))
     with pytest.raises(ParameterError, match=r"^tops: expected percentages in \[0, 100\], got 120"):
         StudyOptions(tops=(5, 120))
-    with pytest.raises(ParameterError, match=r"^scale: expected quick or paper, got 'huge'$"):
+    with pytest.raises(ParameterError, match=r"^scale: expected one of quick, paper, got 'huge'$"):
         StudyOptions(scale="huge")
     with pytest.raises(ParameterError, match=r"^workers: expected an int >= 1, got 0$"):
         StudyOptions(workers=0)
