@@ -28,7 +28,8 @@ def analysis_key(
     """Hash of everything the result depends on."""
     h = hashlib.sha256()
     h.update(f"v{FORMAT_VERSION}|{network_hash(net)}|{method.value}|{mapping.value}|".encode())
-    h.update(f"{gradient_check and method is not Method.EXACT_BITS}|{x.shape}".encode())
+    checked = gradient_check and method not in (Method.EXACT_BITS, Method.EXHAUSTIVE)
+    h.update(f"{checked}|{x.shape}".encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()[:20]
 

@@ -158,13 +158,14 @@ def data_info(args: argparse.Namespace) -> int:
 
 def analyze(args: argparse.Namespace) -> int:
     """NVF of every neuron over analysis images, Table I, CSV, figure; cached by content hash."""
-    check_positive(args, "images")
+    check_positive(args, "images", "workers")
     spec = load_workload(args.workload)
     with nvf_bar(spec, args.images) as bar:
         a = analyze_workload(
             spec, method=args.method, mapping=args.mapping, gradient_check=args.gradient_check,
             n_images=args.images, split=args.split, data_dir=args.data_dir,
-            output_dir=args.output_dir, force=args.force, on_progress=bar.update,
+            output_dir=args.output_dir, force=args.force, workers=args.workers,
+            on_progress=bar.update,
         )  # fmt: skip
     doc = a.document()
     result, net = a.nvf.result, a.nvf.net

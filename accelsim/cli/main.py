@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="NVF of every neuron, Table I, CSV and figure")
     an.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml)")
     an.add_argument(
-        "--method", choices=("linear", "exact", "exact-bits"), help="override analysis.method"
+        "--method",
+        choices=("linear", "exact", "exact-bits", "exhaustive"),
+        help="override analysis.method (exhaustive: every bit flip through the campaign engine)",
     )
     an.add_argument(
         "--mapping", choices=("log2", "paper", "value"), help="override analysis.bit_mapping"
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--split", choices=("train", "test", "sample"), help="override analysis.split")
     an.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)")
     an.add_argument("--output-dir", help="override the workload's output_dir")
+    an.add_argument("--workers", type=int, default=1, help="processes for --method exhaustive")
     an.add_argument("--force", action="store_true", help="recompute even if a saved result matches")
     an.add_argument("--json", action="store_true", help="print one JSON document")
     an.set_defaults(func=commands.analyze)

@@ -47,6 +47,7 @@ class NvfMethod(enum.Enum):
     LINEAR = "linear"
     EXACT = "exact"
     EXACT_BITS = "exact-bits"
+    EXHAUSTIVE = "exhaustive"
 
 
 class BitMapping(enum.Enum):

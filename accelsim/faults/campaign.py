@@ -231,17 +231,52 @@ def run_campaign(
     check_stored(stored, faults, len(inputs.x), database_path(con))
     ordered = faults.take(inputs.order(faults))
     batches = pending_batches(ordered, set(stored.ids.tolist()), size)
-    if dask_address is not None:
-        results = _on_dask(inputs, batches, dask_address)
-    elif workers == 1:
-        results = (evaluate_batch(inputs, b) for b in batches)
-    else:
-        results = _pool_errors(_on_processes(inputs, batches, workers))
-    for rows in results:
+    for rows in _results(inputs, batches, workers, dask_address):
         write_rows(con, rows)
         if on_progress is not None:
             on_progress(len(rows))
     return read_rows(con)
+
+
+def evaluate_faults(
+    inputs: FaultSource,
+    faults: FaultBatch,
+    *,
+    workers: int = 1,
+    dask_address: str | None = None,
+    batch_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> FaultRows:
+    """Every fault's row, sorted by id, on the same executors as ``run_campaign`` but kept in
+    memory (no store, no resume): for callers that consume the rows at once, such as the
+    exhaustive NVF."""
+    positive_int("workers", workers)
+    size = positive_int("batch_size", batch_size) if batch_size else default_batch_size(
+        len(inputs.x))  # fmt: skip
+    ordered = faults.take(inputs.order(faults))
+    batches = pending_batches(ordered, set(), size)
+    parts = []
+    for rows in _results(inputs, batches, workers, dask_address, stored=False):
+        parts.append(rows)
+        if on_progress is not None:
+            on_progress(len(rows))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return FaultRows(*(empty,) * 8)
+    names = ("ids", "layer", "neuron", "copy", "mask", "kind", "n_changed", "n_correct")
+    joined = [np.concatenate([getattr(r, n) for r in parts]) for n in names]
+    order = np.argsort(joined[0], kind="stable")
+    return FaultRows(*(a[order] for a in joined))
+
+
+def _results(inputs: FaultSource, batches: list[FaultBatch], workers: int,
+             dask_address: str | None, *, stored: bool = True) -> Iterator[FaultRows]:  # fmt: skip
+    """Each batch's rows as they complete, on the executor the arguments choose."""
+    if dask_address is not None:
+        return _on_dask(inputs, batches, dask_address)
+    if workers == 1:
+        return (evaluate_batch(inputs, b) for b in batches)
+    return _pool_errors(_on_processes(inputs, batches, workers), stored=stored)
 
 
 class CampaignInterrupted(KeyboardInterrupt):
@@ -380,10 +415,16 @@ def _deferred_sigint() -> Iterator[threading.Event]:
                 signal.raise_signal(signal.SIGINT)
 
 
-def _pool_errors(results: Iterator[FaultRows]) -> Iterator[FaultRows]:
+def _pool_errors(results: Iterator[FaultRows], *, stored: bool = True) -> Iterator[FaultRows]:
     try:
         yield from results
     except BrokenProcessPool:
+        if not stored:
+            raise ParameterError(
+                "workers",
+                "a worker process died (out of memory or killed); rerun, with "
+                "fewer {parameter} if memory ran out",
+            ) from None
         raise ParameterError(
             "resume",
             "a campaign worker process died (out of memory or killed); the faults finished so "

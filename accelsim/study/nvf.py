@@ -83,12 +83,14 @@ def workload_nvf(
     data_dir: Path | str | None = None,
     output_dir: Path | str | None = None,
     force: bool = False,
+    workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> WorkloadNvf:
     """The NVF of ``spec``'s network; each argument left None takes the workload's
     ``analysis`` setting. Loads a saved result with the same network, images and settings from
-    ``output_dir`` (default: the workload's) unless ``force``, else computes and saves it."""
+    ``output_dir`` (default: the workload's) unless ``force``, else computes and saves it
+    (``workers``: processes for the exhaustive method)."""
     a = spec.analysis
     method = as_enum("method", NvfMethod, method) if method else a.method
     mapping = as_enum("mapping", BitMapping, mapping) if mapping else a.bit_mapping
@@ -111,6 +113,7 @@ def workload_nvf(
     cached = result is not None
     if result is None:
         result = compute_nvf(net, x, method=method, mapping=mapping,
-                             gradient_check=gradient_check, on_progress=on_progress)  # fmt: skip
+                             gradient_check=gradient_check, workers=workers,
+                             on_progress=on_progress)  # fmt: skip
         save_nvf(result, npz, key)
     return WorkloadNvf(net, data, result, stem, cached, time.perf_counter() - start)

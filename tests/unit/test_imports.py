@@ -25,7 +25,7 @@ ALLOWED = {  # folder -> accelsim folders and third-party libraries it may impor
     "functional": {"errors", "config", "numba", "threadpoolctl"},
     "datasets": {"errors"},
     "zoo": set(),
-    "analysis": {"errors", "config", "functional", "faults", "numba"},
+    "analysis": {"errors", "config", "functional", "protection", "faults", "numba"},
     "protection": {"errors", "config", "functional"},
     "faults": {"errors", "config", "functional", "protection", "numba", "threadpoolctl", "dask"},
     "timing": {"errors", "config", "functional", "protection", "faults", "numba", "simpy"},

@@ -279,23 +279,29 @@ def test_ctrl_c_beside_a_process_pool_is_deferred_to_a_safe_point() -> None:
 
     from accelsim.faults.campaign import _bounded, _deferred_sigint
 
-    with _deferred_sigint() as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.is_set()  # no KeyboardInterrupt here
-        with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
-            list(_bounded(lambda b: pool.submit(lambda: b), [1, 2, 3], 2, stop))
-        assert not stop.is_set()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-    def interrupted_after_the_last_wait() -> None:
-        with _deferred_sigint():
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(KeyboardInterrupt):
-        interrupted_after_the_last_wait()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: left alone
+    # Python's own Ctrl-C handler, whatever this test runner was started with (a shell's
+    # background job starts with SIGINT ignored, which _deferred_sigint leaves alone)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with _deferred_sigint() as stop:
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.is_set()  # no KeyboardInterrupt here
+            with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
+                list(_bounded(lambda b: pool.submit(lambda: b), [1, 2, 3], 2, stop))
+            assert not stop.is_set()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        def interrupted_after_the_last_wait() -> None:
+            with _deferred_sigint():
+                os.kill(os.getpid(), signal.SIGINT)
+
+        with pytest.raises(KeyboardInterrupt):
+            interrupted_after_the_last_wait()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's: left alone
+        try:
+            with _deferred_sigint() as stop:
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        finally:
+            signal.signal(signal.SIGINT, old)
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,89 @@
+"""The exhaustive NVF: every real bit flip of every neuron on every analysis input, through the
+campaign engine (``faults.campaign``).
+
+NVF(n) is then the true fraction of (input, bit) pairs whose flip changes the network's own
+fault-free class, with no mapping and no gradient check (DESIGN.md section 3: the per-bit
+ground truth ``exact-bits`` computes, by a search per input, exactly these numbers). The engine
+evaluates a neuron's 8 flips on all inputs at once with its incremental kernels, which is why
+it is the fast way to the ground truth: each neuron x bit is one fault of a campaign whose
+images are the analysis inputs.
+
+The interval: the per-input value of a neuron (its flipping bits / 8) lies in [0, 1], and the
+engine returns only per-bit totals, so the half-width uses the largest variance a mean p of
+values in [0, 1] can have, p (1 - p) (Bhatia-Davis): 1.96 sqrt(p (1 - p) / N), never narrower
+than the true normal-approximation interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.workload import FaultKind
+from accelsim.config.workload import NvfMethod as Method
+from accelsim.faults.campaign import CampaignInputs, evaluate_faults
+from accelsim.faults.model import KIND_CODES, FaultBatch
+from accelsim.functional.network import Network
+from accelsim.protection.protected import unprotected
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+
+
+def every_bit_flip(net: Network) -> FaultBatch:
+    """One single-bit fault per neuron x bit of every neuron layer (ids in layer, neuron, bit
+    order)."""
+    layer, index, mask = [], [], []
+    for i in net.neuron_layers:
+        size = int(np.prod(net.layers[i].out_shape))
+        layer.append(np.full(8 * size, i, np.int64))
+        index.append(np.repeat(np.arange(size, dtype=np.int64), 8))
+        mask.append(np.tile(np.int64(1) << np.arange(8, dtype=np.int64), size))
+    layer_a, index_a, mask_a = (np.concatenate(a) if a else np.zeros(0, np.int64)
+                                for a in (layer, index, mask))  # fmt: skip
+    n = layer_a.size
+    zeros = np.zeros(n, np.int64)
+    kind = np.full(n, KIND_CODES[FaultKind.SINGLE_BIT], np.int64)
+    return FaultBatch(np.arange(n, dtype=np.int64), layer_a, index_a, zeros, mask_a, kind)
+
+
+def exhaustive_nvf(
+    net: Network,
+    x: I8,
+    *,
+    workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
+):  # -> NvfResult (imported lazily: vulnerability imports this module)
+    """The exhaustive NVF of every neuron over int8 inputs ``x``. ``on_progress(n)``: n more
+    inputs' worth of work is done (the work is spread over faults, not inputs)."""
+    from accelsim.analysis.vulnerability import LayerNvf, NvfResult
+
+    faults = every_bit_flip(net)
+    n_inputs = int(x.shape[0])
+    inputs = CampaignInputs(unprotected(net), x, np.zeros(n_inputs, np.int64))
+    reported = [0]
+
+    def progress(done_faults: int) -> None:
+        progress.done += done_faults  # type: ignore[attr-defined]
+        now = n_inputs * progress.done // max(len(faults), 1)  # type: ignore[attr-defined]
+        if on_progress is not None and now > reported[0]:
+            on_progress(now - reported[0])
+            reported[0] = now
+
+    progress.done = 0  # type: ignore[attr-defined]
+    rows = evaluate_faults(inputs, faults, workers=workers, on_progress=progress)
+    changed = rows.n_changed.astype(np.float64)  # ids 0 .. n-1, sorted: layer, neuron, bit
+    n_in = max(n_inputs, 1)
+    layers, start = [], 0
+    for i in net.neuron_layers:
+        size = int(np.prod(net.layers[i].out_shape))
+        counts = changed[start : start + 8 * size].reshape(size, 8).T
+        start += 8 * size
+        bit_map = np.ascontiguousarray(counts / n_in)
+        nvf = counts.mean(axis=0) / n_in  # as exact-bits sums them
+        half = 1.96 * np.sqrt(nvf * (1 - nvf) / n_in)
+        layers.append(LayerNvf(i, net.layers[i].name, nvf, bit_map, np.zeros(size, np.int64),
+                               half))  # fmt: skip
+    return NvfResult(Method.EXHAUSTIVE, None, False, n_inputs, tuple(layers))
