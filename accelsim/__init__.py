@@ -95,6 +95,7 @@ from accelsim.protection.plan import (
 from accelsim.protection.protected import (
     ProtectedNetwork,
     profile_ranges,
+    protected_layer,
     protected_logits,
     unprotected,
 )

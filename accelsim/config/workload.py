@@ -64,6 +64,7 @@ class ProtectionMode(enum.Enum):
     DMR_RECOMPUTE = "dmr_recompute"
     RANGER = "ranger"
     ZERO = "zero"
+    SPLIT_CLAMPED = "split_clamped"  # split whose halves clamp at 63: the LCU's premise holds
 
 
 class FaultSite(enum.Enum):

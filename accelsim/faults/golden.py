@@ -22,6 +22,7 @@ from accelsim.faults.kernels import (
     POST_CLAMP,
     POST_PLAIN,
     POST_SPLIT,
+    POST_SPLIT_CLAMPED,
     POST_ZERO,
     pooled_bounds_kernel,
     rounding_slack_kernel,
@@ -39,6 +40,7 @@ U8 = npt.NDArray[np.uint8]
 
 _POST_OF_MODE = {
     ProtectionMode.SPLIT: POST_SPLIT,
+    ProtectionMode.SPLIT_CLAMPED: POST_SPLIT_CLAMPED,
     ProtectionMode.RANGER: POST_CLAMP,
     ProtectionMode.ZERO: POST_ZERO,
 }

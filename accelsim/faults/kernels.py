@@ -27,8 +27,9 @@ from numba import njit
 from accelsim.functional.kernels import requant_one, scale_by_multiplier
 
 # What follows requantisation for an output element (see protection/protected.py): nothing,
-# split (2 x LCU of two halves), ranger's clamp, or zeroing outside the range.
-POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO = 0, 1, 2, 3
+# split (2 x LCU of two halves), ranger's clamp, zeroing outside the range, or split with its
+# halves clamped at 63.
+POST_PLAIN, POST_SPLIT, POST_CLAMP, POST_ZERO, POST_SPLIT_CLAMPED = 0, 1, 2, 3, 4
 
 
 @njit(cache=True)
@@ -43,6 +44,9 @@ def _post_value(a, code, b, m, sh, left, right, mask, half, lo, rlo, rhi):
         return min(max(y, lo), 127)
     if code == POST_SPLIT:
         h = requant_one(a + b, m, sh - 1, lo)
+        return 2 * (h & 0xBF)
+    if code == POST_SPLIT_CLAMPED:
+        h = min(requant_one(a + b, m, sh - 1, lo), 63)
         return 2 * (h & 0xBF)
     y = requant_one(a + b, m, sh, lo)
     if code == POST_CLAMP:
@@ -117,7 +121,8 @@ def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, ceiling, free,
     for k in range(size):
         o = chan[k]
         k_b[k], k_m[k] = bias[o], mult[o]
-        k_sh[k] = shift[o] - (1 if post[k] == POST_SPLIT else 0)  # split: the half's boundaries
+        halved = post[k] == POST_SPLIT or post[k] == POST_SPLIT_CLAMPED
+        k_sh[k] = shift[o] - (1 if halved else 0)  # split: the half's boundaries
         k_mr[k] = np.float64(mult[o]) * 2.0 ** (k_sh[k] - 31)
     for n in range(n_img):
         for k in range(size):

@@ -17,7 +17,7 @@ import numpy as np
 from accelsim.config.workload import ProtectionMode
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import Network
-from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
+from accelsim.protection.plan import EXTRA_COPIES, SPLITS, ProtectionPlan
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def network_overhead(net: Network, plan: ProtectionPlan) -> NetworkOverhead:
         if isinstance(rec, Dense) and extra:
             per_copy = rec.weight.shape[1] + 4
             nxt = _next_weighted(net, layer)
-            if plan.mode is ProtectionMode.SPLIT and isinstance(nxt, Dense):
+            if plan.mode in SPLITS and isinstance(nxt, Dense):
                 per_copy += nxt.weight.shape[0]
             param_extra += extra * per_copy * idx.size
     activations = sum(int(np.prod(net.layers[i].out_shape)) for i in net.neuron_layers)

@@ -22,12 +22,14 @@ F64 = npt.NDArray[np.float64]
 EXTRA_COPIES = {  # copies beyond the original neuron that each mode adds
     ProtectionMode.NONE: 0,
     ProtectionMode.SPLIT: 1,
+    ProtectionMode.SPLIT_CLAMPED: 1,
     ProtectionMode.TMR: 2,
     ProtectionMode.DMR_AND: 1,
     ProtectionMode.DMR_RECOMPUTE: 1,
     ProtectionMode.RANGER: 0,
     ProtectionMode.ZERO: 0,
 }
+SPLITS = (ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED)  # modes that halve and use the LCU
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +74,7 @@ def _check_layers(net: Network, mode: ProtectionMode, chosen: dict[int, I64]) ->
         size = int(np.prod(rec.out_shape))
         if idx.size and (idx.min() < 0 or idx.max() >= size):
             raise AccelsimError(f"layer {rec.name}: neuron index outside 0..{size - 1}")
-        if mode is ProtectionMode.SPLIT and idx.size and not rec.relu:
+        if mode in SPLITS and idx.size and not rec.relu:
             raise AccelsimError(
                 f"layer {rec.name}: cannot split its neurons: without a fused ReLU their outputs "
                 "can be negative, and the LCU is only valid on non-negative values"

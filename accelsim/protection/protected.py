@@ -7,7 +7,12 @@ the fault and hands the copies to them.
 Per protected neuron, the copies the accelerator computes and how they are merged:
 
 - split: two copies, each ``requantise(acc, M / 2)`` (the multiplier's shift minus one, which
-  equals halving weights and bias before rounding); ``2 * lcu(a, b)`` goes on.
+  equals halving weights and bias before rounding); ``2 * lcu(a, b)`` goes on. The paper's
+  premise that a half's bit 6 is 0 holds only below saturation: a neuron whose pre-clamp value
+  v is 127 or more has a half of 64 or more, and the LCU clears its bit 6 with no fault present
+  (v = 127 -> 0, 129 -> 2, 150 -> 22, 200 -> 72, v >= 255 -> 126).
+- split_clamped: split with each half clamped at 63, so bit 6 is 0 fault-free and the LCU
+  never corrupts a value; a saturated neuron reads 126 instead of 127 (one step).
 - tmr: three copies of y; the bitwise majority goes on.
 - dmr_and: two copies of y; ``a & b`` goes on (0 -> 1 flips corrected, no halving).
 - dmr_recompute: two copies of y; on a mismatch the neuron is recomputed (fault-free) once.
@@ -37,11 +42,12 @@ from accelsim.functional.network import (
 from accelsim.functional.reference import requantize_ref
 from accelsim.protection import dmr, ranger
 from accelsim.protection.lcu import lcu
-from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan, plan_from_neurons
+from accelsim.protection.plan import EXTRA_COPIES, SPLITS, ProtectionPlan, plan_from_neurons
 from accelsim.protection.vote import vote
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
+HALF_MAX = 63  # split_clamped: the largest half, so that bit 6 is 0 fault-free
 
 
 @dataclass(frozen=True)
@@ -113,15 +119,18 @@ def copies_from_accumulators(pnet: ProtectedNetwork, layer: int, acc: I64, index
     accumulators (bias included, (N, n)): ``requantise(acc, M / 2)`` for split, else y."""
     rec = pnet.net.layers[layer]
     ch = rec.channel_of(index)
-    halve = 1 if pnet.plan.mode is ProtectionMode.SPLIT else 0
-    return requantize_ref(
-        acc[:, :, None], rec.multiplier[ch], rec.shift[ch] - halve, relu=rec.relu
-    )[:, :, 0]
+    halve = 1 if pnet.plan.mode in SPLITS else 0
+    y = requantize_ref(acc[:, :, None], rec.multiplier[ch], rec.shift[ch] - halve, relu=rec.relu)[
+        :, :, 0
+    ]
+    if pnet.plan.mode is ProtectionMode.SPLIT_CLAMPED:  # the halves' range: bit 6 stays 0
+        return np.minimum(y, HALF_MAX)
+    return y
 
 
 def _copies(pnet: ProtectedNetwork, layer: int, x: I8, y: I8, index: I64) -> list[I8]:
     mode = pnet.plan.mode
-    if mode is ProtectionMode.SPLIT:
+    if mode in SPLITS:
         acc = neuron_accumulators(pnet.net.layers[layer], x, index)
         half = copies_from_accumulators(pnet, layer, acc, index)
         return [half, half.copy()]
@@ -133,7 +142,7 @@ def merge_copies(pnet: ProtectedNetwork, layer: int, copies: list[I8], golden: I
     """What the next layer sees of the copies (N, n) of protected neurons; ``golden``: the
     fault-free value (dmr_recompute's recomputation)."""
     mode = pnet.plan.mode
-    if mode is ProtectionMode.SPLIT:
+    if mode in SPLITS:
         return (2 * lcu(copies[0], copies[1]).astype(np.int16)).astype(np.int8)
     if mode is ProtectionMode.TMR:
         return vote(*copies)

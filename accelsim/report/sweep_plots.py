@@ -13,10 +13,10 @@ from matplotlib.figure import Figure
 
 from accelsim.sweep.results import ResultRow, is_unprotected
 
-COLORS = {"split": "C0", "tmr": "C3", "dmr_and": "C2", "dmr_recompute": "C4", "ranger": "C5",
-          "zero": "C6"}  # fmt: skip
-MARKERS = {"split": "o", "tmr": "s", "dmr_and": "^", "dmr_recompute": "v", "ranger": "D",
-           "zero": "P"}  # fmt: skip
+COLORS = {"split": "C0", "split_clamped": "C1", "tmr": "C3", "dmr_and": "C2",
+          "dmr_recompute": "C4", "ranger": "C5", "zero": "C6"}  # fmt: skip
+MARKERS = {"split": "o", "split_clamped": "X", "tmr": "s", "dmr_and": "^", "dmr_recompute": "v",
+           "ranger": "D", "zero": "P"}  # fmt: skip
 
 
 def _modes(rows: list[ResultRow]) -> list[str]:

@@ -296,6 +296,7 @@ class CorrectionUnit(enum.Enum):
 # mismatch's recomputation is not timed: the model times fault-free inference).
 CORRECTION_UNIT = {
     ProtectionMode.SPLIT: CorrectionUnit.LCU,
+    ProtectionMode.SPLIT_CLAMPED: CorrectionUnit.LCU,
     ProtectionMode.DMR_AND: CorrectionUnit.LCU,
     ProtectionMode.RANGER: CorrectionUnit.LCU,
     ProtectionMode.ZERO: CorrectionUnit.LCU,

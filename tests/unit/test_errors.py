@@ -94,7 +94,7 @@ def test_study_options_name_the_field_and_what_is_allowed() -> None:
     with pytest.raises(
         ParameterError,
         match=r"^modes: expected modes from \{none, split, tmr, "
-        r"dmr_and, dmr_recompute, ranger, zero\}, got \['split', 'tripl'\]$",
+        r"dmr_and, dmr_recompute, ranger, zero, split_clamped\}, got \['split', 'tripl'\]$",
     ):
         StudyOptions(modes=("split", "tripl"))
     with pytest.raises(ParameterError, match=r"^tops: expected percentages in \[0, 100\], got 120"):

@@ -34,7 +34,15 @@ def test_protect_writes_plans_and_overheads(
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     modes = {r["mode"]: r for r in doc["modes"]}
-    assert set(modes) == {"split", "tmr", "dmr_and", "dmr_recompute", "ranger", "zero"}
+    assert set(modes) == {
+        "split",
+        "tmr",
+        "dmr_and",
+        "dmr_recompute",
+        "ranger",
+        "zero",
+        "split_clamped",
+    }
     n = modes["split"]["protected"]
     assert n > 0
     assert all(r["protected"] == n for r in modes.values())

@@ -99,10 +99,35 @@ def test_split_differs_only_by_rounding(tiny_net, tiny_images) -> None:
 
     seen = protected_layer(pnet, layer, x).reshape(len(x), -1)
     y = outs[layer].reshape(len(x), -1).astype(np.int64)
-    assert np.all(np.abs(seen - y) <= 1)  # rounding y/2 moves a value by at most one step
+    below = y < 127  # saturated values are not (test_split_corrupts_saturated_neurons...)
+    assert np.all(np.abs(seen - y)[below] <= 1)  # rounding y/2 moves it by at most one step
     assert np.any(seen != y)
     acc = neuron_accumulators(tiny_net.layers[layer], x, index)
     assert acc.shape == (len(x), index.size)
+
+
+# pre-clamp value v of hidden neuron 0 (x0 + x1, M = 1) -> what the next layer sees: split's
+# halves round(v / 2) reach 64 from v = 127 on, and the LCU clears their bit 6 with no fault;
+# split_clamped holds the halves at 63 (one step below 127 at saturation)
+SATURATION = {
+    100: (100, 100, 100), 125: (125, 126, 126), 126: (126, 126, 126), 127: (127, 0, 126),
+    128: (127, 0, 126), 129: (127, 2, 126), 150: (127, 22, 126), 200: (127, 72, 126),
+    254: (127, 126, 126),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("v", sorted(SATURATION))
+def test_split_corrupts_saturated_neurons_fault_free_and_split_clamped_does_not(
+    hand_net: Network, v: int
+) -> None:
+    from accelsim.protection.protected import protected_layer
+
+    x = _x((v - v // 2, v // 2))
+    plain, split, clamped = SATURATION[v]
+    assert forward_all(hand_net, x)[1][0, 0] == plain
+    for mode, expected in ((Mode.SPLIT, split), (Mode.SPLIT_CLAMPED, clamped)):
+        pnet = ProtectedNetwork(hand_net, plan_from_neurons(hand_net, mode, {1: [0]}), {})
+        assert protected_layer(pnet, 1, x.reshape(1, 2))[0, 0] == expected, mode
 
 
 def test_faults_in_copies(hand_net: Network) -> None:
