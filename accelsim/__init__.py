@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from types import ModuleType as _ModuleType
 
 from accelsim import files
+from accelsim.analysis.exhaustive import every_bit_flip
 from accelsim.analysis.stats import (
     SetAgreement,
     critical_set_agreement,
@@ -60,6 +61,7 @@ from accelsim.faults.campaign import (
     FaultSource,
     StoredCampaign,
     campaign_settings,
+    evaluate_faults,
     neuron_faults,
     run_campaign,
     run_stored,
