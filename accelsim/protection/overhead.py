@@ -1,11 +1,16 @@
 """What a protection plan costs: neurons (the paper's metric), bytes and correction work.
 
-Parameter bytes are counted in the network-transform view of the paper's Fig. 2 for Dense
-neurons: each extra copy is a neuron with its own (halved, for split) int8 weight row and int32
-bias, and for split the next layer also holds an int8 weight column for the second copy. A Conv2D
-neuron is one output element; its copy re-runs the same shared filter (halving lives in the
-requantisation shift), so it adds no parameter bytes. On the accelerator the copies of Dense
-neurons can re-read the same weights too; ``param_bytes_shared`` is that view (0).
+Two views of memory. The accelerator view (the default metric, ``accelerator_bytes_extra``):
+in int8 a split copy is the same int8 weights and int32 bias requantised with half the
+multiplier, and a TMR copy is identical, so on the array the copies re-read the same weights;
+what is extra is each split copy's multiplier and shift, ranger's ranges, and the copies'
+outputs in the output buffer (the correction stage's registers are added by the sweep, which
+knows the architecture). The network-transform view of the paper's Fig. 2
+(``param_bytes_extra``) counts, for Dense neurons: each extra copy is a neuron with its own
+(halved, for split) int8 weight row and int32 bias, and for split the next layer also holds an
+int8 weight column for the second copy. A Conv2D neuron is one output element; its copy re-runs
+the same shared filter (halving lives in the requantisation shift), so it adds no parameter
+bytes. ``param_bytes_shared`` (0) is the accelerator's view of the weights.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ class NetworkOverhead:
     activation_bytes: int  # neuron outputs per inference (int8), unprotected
     activation_bytes_extra: int  # extra copies written to the output buffer per inference
     correction_ops: int  # LCU / voter / compare / clamp operations per inference
+    requant_bytes_extra: int = 0  # accelerator view: split copies' multiplier + shift, ranges
+
+    @property
+    def accelerator_bytes_extra(self) -> int:
+        """What the accelerator holds beyond the unprotected network (without the correction
+        stage's registers, which depend on the architecture): the copies' own requantisation
+        parameters and their outputs in the output buffer. Copies re-read the same weights."""
+        return self.requant_bytes_extra + self.activation_bytes_extra
 
 
 def _next_weighted(net: Network, layer: int) -> Conv2D | Dense | None:
@@ -70,4 +83,20 @@ def network_overhead(net: Network, plan: ProtectionPlan) -> NetworkOverhead:
         activation_bytes=activations,
         activation_bytes_extra=extra * n_prot,
         correction_ops=0 if plan.mode is ProtectionMode.NONE else n_prot,
+        requant_bytes_extra=_requant_bytes(plan, n_prot),
     )
+
+
+SPLIT_REQUANT_BYTES = 5  # a split copy's int32 multiplier and int8 shift (M / 2)
+RANGE_BYTES = 2  # ranger / zero: a protected layer's (lo, hi) int8 range
+
+
+def _requant_bytes(plan: ProtectionPlan, n_prot: int) -> int:
+    """Parameters the accelerator holds for the copies: a split copy requantises with half the
+    multiplier (its own M0 and shift per protected neuron); TMR and DMR copies are identical
+    (none); ranger and zero hold one range per protected layer."""
+    if plan.mode in SPLITS:
+        return SPLIT_REQUANT_BYTES * n_prot
+    if plan.mode in (ProtectionMode.RANGER, ProtectionMode.ZERO):
+        return RANGE_BYTES * sum(1 for idx in plan.neurons if idx.size)
+    return 0

@@ -38,6 +38,7 @@ def _metric(r: ResultRow, metric: str) -> tuple[float, float, float]:
 LABELS = {
     "accuracy_loss_pp": "accuracy loss (pp, mean over faults)",
     "critical_rate": "critical-fault rate (% of fault x image)",
+    "critical_rate_fixed_raw": "critical rate at a fixed raw fault rate\n(% per unprotected fault)",
     "neurons": "network size (neurons)",
 }
 
@@ -54,12 +55,14 @@ def _baseline(ax: Axes, base: ResultRow | None, metric: str) -> None:
 
 
 def fig4_figure(rows: list[ResultRow], title: str) -> Figure:
-    """Accuracy loss, critical-fault rate and network size vs NVF threshold, one curve per mode
-    (95 % confidence bars), the unprotected network as a dashed line with its band."""
-    fig = Figure(figsize=(15, 4.4), layout="constrained")
-    axes = fig.subplots(1, 3)
+    """Accuracy loss, critical-fault rate (per fault, and at a fixed raw fault rate) and network
+    size vs NVF threshold, one curve per mode (95 % confidence bars), the unprotected network as
+    a dashed line with its band."""
+    fig = Figure(figsize=(19, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4)
     base = next((r for r in rows if is_unprotected(r)), None)
-    for ax, metric in zip(axes, ("accuracy_loss_pp", "critical_rate", "neurons"), strict=True):
+    panels = ("accuracy_loss_pp", "critical_rate", "critical_rate_fixed_raw", "neurons")
+    for ax, metric in zip(axes, panels, strict=True):
         _baseline(ax, base, metric)
         for mode in _modes(rows):
             s = _series(rows, mode)
@@ -81,18 +84,20 @@ def fig4_figure(rows: list[ResultRow], title: str) -> Figure:
 
 
 def overhead_figure(rows: list[ResultRow], title: str) -> Figure:
-    """Accuracy loss and critical-fault rate against cycle overhead and memory overhead: one
-    curve per mode, points labelled by threshold, 95 % confidence bars; the unprotected network
-    is the point at 0 % overhead."""
-    fig = Figure(figsize=(13, 9), layout="constrained")
-    axes = fig.subplots(2, 2)
+    """Accuracy loss and critical-fault rate (per fault, and at a fixed raw fault rate) against
+    cycle overhead and memory overhead (the accelerator's view): one curve per mode, points
+    labelled by threshold, 95 % confidence bars; the unprotected network is the point at 0 %
+    overhead."""
+    fig = Figure(figsize=(13, 13), layout="constrained")
+    axes = fig.subplots(3, 2)
     base = next((r for r in rows if is_unprotected(r)), None)
-    memory = "memory overhead (%): parameters + activations, copies with their own weights"
+    memory = ("memory overhead (%), accelerator view: copies' requantisation\nparameters, "
+              "outputs and correction registers (weights re-read)")  # fmt: skip
     xs = (
         ("cycle_overhead_percent", "cycle overhead on the array (%)"),
         ("memory_overhead_percent", memory),
     )
-    for i, metric in enumerate(("accuracy_loss_pp", "critical_rate")):
+    for i, metric in enumerate(("accuracy_loss_pp", "critical_rate", "critical_rate_fixed_raw")):
         for j, (xfield, xlabel) in enumerate(xs):
             ax = axes[i, j]
             if base is not None:

@@ -112,21 +112,27 @@ class StudyOptions:
 
 def row_cells(r: ResultRow) -> list[str]:
     """One result row as the report's and the console's table cells."""
-    a, c = r.accuracy_loss_pp, r.critical_rate
+    a, c, w = r.accuracy_loss_pp, r.critical_rate, r.critical_rate_fixed_raw
     t = "-" if math.isnan(r.threshold_percent) else f"{r.threshold_percent:.4g}"
     return [
         r.mode.value, r.label, t, f"{r.critical_neurons:,}", f"{r.neurons:,}",
         f"{r.neurons_overhead_percent:+.2f}", f"{r.memory_overhead_percent:+.2f}",
+        f"{r.memory_overhead_transform_percent:+.2f}",
         f"{r.cycles:,}", f"{r.cycle_overhead_percent:+.2f}",
         f"{a.value:.4f} ± {(a.hi - a.lo) / 2:.4f}",
         f"{100 * c.value:.4f} ± {100 * (c.hi - c.lo) / 2:.4f}",
+        f"{100 * w.value:.4f} ± {100 * (w.hi - w.lo) / 2:.4f}",
         f"{r.faults:,}", f"{100 * r.fault_free_accuracy:.2f}",
     ]  # fmt: skip
 
 
+# "+memory %": what the accelerator holds (copies re-read the weights); "(transform)": the
+# paper's network-transform view; "critical @raw (%)": the critical rate at a fixed raw fault
+# rate per bit, relative to the unprotected network (per-fault rate x population ratio)
 ROW_HEADERS = (
-    "mode", "threshold", "NVF >= %", "critical", "neurons", "+neurons %", "+memory %", "cycles",
-    "+cycles %", "accuracy loss (pp)", "critical rate (%)", "faults", "fault-free acc %",
+    "mode", "threshold", "NVF >= %", "critical", "neurons", "+neurons %", "+memory %",
+    "+memory % (transform)", "cycles", "+cycles %", "accuracy loss (pp)", "critical rate (%)",
+    "critical @raw (%)", "faults", "fault-free acc %",
 )  # fmt: skip
 TABLE_I_HEADERS = ("NVF >= %", "critical", "portion %", "paper", "paper portion %")
 

@@ -28,9 +28,18 @@ class ResultRow:
     """One protected (or the unprotected) network of a sweep.
 
     Threshold and top percentage are NaN for the unprotected row. Overheads are relative to the
-    unprotected network: neurons (the paper's metric), memory (int8/int32 parameter bytes plus
-    int8 activation bytes per inference, network-transform view) and cycles on the architecture.
-    Accuracy loss is in percentage points (mean over faults), rates are fractions."""
+    unprotected network (whose int8/int32 parameter bytes plus int8 activation bytes per
+    inference are the memory base): neurons (the paper's metric); memory in the accelerator
+    view (``memory_overhead_percent``: the copies' requantisation parameters, their outputs and
+    the correction stage's registers; copies re-read the same weights) and in the paper's
+    network-transform view (``memory_overhead_transform_percent``: every copy of a Dense neuron
+    with its own weight row and bias, a split one also a column of the next layer); cycles on
+    the architecture. Accuracy loss is in percentage points (mean over faults), rates are
+    fractions. ``critical_rate`` is per fault drawn from this network's population (copies
+    included); ``critical_rate_fixed_raw`` is the rate at a fixed raw fault rate per bit,
+    relative to the unprotected network: critical_rate x population / the unprotected
+    population (the critical fault x image events per inference, per unprotected-network fault),
+    comparable across networks of different size."""
 
     mode: ProtectionMode
     label: str
@@ -44,6 +53,7 @@ class ResultRow:
     activation_bytes: int
     activation_bytes_extra: int
     memory_overhead_percent: float
+    memory_overhead_transform_percent: float
     compute_cycles: int
     cycles: int
     cycle_overhead_percent: float
@@ -53,6 +63,7 @@ class ResultRow:
     fault_free_accuracy: float
     accuracy_loss_pp: Interval
     critical_rate: Interval
+    critical_rate_fixed_raw: Interval
     faults_with_effect: Interval
     campaign_seconds: float
 
@@ -129,7 +140,7 @@ def recommend(rows: list[ResultRow], budget_pp: float) -> tuple[ResultRow | None
         f"{best.accuracy_loss_pp.value:.4f} pp (95 % upper bound {best.accuracy_loss_pp.hi:.4f} "
         f"< {budget_pp:g}), at +{best.cycle_overhead_percent:.2f} % cycles, "
         f"+{best.neurons_overhead_percent:.2f} % neurons, +{best.memory_overhead_percent:.2f} % "
-        "memory"
+        "memory (accelerator view)"
     )
 
 

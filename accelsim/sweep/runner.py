@@ -24,6 +24,7 @@ from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_fro
 from accelsim.protection.protected import ProtectedNetwork
 from accelsim.sweep.results import Interval, ResultRow
 from accelsim.sweep.thresholds import SweepPoint
+from accelsim.timing.accelerator import correction_register_bytes
 from accelsim.timing.simulate import simulate
 
 I8 = npt.NDArray[np.int8]
@@ -79,11 +80,16 @@ def _campaign(pnet, x, labels, config, db: Path, resume: bool, on_progress):
     return summary, run.golden_correct, pop.size
 
 
-def _row(job, net, report, base_cycles, summary, golden_correct, population, images, seconds):
+def _row(job, net, arch, report, base, summary, golden_correct, population, images, seconds):
     """One result row; overheads are relative to the unprotected network (``overhead`` reports
-    its parameter and activation bytes with every plan)."""
+    its parameter and activation bytes with every plan; ``base``: the unprotected network's
+    (cycles, population))."""
     over = network_overhead(net, job.plan)
     point = job.point
+    base_cycles, base_population = base
+    memory = over.param_bytes + over.activation_bytes
+    accelerator = over.accelerator_bytes_extra + correction_register_bytes(job.mode, arch)
+    raw = population / base_population
     return ResultRow(
         mode=job.mode,
         label="unprotected" if point is None else point.label,
@@ -96,9 +102,10 @@ def _row(job, net, report, base_cycles, summary, golden_correct, population, ima
         param_bytes_extra=over.param_bytes_extra,
         activation_bytes=over.activation_bytes,
         activation_bytes_extra=over.activation_bytes_extra,
-        memory_overhead_percent=100
+        memory_overhead_percent=100 * accelerator / memory,
+        memory_overhead_transform_percent=100
         * (over.param_bytes_extra + over.activation_bytes_extra)
-        / (over.param_bytes + over.activation_bytes),
+        / memory,
         compute_cycles=report.total("compute_cycles"),
         cycles=report.total_cycles,
         cycle_overhead_percent=100 * (report.total_cycles / base_cycles - 1),
@@ -108,6 +115,16 @@ def _row(job, net, report, base_cycles, summary, golden_correct, population, ima
         fault_free_accuracy=golden_correct / images,
         accuracy_loss_pp=_interval(summary.accuracy_loss_pp),
         critical_rate=_interval(summary.critical_rate),
+        critical_rate_fixed_raw=Interval(
+            *(
+                raw * v
+                for v in (
+                    summary.critical_rate.value,
+                    summary.critical_rate.lo,
+                    summary.critical_rate.hi,
+                )
+            )
+        ),
         faults_with_effect=_interval(summary.faults_with_effect),
         campaign_seconds=seconds,
     )
@@ -143,8 +160,10 @@ def run_sweep(
         campaign = _campaign(pnet, x, labels, config, db, resume, on_progress)
         seconds = time.perf_counter() - start
         _, report = simulate(net, arch, plan=job.plan)
-        base_cycles = rows[0].cycles if rows else report.total_cycles  # jobs[0]: unprotected
-        rows.append(_row(job, net, report, base_cycles, *campaign, len(x), seconds))
+        # jobs[0] is the unprotected network: the base of every overhead and of the raw rate
+        base = (rows[0].cycles, rows[0].population) if rows else (report.total_cycles,
+                                                                   campaign[2])  # fmt: skip
+        rows.append(_row(job, net, arch, report, base, *campaign, len(x), seconds))
         if on_row is not None:
             on_row(rows)
     return rows

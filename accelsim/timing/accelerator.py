@@ -35,6 +35,7 @@ import simpy
 
 from accelsim.config.arch import ArchSpec, BufferSpec
 from accelsim.config.workload import ProtectionMode
+from accelsim.protection.plan import EXTRA_COPIES
 from accelsim.timing.schedule import LayerSchedule, Schedule
 
 EventLog = list[tuple[int, str, str, int]]
@@ -303,6 +304,15 @@ CORRECTION_UNIT = {
     ProtectionMode.TMR: CorrectionUnit.VOTER,
     ProtectionMode.DMR_RECOMPUTE: CorrectionUnit.VOTER,
 }
+
+
+def correction_register_bytes(mode: ProtectionMode, arch: ArchSpec) -> int:
+    """The correction stage's input registers for ``mode``: one int8 per copy per lane (none
+    for the unprotected network)."""
+    if mode is ProtectionMode.NONE:
+        return 0
+    lanes, _ = correction_lanes(mode, arch)
+    return lanes * (1 + EXTRA_COPIES[mode])
 
 
 def correction_lanes(mode: ProtectionMode, arch: ArchSpec) -> tuple[int, int]:

@@ -49,6 +49,30 @@ def test_rows_cover_every_threshold_and_mode(sweep):
     assert doc["test_images_from"] == "sample images 64..123"  # disjoint from the NVF images
 
 
+def test_the_accelerator_memory_view_and_the_fixed_raw_rate(sweep):
+    """By hand from each row's counts: the population of a network with n protected neurons is
+    8 x (4,684 + copies x n) single-bit faults, so the rate at a fixed raw fault rate is the
+    per-fault rate x population / 8 x 4,684; the accelerator holds, per split neuron, its
+    copy's multiplier and shift (5 B) and its output (1 B), per TMR neuron two outputs, and the
+    correction lanes of pe16x16 (16 LCU lanes x 2 copies, 16 voter lanes x 3 copies)."""
+    _, doc = sweep
+    rows = doc["rows"]
+    base = rows[0]
+    memory = base["param_bytes"] + base["activation_bytes"]
+    assert base["population"] == 8 * 4684
+    for r in rows:
+        n = r["critical_neurons"]
+        copies = {"none": 0, "split": 1, "tmr": 2}[r["mode"]]
+        assert r["population"] == 8 * (4684 + copies * n)
+        ratio = r["population"] / base["population"]
+        for end in ("value", "lo", "hi"):
+            assert r["critical_rate_fixed_raw"][end] == pytest.approx(
+                r["critical_rate"][end] * ratio
+            )
+        held = {"none": 0, "split": 6 * n + 16 * 2, "tmr": 2 * n + 16 * 3}[r["mode"]]
+        assert r["memory_overhead_percent"] == pytest.approx(100 * held / memory)
+
+
 def test_files(sweep):
     out, doc = sweep
     with (out / "results.csv").open() as fh:

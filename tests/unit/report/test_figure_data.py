@@ -19,9 +19,11 @@ def _row(mode, t, neurons, cycles_pct, mem_pct, loss, crit) -> ResultRow:
         mode=ProtectionMode(mode), label=mode if math.isnan(t) else f"NVF >= {t}", threshold_percent=t,
         top_percent=math.nan, critical_neurons=0, neurons=neurons, neurons_overhead_percent=0.0,
         param_bytes=0, param_bytes_extra=0, activation_bytes=0, activation_bytes_extra=0,
-        memory_overhead_percent=mem_pct, compute_cycles=0, cycles=0,
+        memory_overhead_percent=mem_pct, memory_overhead_transform_percent=3 * mem_pct,
+        compute_cycles=0, cycles=0,
         cycle_overhead_percent=cycles_pct, faults=100, population=1000, images=50,
         fault_free_accuracy=0.9, accuracy_loss_pp=Interval(*loss), critical_rate=Interval(*crit),
+        critical_rate_fixed_raw=Interval(*(neurons / 100 * v for v in crit)),
         faults_with_effect=Interval(0.1, 0.05, 0.15), campaign_seconds=1.0,
     )  # fmt: skip
 
@@ -45,7 +47,7 @@ def _errorbar(ax, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def test_fig4_plots_each_modes_rows_against_the_threshold() -> None:
-    loss, crit, size = fig4_figure(ROWS, "t").axes
+    loss, crit, raw, size = fig4_figure(ROWS, "t").axes
     x, y, lo, hi = _errorbar(loss, "split")
     assert list(x) == [0.5, 20.0]  # sorted by threshold
     assert list(y) == [0.125, 0.25]
@@ -56,6 +58,9 @@ def test_fig4_plots_each_modes_rows_against_the_threshold() -> None:
     np.testing.assert_allclose(y, [0.0, 0.2])
     np.testing.assert_allclose(lo, [0.0, 0.0])
     np.testing.assert_allclose(hi, [0.1, 0.6])
+    x, y, lo, hi = _errorbar(raw, "tmr")  # per-fault rate x population ratio (200 / 100, 1.2)
+    np.testing.assert_allclose(y, [0.0, 0.24])
+    np.testing.assert_allclose(hi, [0.2, 0.72])
     lines = {ln.get_label(): ln for ln in size.get_lines()}
     assert list(lines["split"].get_ydata()) == [150, 110]
     assert list(lines["tmr"].get_ydata()) == [200, 120]
@@ -69,7 +74,7 @@ def test_fig4_plots_each_modes_rows_against_the_threshold() -> None:
 @pytest.mark.parametrize(("col", "field"), [(0, "cycle"), (1, "memory")])
 def test_overhead_figure_plots_resilience_against_each_overhead(col: int, field: str) -> None:
     axes = overhead_figure(ROWS, "t").axes
-    loss, crit = axes[col], axes[2 + col]
+    loss, crit, raw = axes[col], axes[2 + col], axes[4 + col]
     want_x = {"cycle": {"split": [9.0, 4.0], "tmr": [16.0, 7.0]},
               "memory": {"split": [80.0, 30.0], "tmr": [150.0, 45.0]}}[field]  # fmt: skip
     for mode, xs in want_x.items():
@@ -79,6 +84,9 @@ def test_overhead_figure_plots_resilience_against_each_overhead(col: int, field:
         x, y, _, hi = _errorbar(crit, mode)
         assert list(x) == xs
         np.testing.assert_allclose(hi, {"split": [1.0, 2.0], "tmr": [0.1, 0.6]}[mode])
+        x, y, _, _ = _errorbar(raw, mode)  # rate x neurons / 100 (the rows' population ratio)
+        assert list(x) == xs
+        np.testing.assert_allclose(y, {"split": [0.6, 1.1], "tmr": [0.0, 0.24]}[mode])
     x, y, lo, hi = _errorbar(loss, "unprotected")  # the point at 0 % overhead
     assert (list(x), list(y), list(lo), list(hi)) == ([0], [0.5], [0.25], [1.0])
     labels = sorted(t.get_text() for t in loss.texts)

@@ -52,8 +52,9 @@ def test_sweep_points_distinct_non_empty_and_merged():
 def _row(mode, t, loss_hi, cycles, neurons=0.0):
     est = Interval(loss_hi / 2, 0.0, loss_hi)
     return ResultRow(
-        ProtectionMode(mode), "x", t, 1.0, 3, 10, neurons, 100, 0, 10, 0, 0.0, 50, 60, cycles, 100, 800, 20,
-        0.9, est, Interval(0.01, 0.0, 0.02), Interval(0.5, 0.4, 0.6), 1.0,
+        ProtectionMode(mode), "x", t, 1.0, 3, 10, neurons, 100, 0, 10, 0, 0.0, 0.0, 50, 60, cycles, 100,
+        800, 20, 0.9, est, Interval(0.01, 0.0, 0.02), Interval(0.01, 0.0, 0.02), Interval(0.5, 0.4, 0.6),
+        1.0,
     )  # fmt: skip
 
 
