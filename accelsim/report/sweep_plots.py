@@ -91,8 +91,8 @@ def overhead_figure(rows: list[ResultRow], title: str) -> Figure:
     fig = Figure(figsize=(13, 13), layout="constrained")
     axes = fig.subplots(3, 2)
     base = next((r for r in rows if is_unprotected(r)), None)
-    memory = ("memory overhead (%), accelerator view: copies' requantisation\nparameters, "
-              "outputs and correction registers (weights re-read)")  # fmt: skip
+    memory = ("memory overhead (%), accelerator view\n(copies' multipliers, outputs, "
+              "correction registers)")  # fmt: skip
     xs = (
         ("cycle_overhead_percent", "cycle overhead on the array (%)"),
         ("memory_overhead_percent", memory),
@@ -114,7 +114,7 @@ def overhead_figure(rows: list[ResultRow], title: str) -> Figure:
                     ax.annotate(_short(r), (xv, yv), textcoords="offset points", xytext=(4, 4),
                                 fontsize=7, color=COLORS.get(mode))  # fmt: skip
             ax.set_xscale("symlog", linthresh=1.0)
-            ax.set_xlabel(xlabel + ", symmetric log scale")
+            ax.set_xlabel(xlabel + " (symmetric log scale)")
             ax.set_ylabel(LABELS[metric])
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
