@@ -120,7 +120,7 @@ from accelsim.zoo.architectures import ARCHITECTURES
 # The study (and through it matplotlib) loads on first use, not with ``import accelsim``:
 # campaign workers and scripts that only run the engine do not pay for the figures.
 _STUDY = {
-    "accelsim.study.headline": ("ROW_HEADERS", "TABLE_I_HEADERS", "Scale", "Study",
+    "accelsim.study.headline": ("ROW_HEADERS", "TABLE_I_HEADERS", "NvfChoice", "Scale", "Study",
                                 "StudyOptions", "StudyResult", "prepare_study", "row_cells",
                                 "run_study"),
     "accelsim.study.nvf": ("WorkloadNvf", "workload_nvf"),

@@ -87,3 +87,21 @@ def exhaustive_nvf(
         layers.append(LayerNvf(i, net.layers[i].name, nvf, bit_map, np.zeros(size, np.int64),
                                half))  # fmt: skip
     return NvfResult(Method.EXHAUSTIVE, None, False, n_inputs, tuple(layers))
+
+
+def estimate_exhaustive_seconds(net: Network, x: I8, *, workers: int = 1,
+                                sample: int = 64) -> float:  # fmt: skip
+    """The seconds ``exhaustive_nvf(net, x, workers=workers)`` would take, from ``sample`` of
+    its flips (uniform, seeded) timed on the same inputs after a one-fault warm-up (the golden
+    state and the kernels): what ``run`` decides its default NVF method by."""
+    import time
+
+    faults = every_bit_flip(net)
+    pick = np.sort(np.random.default_rng(0).choice(len(faults), min(sample, len(faults)), False))
+    probe = faults.take(pick)
+    inputs = CampaignInputs(unprotected(net), x, np.zeros(len(x), np.int64))
+    evaluate_faults(inputs, probe.take([0]))
+    start = time.perf_counter()
+    evaluate_faults(inputs, probe)
+    per_fault = (time.perf_counter() - start) / max(len(probe), 1)
+    return per_fault * len(faults) / max(workers, 1)

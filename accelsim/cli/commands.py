@@ -175,7 +175,8 @@ def analyze(args: argparse.Namespace) -> int:
         f"check {'on' if result.has_gradient_check else 'off'})"
         f"{' [cached]' if a.nvf.cached else ''}",
         "95 % confidence half-width of the median neuron's NVF: "
-        f"{100 * a.median_half_width:.3f} percentage points",
+        f"{100 * a.median_half_width:.3f} percentage points (normal approximation), "
+        f"{100 * a.median_bound_half_width:.3f} (distribution-free, empirical Bernstein)",
         *(
             f"  {d['name']:>8}: {d['neurons']:>7,} neurons, mean {d['mean_nvf_percent']:.3f} %, "
             f"max {d['max_nvf_percent']:.3f} %"

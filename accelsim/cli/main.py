@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--test-split", choices=("train", "test", "sample"), help="campaign split")
     run.add_argument("--nvf-split", choices=("train", "test", "sample"), help="NVF split")
     run.add_argument("--nvf-images", type=int, help="NVF analysis images (overrides the scale)")
+    run.add_argument(
+        "--nvf", choices=("auto", "exhaustive", "workload", "paper"), default="auto",
+        help="how the NVF is computed: auto (default: exhaustive, the ground truth, when its "
+        "estimated time fits --nvf-budget, else the workload's analysis settings), exhaustive, "
+        "workload, paper (exact search, Algorithm 1's bit mapping, gradient check)",
+    )  # fmt: skip
+    run.add_argument("--nvf-budget", type=float, default=600.0, metavar="SECONDS",
+                     help="time the auto NVF may take (default 600)")  # fmt: skip
     run.add_argument("--workers", type=int, help="local worker processes per campaign")
     run.add_argument("--seed", type=int, help="fault-sampling seed (default: faults.seed)")
     run.add_argument("--resume", action="store_true", help="continue the sweep in --out")
@@ -232,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_FLAGS = {"top_percent": "--top", "dask_address": "--dask"}
+_FLAGS = {"top_percent": "--top", "dask_address": "--dask", "nvf_budget_seconds": "--nvf-budget"}
 
 
 def flag_of(parameter: str) -> str:

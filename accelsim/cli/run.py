@@ -34,7 +34,8 @@ def _options(args: argparse.Namespace) -> StudyOptions:
         scale=args.scale, out_dir=Path(args.out) if args.out else None, modes=args.modes,
         thresholds=args.thresholds, tops=args.tops, faults=args.faults,
         test_images=args.test_images, test_split=args.test_split, nvf_split=args.nvf_split,
-        nvf_images=args.nvf_images, workers=1 if args.workers is None else args.workers,
+        nvf_images=args.nvf_images, nvf=args.nvf, nvf_budget_seconds=args.nvf_budget,
+        workers=1 if args.workers is None else args.workers,
         seed=args.seed,
         resume=args.resume, data_dir=args.data_dir,
     )  # fmt: skip

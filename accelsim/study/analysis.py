@@ -32,13 +32,15 @@ from accelsim.study.options import as_workload
 @dataclass(frozen=True, eq=False)
 class AnalysisResult:
     """The NVF run, Table I at the paper's thresholds (``fine``: at finer ones, when the
-    paper's select almost nothing), the median neuron's 95 % half-width (fraction) and the
-    files: the cached npz, the per-neuron CSV and the figure (PNG, SVG)."""
+    paper's select almost nothing), the median neuron's 95 % half-width (fraction; normal
+    approximation, and the distribution-free empirical Bernstein bound) and the files: the
+    cached npz, the per-neuron CSV and the figure (PNG, SVG)."""
 
     nvf: WorkloadNvf
     table: tuple[TableRow, ...]
     fine: tuple[TableRow, ...]
     median_half_width: float
+    median_bound_half_width: float
     files: tuple[Path, ...]
 
     def document(self) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class AnalysisResult:
             "split": run.data.split, "key": run.stem.name.rsplit("-", 1)[-1],
             "cached": run.cached, "seconds": run.seconds,
             "median_half_width_percent": 100 * self.median_half_width,
+            "median_bound_half_width_percent": 100 * self.median_bound_half_width,
             "layers": [
                 {"name": lay.name, "neurons": int(lay.nvf.size),
                  "mean_nvf_percent": 100 * float(lay.nvf.mean()),
@@ -78,5 +81,7 @@ def analyze_workload(
     table = tuple(critical_table(nvf, PAPER_THRESHOLDS, net.name))
     fine = tuple(critical_table(nvf, fine_thresholds(nvf))) if needs_fine_grid(nvf) else ()
     half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
+    bound = float(np.median(np.concatenate([result.bound_half_width(lay)
+                                            for lay in result.layers])))  # fmt: skip
     paths = (stem.with_suffix(".npz"), stem.with_suffix(".csv"), *figures)
-    return AnalysisResult(run, table, fine, half, paths)
+    return AnalysisResult(run, table, fine, half, bound, paths)

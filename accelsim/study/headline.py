@@ -25,13 +25,20 @@ from typing import Any
 import numpy as np
 
 from accelsim import __version__
+from accelsim.analysis.exhaustive import estimate_exhaustive_seconds
 from accelsim.analysis.vulnerability import NvfResult
 from accelsim.config.arch import ArchSpec, load_arch
-from accelsim.config.workload import ProtectionMode, WorkloadSpec, load_workload
+from accelsim.config.workload import (
+    BitMapping,
+    NvfMethod,
+    ProtectionMode,
+    WorkloadSpec,
+    load_workload,
+)
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
-from accelsim.functional.modelio import network_hash
+from accelsim.functional.modelio import load_network, network_hash
 from accelsim.functional.network import Network, quantize_images
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
@@ -44,6 +51,19 @@ from accelsim.sweep.runner import SweepConfig, plan_jobs, run_sweep
 from accelsim.sweep.thresholds import DEFAULT_TOPS, SweepPoint, sweep_points
 
 QUICK_FAULTS, QUICK_IMAGES, QUICK_NVF_IMAGES = 1000, 1000, 500
+
+
+class NvfChoice(enum.Enum):
+    """How ``run`` computes the NVF that selects the neurons to protect. auto: the exhaustive
+    ground truth (every bit flip through the campaign engine) when its estimated time fits
+    ``nvf_budget_seconds``, else the workload's analysis settings; exhaustive: always;
+    workload: the workload's ``analysis`` settings; paper: the paper's setting (Algorithm 1:
+    the critical deltas by injection, its bit mapping, the gradient check)."""
+
+    AUTO = "auto"
+    EXHAUSTIVE = "exhaustive"
+    WORKLOAD = "workload"
+    PAPER = "paper"
 
 
 class Scale(enum.Enum):
@@ -89,6 +109,8 @@ class StudyOptions:
     test_split: str | None = None
     nvf_split: str | None = None
     nvf_images: int | None = None
+    nvf: NvfChoice = NvfChoice.AUTO
+    nvf_budget_seconds: float = 600.0
     workers: int = 1
     seed: int | None = None
     resume: bool = False
@@ -96,6 +118,12 @@ class StudyOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", as_enum("scale", Scale, self.scale))
+        object.__setattr__(self, "nvf", as_enum("nvf", NvfChoice, self.nvf))
+        budget = self.nvf_budget_seconds
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
+            raise ParameterError(
+                "nvf_budget_seconds", f"{{parameter}}: expected seconds >= 0, got {budget!r}"
+            )
         for name in ("faults", "test_images", "nvf_images"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
@@ -216,16 +244,19 @@ class Study:
             return _report(self, rows, seconds)
 
 
-def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | None]:
-    """NVF (cached under the workload's output folder); quick runs fall back to the bundled
-    sample when the analysis split is not on disk."""
+def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | None, str]:
+    """NVF (cached under the workload's output folder) by the method ``o.nvf`` chooses, and why
+    (a sentence); quick runs fall back to the bundled sample when the analysis split is not on
+    disk (the note says so)."""
     images = o.nvf_images or (
         spec.analysis.n_images
         if o.scale is Scale.PAPER
         else min(spec.analysis.n_images, QUICK_NVF_IMAGES)
     )
+    net = load_network(spec.network)
+    split, note = o.nvf_split or spec.analysis.split, None
     try:
-        return workload_nvf(spec, n_images=images, split=o.nvf_split, data_dir=o.data_dir), None
+        data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
     except DatasetError as exc:
         if o.scale is Scale.PAPER or o.nvf_split is not None:
             raise
@@ -233,7 +264,34 @@ def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | N
             f"the {spec.analysis.split} split is not on disk ({str(exc).split(':')[0]}; see "
             "`python -m accelsim data info`): NVF on the bundled MNIST sample instead"
         )
-        return workload_nvf(spec, n_images=images, split="sample", data_dir=o.data_dir), note
+        split = "sample"
+        data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
+    settings, why = _nvf_settings(spec, o, net, quantize_images(net, data.images))
+    run = workload_nvf(spec, n_images=images, split=split, data_dir=o.data_dir, **settings)
+    return run, note, why
+
+
+def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: Network,
+                  x: np.ndarray) -> tuple[dict[str, Any], str]:  # fmt: skip
+    """The ``workload_nvf`` settings ``o.nvf`` asks for, and the sentence that says why."""
+    a = spec.analysis
+    own = (f"the workload's {a.method.value} / {a.bit_mapping.value} / gradient check "
+           f"{'on' if a.has_gradient_check else 'off'}")  # fmt: skip
+    exhaustive = {"method": NvfMethod.EXHAUSTIVE, "workers": o.workers}
+    if o.nvf is NvfChoice.WORKLOAD:
+        return {}, f"{own} (nvf=workload)"
+    if o.nvf is NvfChoice.PAPER:
+        paper = {"method": NvfMethod.EXACT, "mapping": BitMapping.PAPER, "gradient_check": True}
+        return paper, "the paper's setting: exact search, Algorithm 1's bit mapping, gradient check"
+    if o.nvf is NvfChoice.EXHAUSTIVE:
+        return exhaustive, "exhaustive: every bit flip of every neuron (nvf=exhaustive)"
+    seconds = estimate_exhaustive_seconds(net, x, workers=o.workers)
+    budget = o.nvf_budget_seconds
+    if seconds <= budget:
+        return exhaustive, (f"exhaustive, the ground truth (estimated {seconds:,.0f} s within "
+                            f"the {budget:,.0f} s NVF budget)")  # fmt: skip
+    return {}, (f"{own}: exhaustive would take about {seconds / 3600:,.1f} h, over the "
+                f"{budget:,.0f} s NVF budget")  # fmt: skip
 
 
 def _test_data(o: StudyOptions, spec: WorkloadSpec, net: Network, nvf_split: str,
@@ -280,7 +338,7 @@ def prepare_study(
     spec = workload if isinstance(workload, WorkloadSpec) else load_workload(workload)
     out_dir = Path(o.out_dir) if o.out_dir else spec.output_dir / f"run-{arch.name}"
     _check_out(out_dir, o.resume)
-    nvf_run, note = _analysis(spec, o)
+    nvf_run, note, nvf_why = _analysis(spec, o)
     net, analysis_data, result = nvf_run.net, nvf_run.data, nvf_run.result
     nvf = result.by_layer
     images, labels, test_desc = _test_data(o, spec, net, analysis_data.split, result.n_inputs)
@@ -301,7 +359,8 @@ def prepare_study(
         "network": net.name, "network_hash": network_hash(net), "seed": seed,
         "scale": o.scale.value, "faults_per_campaign": faults, "fault_kind": fspec.kind.value,
         "test_images": len(x), "test_images_from": test_desc,
-        "nvf_method": result.method.value, "nvf_images": result.n_inputs,
+        "nvf_method": result.method.value, "nvf_choice": o.nvf.value, "nvf_why": nvf_why,
+        "nvf_images": result.n_inputs,
         "nvf_split": analysis_data.split, "nvf_cached": nvf_run.cached,
         "accuracy_loss_budget_pp": spec.accuracy_loss_budget_percent,
         "thresholds": [dataclasses.asdict(p) for p in points],
@@ -314,7 +373,7 @@ def prepare_study(
         f"{net.name} on {arch.name}: {len(points)} thresholds x {len(modes)} modes + "
         f"unprotected = {len(jobs)} campaigns of {sizes} faults ({sampling}) x "
         f"{len(x):,} images ({test_desc}); NVF over {result.n_inputs} "
-        f"{analysis_data.split} images{' [cached]' if nvf_run.cached else ''}"
+        f"{analysis_data.split} images{' [cached]' if nvf_run.cached else ''}: {nvf_why}"
     )
     return Study(arch, spec, o, net, out_dir, result, x, labels, nvf_run.ranges, config, points,
                  jobs, meta, header, sizes, note, time.perf_counter() - started)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from accelsim.analysis.stats import (
     critical_set_agreement,
@@ -38,3 +39,18 @@ def test_top_k_and_sets() -> None:
     assert math.isnan(empty.precision)
     assert math.isnan(empty.recall)
     assert math.isclose(mean_absolute_error_pp(pred, truth), 100 * (0.2 + 0.8 + 0.5 + 0 + 0) / 5)
+
+
+def test_bernstein_half_width_by_hand() -> None:
+    """Constant values (V = 0) over 100 inputs: only the range term, 7 ln 80 / (3 x 99); with
+    V = 0.01 over 400: sqrt(2 x 0.01 x ln 80 / 400) + 7 ln 80 / (3 x 399)."""
+    from accelsim.analysis.stats import bernstein_half_width
+
+    ln80 = math.log(80.0)
+    got = bernstein_half_width(np.array([0.3]), np.array([0.0]), 100)
+    assert got[0] == pytest.approx(7 * ln80 / 297)
+    normal = 1.96 * math.sqrt(0.01 / 400)
+    got = bernstein_half_width(np.array([0.3]), np.array([normal]), 400)
+    assert got[0] == pytest.approx(math.sqrt(2 * 0.01 * ln80 / 400) + 7 * ln80 / 1197)
+    assert got[0] > normal  # never narrower than the normal approximation here
+    assert bernstein_half_width(np.array([0.5]), np.array([0.1]), 1)[0] == 1.0
