@@ -11,6 +11,7 @@ from accelsim import lcu_table, voter_table
 def main() -> None:
     for title, rows in (
         ("LCU, fault-free halves h = 0..64 in both copies", lcu_table()),
+        ("LCU of split_clamped, fault-free halves h = 0..63 in both copies", lcu_table(63)),
         ("TMR voter, every int8 value in all three copies", voter_table()),
     ):
         print(f"**{title}**\n")

@@ -79,3 +79,18 @@ def test_tables_add_up() -> None:
     two = votes["single flip in each of two copies"]
     assert two.corrected == 256 * 56  # different bits: corrected; same bit (8 of 64): wrong
     assert two.smaller + two.larger == 256 * 8
+
+
+def test_split_clamped_halves_keep_the_guarantees() -> None:
+    """Halves 0..63 (split_clamped's whole fault-free range): 64 x 8 single flips; the 0 -> 1
+    ones are the zero bits of each half, sum over h of (8 - popcount h) = 512 - 192 = 320, and
+    every one is corrected; a flip in one copy never leaves a larger value."""
+    rows = {r.scenario: r for r in lcu_table(max_half=63)}
+    single = rows["single flip, one copy"]
+    assert (single.cases, single.corrected, single.larger) == (512, 320, 0)
+    up = rows["single flip, one copy, all 0->1"]
+    assert up.cases == up.corrected == 8 * 64 - sum(bin(h).count("1") for h in range(64))
+    double = rows["double flip, one copy"]
+    assert double.cases == 64 * 28
+    assert double.larger == 0
+    assert rows["double flip, one copy, all 0->1"].smaller == 0
