@@ -304,3 +304,52 @@ def test_golden_state_is_the_same_on_any_number_of_threads(deep_net, tiny_images
         np.testing.assert_array_equal(lo1, lo2)
         np.testing.assert_array_equal(hi1, hi2)
     assert sum(lo.size for lo, _ in many.slack) > 0
+
+
+def _saturating(net: Network) -> Network:
+    """``net`` with every neuron layer's multiplier 4x larger (shift + 2): many outputs clamp at
+    127, where split's halves reach 64 and its LCU corrupts them while split_clamped does not."""
+    import dataclasses
+
+    layers = tuple(
+        dataclasses.replace(rec, shift=(rec.shift + 2).astype(np.int32))
+        if i in net.neuron_layers else rec
+        for i, rec in enumerate(net.layers)
+    )  # fmt: skip
+    return dataclasses.replace(net, layers=layers)
+
+
+@pytest.mark.parametrize("mode", [Mode.SPLIT, Mode.SPLIT_CLAMPED])
+def test_saturated_split_neurons_propagate_exactly(mode, tiny_net, tiny_images, rng) -> None:
+    """On a network whose protected neurons saturate, the campaign kernels follow split's
+    corruption and split_clamped's clamp exactly as full re-inference does."""
+    net = _saturating(tiny_net)
+    x = quantize_images(net, tiny_images[:12])
+    pnet = _pnet(net, mode, x, rng)
+    state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
+    pop = build_population(net, pnet.plan, FaultKind.SINGLE_BIT, 1)
+    faults = sample_faults(pop, _spec(FaultKind.SINGLE_BIT, 1, "exhaustive"), rng=rng)
+    classes = faulty_classes(state, fault_batch(faults))
+    np.testing.assert_array_equal(classes, np.stack([_naive(pnet, x, f) for f in faults]))
+
+
+def test_split_and_split_clamped_differ_on_saturated_neurons(tiny_net, tiny_images) -> None:
+    """The saturating network of the test above really saturates: split's fault-free outputs
+    of the first protected layer differ from split_clamped's (which stay within one step)."""
+    from accelsim.functional.network import forward_all
+    from accelsim.protection.protected import protected_layer
+
+    net = _saturating(tiny_net)
+    x = quantize_images(net, tiny_images[:12])
+    first = net.neuron_layers[0]
+    size = int(np.prod(net.layers[first].out_shape))
+    outs = forward_all(net, x)
+    inputs = x if first == 0 else outs[first - 1]
+    y = outs[first].reshape(len(x), -1).astype(np.int64)
+    assert np.mean(y == 127) > 0.01
+    seen = {}
+    for mode in (Mode.SPLIT, Mode.SPLIT_CLAMPED):
+        pnet = ProtectedNetwork(net, plan_from_neurons(net, mode, {first: np.arange(size)}), {})
+        seen[mode] = protected_layer(pnet, first, inputs).reshape(len(x), -1).astype(np.int64)
+    assert np.any(np.abs(seen[Mode.SPLIT] - y) > 1)
+    assert np.all(np.abs(seen[Mode.SPLIT_CLAMPED] - y) <= 1)
