@@ -159,7 +159,7 @@ def _inspect(path: Path, settings: dict[str, Any]) -> str:
             return "no settings"
         _check_settings(meta, path, settings)
         _check_rows(con, path)
-    except sqlite3.Error as err:
+    except (sqlite3.Error, UnicodeDecodeError) as err:  # damaged text: names, settings
         raise AccelsimError(
             f"{path}: not an accelsim campaign database (unreadable: {err})"
         ) from None
@@ -215,7 +215,7 @@ def _damaged(con: sqlite3.Connection):
     """SQLite errors of a database damaged after it was opened, as one clean line."""
     try:
         yield
-    except sqlite3.DatabaseError as err:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as err:
         raise AccelsimError(f"{database_path(con)}: campaign database damaged ({err})") from None
 
 

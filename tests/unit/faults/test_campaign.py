@@ -111,6 +111,30 @@ def test_store_refuses_overwrite_and_foreign_settings(tmp_path: Path) -> None:
     assert len(read_rows(open_store(path, SETTINGS, resume=True))) == 0
 
 
+@pytest.mark.parametrize("where", ["table name", "settings"])
+def test_store_with_damaged_text_is_refused_in_one_line(tmp_path: Path, where: str) -> None:
+    """Bytes that are not UTF-8 in a table's name or in the stored settings (what the database
+    fuzz found: sqlite3 raises UnicodeDecodeError, not one of its own errors, on reading them)."""
+    path = tmp_path / "c.sqlite"
+    open_store(path, SETTINGS, resume=False).close()
+    if where == "table name":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE zzzq (a)")
+        con.commit()
+        con.close()
+        target = b"zzzq"
+    else:
+        target = b'"seed": 3'
+    data = path.read_bytes()
+    at = data.find(target)  # the first copy: the name column (the CREATE statement still parses)
+    assert at >= 0
+    path.write_bytes(data[:at] + b"\x80" + data[at + 1 :])
+    with pytest.raises(AccelsimError) as err:
+        open_store(path, SETTINGS, resume=True)
+    assert "\n" not in str(err.value)
+    assert str(path) in str(err.value)
+
+
 def test_pending_batches_skip_done_faults(campaign) -> None:
     _, faults = campaign
     batches = pending_batches(faults, {0, 1, 2, 50}, 10)
