@@ -16,6 +16,7 @@ than the true normal-approximation interval.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -63,16 +64,16 @@ def exhaustive_nvf(
     faults = every_bit_flip(net)
     n_inputs = int(x.shape[0])
     inputs = CampaignInputs(unprotected(net), x, np.zeros(n_inputs, np.int64))
-    reported = [0]
+    done = reported = 0
 
-    def progress(done_faults: int) -> None:
-        progress.done += done_faults  # type: ignore[attr-defined]
-        now = n_inputs * progress.done // max(len(faults), 1)  # type: ignore[attr-defined]
-        if on_progress is not None and now > reported[0]:
-            on_progress(now - reported[0])
-            reported[0] = now
+    def progress(n_faults: int) -> None:  # faults done -> inputs' worth of work done
+        nonlocal done, reported
+        done += n_faults
+        now = n_inputs * done // max(len(faults), 1)
+        if on_progress is not None and now > reported:
+            on_progress(now - reported)
+            reported = now
 
-    progress.done = 0  # type: ignore[attr-defined]
     rows = evaluate_faults(inputs, faults, workers=workers, on_progress=progress)
     changed = rows.n_changed.astype(np.float64)  # ids 0 .. n-1, sorted: layer, neuron, bit
     n_in = max(n_inputs, 1)
@@ -94,8 +95,6 @@ def estimate_exhaustive_seconds(net: Network, x: I8, *, workers: int = 1,
     """The seconds ``exhaustive_nvf(net, x, workers=workers)`` would take, from ``sample`` of
     its flips (uniform, seeded) timed on the same inputs after a one-fault warm-up (the golden
     state and the kernels): what ``run`` decides its default NVF method by."""
-    import time
-
     faults = every_bit_flip(net)
     pick = np.sort(np.random.default_rng(0).choice(len(faults), min(sample, len(faults)), False))
     probe = faults.take(pick)

@@ -43,7 +43,9 @@ def _options(args: argparse.Namespace) -> StudyOptions:
 
 def run_command(args: argparse.Namespace) -> int:
     """The whole sweep: prepare (NVF, images, thresholds), run the campaigns, report."""
-    study = prepare_study(args.arch, args.workload, _options(args))
+    options = _options(args)
+    with tqdm(total=None, unit="img", desc="NVF", disable=None, leave=False) as bar:
+        study = prepare_study(args.arch, args.workload, options, on_nvf_progress=bar.update)
     if not args.json:
         print(study.header + (f"\nnote: {study.note}" if study.note else ""), flush=True)
     with tqdm(total=study.n_faults, unit="fault", desc="sweep", disable=None,

@@ -224,9 +224,7 @@ def run_campaign(
 ) -> FaultRows:
     """Evaluate every fault of ``faults`` not yet in the database ``con``; return all rows."""
     positive_int("workers", workers)
-    if batch_size is not None:
-        positive_int("batch_size", batch_size)
-    size = batch_size or default_batch_size(len(inputs.x))
+    size = _batch_size(batch_size, len(inputs.x))
     stored = read_rows(con)
     check_stored(stored, faults, len(inputs.x), database_path(con))
     ordered = faults.take(inputs.order(faults))
@@ -251,22 +249,21 @@ def evaluate_faults(
     memory (no store, no resume): for callers that consume the rows at once, such as the
     exhaustive NVF."""
     positive_int("workers", workers)
-    size = positive_int("batch_size", batch_size) if batch_size else default_batch_size(
-        len(inputs.x))  # fmt: skip
     ordered = faults.take(inputs.order(faults))
-    batches = pending_batches(ordered, set(), size)
+    batches = pending_batches(ordered, set(), _batch_size(batch_size, len(inputs.x)))
     parts = []
     for rows in _results(inputs, batches, workers, dask_address, stored=False):
         parts.append(rows)
         if on_progress is not None:
             on_progress(len(rows))
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return FaultRows(*(empty,) * 8)
-    names = ("ids", "layer", "neuron", "copy", "mask", "kind", "n_changed", "n_correct")
-    joined = [np.concatenate([getattr(r, n) for r in parts]) for n in names]
-    order = np.argsort(joined[0], kind="stable")
-    return FaultRows(*(a[order] for a in joined))
+    return FaultRows.concat(parts)
+
+
+def _batch_size(batch_size: int | None, n_images: int) -> int:
+    """``batch_size`` when given (an int >= 1), else ``default_batch_size``."""
+    if batch_size is None:
+        return default_batch_size(n_images)
+    return positive_int("batch_size", batch_size)
 
 
 def _results(inputs: FaultSource, batches: list[FaultBatch], workers: int,

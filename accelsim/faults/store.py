@@ -54,6 +54,15 @@ class FaultRows:
         rows = np.asarray(rows)
         return FaultRows(*(getattr(self, name)[rows] for name in _FIELDS))
 
+    @staticmethod
+    def concat(parts: list[FaultRows]) -> FaultRows:
+        """The rows of ``parts`` together, sorted by id (none: no rows)."""
+        if not parts:
+            return FaultRows(*(np.zeros(0, np.int64) for _ in _FIELDS))
+        joined = [np.concatenate([getattr(r, name) for r in parts]) for name in _FIELDS]
+        order = np.argsort(joined[0], kind="stable")
+        return FaultRows(*(a[order] for a in joined))
+
 
 _FIELDS = ("ids", "layer", "neuron", "copy", "mask", "kind", "n_changed", "n_correct")
 

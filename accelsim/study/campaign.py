@@ -269,6 +269,8 @@ def prepare_campaign(
     o = options or CampaignOptions()
     spec = as_workload(workload)
     fspec = o.fault_spec(spec.faults)
+    if o.dask_address is not None:
+        check_reachable(o.dask_address)  # in seconds, before the NVF and the images
     if o.protection is ProtectionMode.NONE:
         pnet, nvf_info = unprotected(load_network(spec.network)), {}
     else:
@@ -288,8 +290,6 @@ def prepare_campaign(
     )  # fmt: skip
     tag = mode.value if mode is ProtectionMode.NONE else f"{mode.value}-T{o.threshold:g}"
     out = Path(o.output_dir or spec.output_dir)
-    if o.dask_address is not None:
-        check_reachable(o.dask_address)
     database = out / "campaigns" / f"campaign-{net.name}-{tag}.sqlite"
     return Campaign(spec, o, pnet, fspec, pop, faults, data, x, labels, settings, tag, database,
                     nvf_info)  # fmt: skip

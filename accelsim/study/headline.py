@@ -244,7 +244,9 @@ class Study:
             return _report(self, rows, seconds)
 
 
-def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | None, str]:
+def _analysis(
+    spec: WorkloadSpec, o: StudyOptions, on_progress: Callable[[int], None] | None
+) -> tuple[WorkloadNvf, str | None, str]:
     """NVF (cached under the workload's output folder) by the method ``o.nvf`` chooses, and why
     (a sentence); quick runs fall back to the bundled sample when the analysis split is not on
     disk (the note says so)."""
@@ -267,7 +269,7 @@ def _analysis(spec: WorkloadSpec, o: StudyOptions) -> tuple[WorkloadNvf, str | N
         split = "sample"
         data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
     settings, why = _nvf_settings(spec, o, net, quantize_images(net, data.images))
-    run = workload_nvf(spec, n_images=images, split=split, data_dir=o.data_dir, **settings)
+    run = workload_nvf(spec, data=data, on_progress=on_progress, **settings)
     return run, note, why
 
 
@@ -329,16 +331,18 @@ def _check_out(out_dir: Path, resume: bool) -> None:
 def prepare_study(
     arch: ArchSpec | Path | str, workload: WorkloadSpec | Path | str,
     options: StudyOptions | None = None,
+    *, on_nvf_progress: Callable[[int], None] | None = None,
 ) -> Study:  # fmt: skip
-    """Load the inputs (files or built-in names), run or load the NVF, choose the images,
-    thresholds and campaigns; nothing is written to the output folder yet."""
+    """Load the inputs (files or built-in names), run or load the NVF (``on_nvf_progress(n)``:
+    n more analysis images' worth done), choose the images, thresholds and campaigns; nothing
+    is written to the output folder yet."""
     started = time.perf_counter()
     o = options or StudyOptions()
     arch = arch if isinstance(arch, ArchSpec) else load_arch(arch)
     spec = workload if isinstance(workload, WorkloadSpec) else load_workload(workload)
     out_dir = Path(o.out_dir) if o.out_dir else spec.output_dir / f"run-{arch.name}"
     _check_out(out_dir, o.resume)
-    nvf_run, note, nvf_why = _analysis(spec, o)
+    nvf_run, note, nvf_why = _analysis(spec, o, on_nvf_progress)
     net, analysis_data, result = nvf_run.net, nvf_run.data, nvf_run.result
     nvf = result.by_layer
     images, labels, test_desc = _test_data(o, spec, net, analysis_data.split, result.n_inputs)

@@ -84,20 +84,23 @@ def workload_nvf(
     output_dir: Path | str | None = None,
     force: bool = False,
     workers: int = 1,
+    data: Dataset | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> WorkloadNvf:
     """The NVF of ``spec``'s network; each argument left None takes the workload's
     ``analysis`` setting. Loads a saved result with the same network, images and settings from
     ``output_dir`` (default: the workload's) unless ``force``, else computes and saves it
-    (``workers``: processes for the exhaustive method)."""
+    (``workers``: processes for the exhaustive method). ``data``: the analysis images when the
+    caller has loaded them already (they replace ``n_images``, ``split`` and ``data_dir``)."""
     a = spec.analysis
     method = as_enum("method", NvfMethod, method) if method else a.method
     mapping = as_enum("mapping", BitMapping, mapping) if mapping else a.bit_mapping
     gradient_check = a.has_gradient_check if gradient_check is None else gradient_check
     n_images = a.n_images if n_images is None else positive_int("n_images", n_images)
     net = load_network(spec.network)
-    data = load_dataset(net.dataset, split or a.split, data_dir=data_dir, n_images=n_images)
+    if data is None:
+        data = load_dataset(net.dataset, split or a.split, data_dir=data_dir, n_images=n_images)
     x = quantize_images(net, data.images)
     key = analysis_key(net, x, method, mapping, gradient_check)
     folder = Path(output_dir or spec.output_dir) / "analysis"
