@@ -84,7 +84,9 @@ from accelsim.functional.network import (
     replace_neurons,
     resume,
 )
-from accelsim.functional.quantize import float_accuracy, quantize_network
+from accelsim.functional.quantize import float_accuracy, quantize_network, with_tflite_multipliers
+from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
+from accelsim.interop.tflite_file import export_tflite, network_to_tflite
 from accelsim.protection.overhead import NetworkOverhead, network_overhead
 from accelsim.protection.plan import (
     ProtectionPlan,

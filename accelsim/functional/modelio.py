@@ -18,8 +18,10 @@
 The ``.npz`` holds ``input_scale`` and, per Conv2D/Dense layer L, ``L.weight`` (int8, in
 [-127, 127]), ``L.bias``, ``L.multiplier``, ``L.shift`` (int32, per output channel),
 ``L.weight_scale`` (float64, per channel) and ``L.output_scale`` (float64 scalar). It is read
-with ``allow_pickle=False``; the multiplier and shift must equal TFLite's quantisation of
-``input_scale * weight_scale / output_scale``.
+with ``allow_pickle=False``. The multiplier and shift must be TFLite's derivation from the
+scales rounded to float32 (``tflite_multiplier``: what TFLite Micro computes from a ``.tflite``);
+files written before that rule, whose multipliers quantise the float64 product
+``input_scale * weight_scale / output_scale``, still load as written.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from accelsim.config.workload import ZOO_NAMES
 from accelsim.errors import ConfigError, ModelFormatError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
 from accelsim.functional.network import Accuracy, Network
-from accelsim.functional.reference import quantize_multiplier
+from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
 DATASETS = ("mnist", "cifar10")
@@ -281,7 +283,8 @@ def _check_requant(
     for c, w_scale in enumerate(ws):
         real = s_in * float(w_scale) / s_out
         try:
-            want = quantize_multiplier(real)
+            want = tflite_multiplier(s_in, float(w_scale), s_out)
+            legacy = quantize_multiplier(real)
         except ValueError:  # a multiplier int32 fixed point cannot hold
             raise ModelFormatError(
                 npz,
@@ -289,7 +292,7 @@ def _check_requant(
                 f"(input {s_in:.6g} x weight {w_scale:.6g} / output {s_out:.6g})",
             ) from None
         got = (int(f["multiplier"][c]), int(f["shift"][c]))
-        if want != got:
+        if got not in (want, legacy):
             raise ModelFormatError(
                 npz,
                 f"{name} channel {c}: multiplier/shift {got} do not match the scales "

@@ -1,7 +1,9 @@
 """Post-training quantisation: float weights (numpy) -> int8 ``Network``.
 
 Weights: symmetric per output channel, ``s_w[c] = max|W[c]| / 127``, values in [-127, 127].
-Biases: int32 at ``s_in * s_w[c]``. Activations: symmetric per tensor; each Conv2D/Dense
+Biases: int32 at ``s_in * s_w[c]``. Every scale is a float32 value (a
+``.tflite`` holds float32) and the multipliers are TFLite's derivation from them
+(``tflite_multiplier``). Activations: symmetric per tensor; each Conv2D/Dense
 output scale is calibrated on float activations of sample images as ``q / 127``, where q is the
 ``percentile`` of the absolute activations (100 = the maximum). The input scale covers every
 value the pixel normalisation can produce. Float inference here (float64) gives the float
@@ -10,6 +12,7 @@ accuracy the int8 network is compared against.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy.typing as npt
 from accelsim.errors import ShapeError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
 from accelsim.functional.network import Accuracy, Network
-from accelsim.functional.reference import quantize_multiplier
+from accelsim.functional.reference import float32, tflite_multiplier
 
 F64 = npt.NDArray[np.float64]
 
@@ -117,12 +120,12 @@ def _quantize_layer(
 ) -> Layer:
     out = w.shape[0]
     absmax = np.abs(w.reshape(out, -1)).max(axis=1)
-    w_scale = np.where(absmax > 0, absmax / 127.0, 1.0)
+    w_scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32).astype(np.float64)
     wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(
         np.int8
     )
     bq = np.clip(np.round(b / (s_in * w_scale)), -(2**31), 2**31 - 1).astype(np.int32)
-    mult_shift = [quantize_multiplier(s_in * float(ws) / s_out) for ws in w_scale]
+    mult_shift = [tflite_multiplier(s_in, float(ws), s_out) for ws in w_scale]
     common = dict(
         name=spec["name"],
         in_shape=shape,
@@ -158,12 +161,12 @@ def quantize_network(
     ranges = _activation_ranges(arch, weights, calibration, percentile)
     mean, std = np.asarray(arch["mean"]), np.asarray(arch["std"])
     extremes = np.abs(np.stack([(0 - mean) / std, (1 - mean) / std]))
-    s_in = input_scale = float(extremes.max() / 127.0)
+    s_in = input_scale = float32(extremes.max() / 127.0)
     shape: Shape = tuple(arch["input_shape"])
     layers: list[Layer] = []
     for spec in arch["layers"]:
         if spec["type"] in ("conv2d", "dense"):
-            s_out = max(ranges[spec["name"]], 1e-8) / 127.0
+            s_out = float32(max(ranges[spec["name"]], 1e-8) / 127.0)
             w = weights[f"{spec['name']}.weight"].astype(np.float64)
             b = weights[f"{spec['name']}.bias"].astype(np.float64)
             layer: Layer = _quantize_layer(spec, w, b, s_in, s_out, shape)
@@ -184,3 +187,31 @@ def quantize_network(
         tuple(layers),
         accuracy,
     )
+
+
+def with_tflite_multipliers(net: Network) -> Network:
+    """``net`` with every scale rounded to float32 and every multiplier/shift re-derived from
+    them as TFLite does (``tflite_multiplier``); weights and biases unchanged.
+
+    Networks quantised before accelsim followed that rule derived multipliers from float64
+    scales, which differ in the low bits (every channel of the shipped LeNet-5) and move a few
+    images' logits by one step against TFLite Micro.
+    """
+    layers: list[Layer] = []
+    s_in = float32(net.input_scale)
+    for layer in net.layers:
+        if isinstance(layer, Conv2D | Dense):
+            w_scale = layer.weight_scale.astype(np.float32).astype(np.float64)
+            s_out = float32(layer.output_scale)
+            pairs = [tflite_multiplier(s_in, float(ws), s_out) for ws in w_scale]
+            layer = dataclasses.replace(
+                layer,
+                multiplier=np.array([m for m, _ in pairs], np.int32),
+                shift=np.array([s for _, s in pairs], np.int32),
+                weight_scale=w_scale,
+                input_scale=s_in,
+                output_scale=s_out,
+            )
+            s_in = s_out
+        layers.append(layer)
+    return dataclasses.replace(net, input_scale=float32(net.input_scale), layers=tuple(layers))

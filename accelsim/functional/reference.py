@@ -41,6 +41,22 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
+def float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as a Python float (a ``.tflite`` stores scales
+    as float32)."""
+    return float(np.float32(value))
+
+
+def tflite_multiplier(
+    input_scale: float, weight_scale: float, output_scale: float
+) -> tuple[int, int]:
+    """The multiplier/shift TFLite derives for one output channel in the op's Prepare:
+    ``QuantizeMultiplier(double(s_in) * double(s_w) / double(s_out))`` on the float32 scales a
+    ``.tflite`` holds (``PopulateConvolutionQuantizationParams``). Scales that are not float32
+    values are rounded to float32 first."""
+    return quantize_multiplier(float32(input_scale) * float32(weight_scale) / float32(output_scale))
+
+
 def saturating_rounding_doubling_high_mul_ref(a: I64, b: I64) -> I64:
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
