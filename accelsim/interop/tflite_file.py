@@ -1,222 +1,45 @@
-"""Write an int8 network as a ``.tflite`` flatbuffer that TFLite Micro and LiteRT run.
+"""Write an int8 network or graph as a ``.tflite`` flatbuffer that TFLite Micro and LiteRT run.
 
     blob = network_to_tflite(load_network("lenet5"))
 
-The file follows TFLite's int8 scheme: NHWC activations, int8 per tensor (the network's scale,
-zero point 0), int8 weights symmetric per output channel (``quantized_dimension`` 0), int32
-biases at ``s_in * s_w``, fused RELU. Scales are written as float32, which is what TFLite derives
+The file follows TFLite's int8 scheme: NHWC activations, int8 per tensor with the tensor's
+scale and zero point, int8 weights symmetric per output channel (``quantized_dimension`` 0,
+3 for DEPTHWISE_CONV_2D), int32 biases at ``s_in * s_w``, fused NONE / RELU / RELU6.
+Scales are written as float32, which is what TFLite derives
 its multipliers from; a network whose multipliers follow that rule (``with_tflite_multipliers``,
 every zoo network) gives logits bit-identical to accelsim's in TFLite Micro.
 
-accelsim's feature maps are C-H-W; a Flatten becomes a RESHAPE of the NHWC tensor (H-W-C order),
-so the first FULLY_CONNECTED after it gets its weight columns permuted to match. Convolution
-padding is written as SAME where TFLite's SAME equals it and as an explicit PAD otherwise.
+accelsim's feature maps are C-H-W; a C-H-W-order RESHAPE (a chain's Flatten) becomes a RESHAPE
+of the NHWC tensor (H-W-C order) and the FULLY_CONNECTED layers reading it get their weight
+columns permuted to match. Convolution padding is written as SAME where TFLite's SAME equals
+it and as an explicit PAD otherwise. A CONCATENATION input whose quantisation differs from
+the output's gets a QUANTIZE (int8 -> int8) first, as TFLite's int8 concatenation requires.
 
 Needs the ``tflite`` (schema bindings) and ``flatbuffers`` packages: ``pip install
-accelsim[tflite]``. The core never imports this module.
+accelsim[tflite]``, imported when a file is written.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from accelsim import files
-from accelsim.errors import AccelsimError
-from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D, Shape
+from accelsim.functional.graph import Graph, GraphError, Node, graph_from_network
+from accelsim.functional.layers import Shape
 from accelsim.functional.network import Network
-
-SCHEMA_VERSION = 3
-
-
-class MissingExtraError(AccelsimError):
-    """An optional dependency of the requested feature is not installed."""
-
-
-def _schema() -> tuple[Any, Any]:
-    try:
-        flatbuffers = importlib.import_module("flatbuffers")
-        tflite = importlib.import_module("tflite")
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"writing .tflite files needs the tflite extra ({exc.name} is not installed): "
-            "pip install 'accelsim[tflite]'"
-        ) from None
-    return flatbuffers, tflite
-
-
-def _table(name: str) -> ModuleType:
-    """The generated module ``tflite.<name>`` (the package exports the class of that name)."""
-    return importlib.import_module(f"tflite.{name}")
-
-
-@dataclass
-class _Tensor:
-    name: str
-    shape: tuple[int, ...]
-    dtype: int
-    scales: Sequence[float] = ()
-    zero_points: Sequence[int] = ()
-    axis: int = 0
-    data: np.ndarray | None = None
-
-
-@dataclass
-class _Op:
-    code: int
-    version: int
-    inputs: list[int]
-    outputs: list[int]
-    options_type: int = 0
-    options: Any = None  # callable(builder) -> offset
-
-
-@dataclass
-class _Graph:
-    """Tensors and operators in the order the flatbuffer lists them."""
-
-    tensors: list[_Tensor] = field(default_factory=list)
-    ops: list[_Op] = field(default_factory=list)
-
-    def tensor(self, t: _Tensor) -> int:
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-
-def _vector(builder: Any, start: Any, values: Sequence[int], prepend: str) -> int:
-    start(builder, len(values))
-    for v in reversed(values):
-        getattr(builder, prepend)(int(v))
-    return builder.EndVector()
-
-
-def _bytes_vector(builder: Any, payload: bytes) -> int:
-    """A [ubyte] vector aligned to 16 bytes, so that int32 biases are readable in place."""
-    builder.StartVector(1, len(payload), 16)
-    builder.head -= len(payload)
-    builder.Bytes[builder.head : builder.head + len(payload)] = payload
-    builder.vectorNumElems = len(payload)
-    return builder.EndVector()
-
-
-def _serialize(graph: _Graph, inputs: list[int], outputs: list[int], description: str) -> bytes:
-    flatbuffers, _ = _schema()
-    b = flatbuffers.Builder(1024)
-    ten, qp, buf = _table("Tensor"), _table("QuantizationParameters"), _table("Buffer")
-    opm, occ, sgm, mdl = (
-        _table("Operator"),
-        _table("OperatorCode"),
-        _table("SubGraph"),
-        _table("Model"),
-    )
-
-    # Buffer 0 is the empty sentinel; every constant tensor gets its own buffer.
-    buffers = [None] + [t.data for t in graph.tensors if t.data is not None]
-    buffer_offsets = []
-    for data in buffers:
-        payload = None if data is None else _bytes_vector(b, np.ascontiguousarray(data).tobytes())
-        buf.BufferStart(b)
-        if payload is not None:
-            buf.BufferAddData(b, payload)
-        buffer_offsets.append(buf.BufferEnd(b))
-
-    tensor_offsets, next_buffer = [], 1
-    for t in graph.tensors:
-        name = b.CreateString(t.name)
-        shape = _vector(b, ten.TensorStartShapeVector, t.shape, "PrependInt32")
-        quant = None
-        if t.scales:
-            scale = _vector_f32(b, qp.QuantizationParametersStartScaleVector, t.scales)
-            zp = _vector(
-                b, qp.QuantizationParametersStartZeroPointVector, t.zero_points, "PrependInt64"
-            )
-            qp.QuantizationParametersStart(b)
-            qp.QuantizationParametersAddScale(b, scale)
-            qp.QuantizationParametersAddZeroPoint(b, zp)
-            qp.QuantizationParametersAddQuantizedDimension(b, t.axis)
-            quant = qp.QuantizationParametersEnd(b)
-        ten.TensorStart(b)
-        ten.TensorAddShape(b, shape)
-        ten.TensorAddType(b, t.dtype)
-        ten.TensorAddName(b, name)
-        if t.data is not None:
-            ten.TensorAddBuffer(b, next_buffer)
-            next_buffer += 1
-        else:
-            ten.TensorAddBuffer(b, 0)
-        if quant is not None:
-            ten.TensorAddQuantization(b, quant)
-        tensor_offsets.append(ten.TensorEnd(b))
-
-    codes = sorted({(op.code, op.version) for op in graph.ops})
-    code_index = {c: i for i, c in enumerate(codes)}
-    code_offsets = []
-    for code, version in codes:
-        occ.OperatorCodeStart(b)
-        occ.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-        occ.OperatorCodeAddBuiltinCode(b, code)
-        occ.OperatorCodeAddVersion(b, version)
-        code_offsets.append(occ.OperatorCodeEnd(b))
-
-    op_offsets = []
-    for op in graph.ops:
-        ins = _vector(b, opm.OperatorStartInputsVector, op.inputs, "PrependInt32")
-        outs = _vector(b, opm.OperatorStartOutputsVector, op.outputs, "PrependInt32")
-        options = op.options(b) if op.options is not None else None
-        opm.OperatorStart(b)
-        opm.OperatorAddOpcodeIndex(b, code_index[(op.code, op.version)])
-        opm.OperatorAddInputs(b, ins)
-        opm.OperatorAddOutputs(b, outs)
-        if options is not None:
-            opm.OperatorAddBuiltinOptionsType(b, op.options_type)
-            opm.OperatorAddBuiltinOptions(b, options)
-        op_offsets.append(opm.OperatorEnd(b))
-
-    sg_tensors = _offsets(b, sgm.SubGraphStartTensorsVector, tensor_offsets)
-    sg_ops = _offsets(b, sgm.SubGraphStartOperatorsVector, op_offsets)
-    sg_in = _vector(b, sgm.SubGraphStartInputsVector, inputs, "PrependInt32")
-    sg_out = _vector(b, sgm.SubGraphStartOutputsVector, outputs, "PrependInt32")
-    sg_name = b.CreateString("main")
-    sgm.SubGraphStart(b)
-    sgm.SubGraphAddTensors(b, sg_tensors)
-    sgm.SubGraphAddOperators(b, sg_ops)
-    sgm.SubGraphAddInputs(b, sg_in)
-    sgm.SubGraphAddOutputs(b, sg_out)
-    sgm.SubGraphAddName(b, sg_name)
-    subgraph = sgm.SubGraphEnd(b)
-
-    model_codes = _offsets(b, mdl.ModelStartOperatorCodesVector, code_offsets)
-    model_subgraphs = _offsets(b, mdl.ModelStartSubgraphsVector, [subgraph])
-    model_buffers = _offsets(b, mdl.ModelStartBuffersVector, buffer_offsets)
-    desc = b.CreateString(description)
-    mdl.ModelStart(b)
-    mdl.ModelAddVersion(b, SCHEMA_VERSION)
-    mdl.ModelAddOperatorCodes(b, model_codes)
-    mdl.ModelAddSubgraphs(b, model_subgraphs)
-    mdl.ModelAddBuffers(b, model_buffers)
-    mdl.ModelAddDescription(b, desc)
-    b.Finish(mdl.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
-def _vector_f32(builder: Any, start: Any, values: Sequence[float]) -> int:
-    start(builder, len(values))
-    for v in reversed(values):
-        builder.PrependFloat32(float(np.float32(v)))
-    return builder.EndVector()
-
-
-def _offsets(builder: Any, start: Any, offsets: Sequence[int]) -> int:
-    start(builder, len(offsets))
-    for off in reversed(offsets):
-        builder.PrependUOffsetTRelative(off)
-    return builder.EndVector()
+from accelsim.interop.flatbuffer import (
+    FbGraph,
+    FbOp,
+    FbTensor,
+    MissingExtraError,
+    options,
+    schema,
+    serialize,
+)
 
 
 def _nhwc(shape: Shape) -> tuple[int, ...]:
@@ -233,205 +56,300 @@ def _same_padding(in_size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def network_to_tflite(net: Network) -> bytes:
-    """The ``.tflite`` flatbuffer of a chain network (Conv2D, Dense, MaxPool2D, Flatten)."""
-    _, tflite = _schema()
-    ops, opts, act = tflite.BuiltinOperator, tflite.BuiltinOptions, tflite.ActivationFunctionType
-    tt = tflite.TensorType
-    g = _Graph()
-    scale = net.input_scale
-    current = g.tensor(_Tensor("input", _nhwc(net.input_shape), tt.INT8, [scale], [0]))
-    graph_input = current
-    hwc_source: Shape | None = None  # the C-H-W shape a Flatten just turned into H-W-C order
-    for layer in net.layers:
-        if isinstance(layer, Conv2D):
-            o, c, kh, kw = layer.weight.shape
-            p = layer.padding
-            _, h, w = layer.in_shape
-            same = _same_padding(h, kh, layer.stride) == (p, p) and _same_padding(
-                w, kw, layer.stride
-            ) == (p, p)
-            x = current
-            if p and not same:
-                paddings = np.array([[0, 0], [p, p], [p, p], [0, 0]], np.int32)
-                pt = g.tensor(_Tensor(f"{layer.name}/paddings", (4, 2), tt.INT32, data=paddings))
-                c_, h_, w_ = layer.in_shape
-                x = g.tensor(
-                    _Tensor(
-                        f"{layer.name}/padded",
-                        (1, h_ + 2 * p, w_ + 2 * p, c_),
-                        tt.INT8,
-                        [scale],
-                        [0],
-                    )
-                )
-                g.ops.append(_Op(ops.PAD, 1, [current, pt], [x]))
-            weight = g.tensor(
-                _Tensor(
-                    f"{layer.name}/weight",
-                    (o, kh, kw, c),
-                    tt.INT8,
-                    list(layer.weight_scale),
-                    [0] * o,
-                    0,
-                    np.ascontiguousarray(layer.weight.transpose(0, 2, 3, 1)),
-                )
-            )
-            bias = _bias_tensor(g, layer, scale, tt)
-            out = g.tensor(
-                _Tensor(layer.name, _nhwc(layer.out_shape), tt.INT8, [layer.output_scale], [0])
-            )
-            padding = tflite.Padding.SAME if p and same else tflite.Padding.VALID
-            g.ops.append(
-                _Op(
-                    ops.CONV_2D,
-                    3,
-                    [x, weight, bias],
-                    [out],
-                    opts.Conv2DOptions,
-                    _conv_options(padding, layer.stride, act.RELU if layer.relu else act.NONE),
-                )
-            )
-            current, scale, hwc_source = out, layer.output_scale, None
-        elif isinstance(layer, Dense):
-            wmat = layer.weight
-            if hwc_source is not None:
-                c, h, w = hwc_source
-                wmat = wmat.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(wmat.shape[0], -1)
-            o = wmat.shape[0]
-            weight = g.tensor(
-                _Tensor(
-                    f"{layer.name}/weight",
-                    tuple(wmat.shape),
-                    tt.INT8,
-                    list(layer.weight_scale),
-                    [0] * o,
-                    0,
-                    np.ascontiguousarray(wmat),
-                )
-            )
-            bias = _bias_tensor(g, layer, scale, tt)
-            out = g.tensor(_Tensor(layer.name, (1, o), tt.INT8, [layer.output_scale], [0]))
-            g.ops.append(
-                _Op(
-                    ops.FULLY_CONNECTED,
-                    4,
-                    [current, weight, bias],
-                    [out],
-                    opts.FullyConnectedOptions,
-                    _fc_options(act.RELU if layer.relu else act.NONE),
-                )
-            )
-            current, scale, hwc_source = out, layer.output_scale, None
-        elif isinstance(layer, MaxPool2D):
-            out = g.tensor(_Tensor(layer.name, _nhwc(layer.out_shape), tt.INT8, [scale], [0]))
-            g.ops.append(
-                _Op(
-                    ops.MAX_POOL_2D,
-                    2,
-                    [current],
-                    [out],
-                    opts.Pool2DOptions,
-                    _pool_options(layer.size, layer.stride),
-                )
-            )
-            current = out
-        elif isinstance(layer, Flatten):
-            n = int(np.prod(layer.in_shape))
-            shape = g.tensor(
-                _Tensor(f"{layer.name}/shape", (2,), tt.INT32, data=np.array([1, n], np.int32))
-            )
-            out = g.tensor(_Tensor(layer.name, (1, n), tt.INT8, [scale], [0]))
-            g.ops.append(
-                _Op(
-                    ops.RESHAPE,
-                    1,
-                    [current, shape],
-                    [out],
-                    opts.ReshapeOptions,
-                    _reshape_options(n),
-                )
-            )
-            current = out
-            hwc_source = layer.in_shape if len(layer.in_shape) == 3 else None
-        else:  # pragma: no cover - Layer is a closed union
-            raise TypeError(f"cannot export layer {type(layer).__name__}")
-    return _serialize(g, [graph_input], [current], f"accelsim {net.name}")
+def _padding_mode(
+    in_shape: Shape, kernel: Sequence[int], stride: int, padding: Sequence[int]
+) -> str:
+    """``valid``, ``same`` (TFLite's SAME gives exactly ``padding``) or ``explicit``."""
+    if not any(padding):
+        return "valid"
+    same = _same_padding(in_shape[1], kernel[0], stride) + _same_padding(
+        in_shape[2], kernel[1], stride
+    )
+    return "same" if tuple(padding) == same else "explicit"
 
 
-def _bias_tensor(g: _Graph, layer: Conv2D | Dense, s_in: float, tt: Any) -> int:
-    scales = [float(np.float32(s_in)) * float(np.float32(ws)) for ws in layer.weight_scale]
-    return g.tensor(
-        _Tensor(
-            f"{layer.name}/bias",
-            (layer.out_channels,),
-            tt.INT32,
-            scales,
-            [0] * layer.out_channels,
-            0,
-            np.ascontiguousarray(layer.bias, np.int32),
+class _Writer:
+    """Lowers a ``Graph`` to flatbuffer tensors and operators."""
+
+    def __init__(self, graph: Graph) -> None:
+        _, self.tfl = schema()
+        self.graph = graph
+        self.out = FbGraph()
+        self.index: dict[str, int] = {}
+        self.hwc_of: dict[str, Shape] = {}  # C-H-W-order RESHAPEs lowered as plain RESHAPEs
+
+    def activation(self, node: Node) -> int:
+        act = self.tfl.ActivationFunctionType
+        return {"none": act.NONE, "relu": act.RELU, "relu6": act.RELU6}[
+            node.attr("activation", "none")
+        ]
+
+    def tensor(self, name: str) -> int:
+        if name not in self.index:
+            t = self.graph.tensors[name]
+            self.index[name] = self.out.tensor(
+                FbTensor(name, _nhwc(t.shape), self.tfl.TensorType.INT8, [t.scale], [t.zero_point])
+            )
+        return self.index[name]
+
+    def const(
+        self, name: str, data: np.ndarray, dtype: int, scales=(), zps=(), axis: int = 0
+    ) -> int:
+        return self.out.tensor(
+            FbTensor(
+                name,
+                tuple(data.shape),
+                dtype,
+                list(scales),
+                list(zps),
+                axis,
+                np.ascontiguousarray(data),
+            )
         )
+
+    def op(
+        self,
+        code: int,
+        version: int,
+        ins: list[int],
+        outs: list[int],
+        opt_type: int = 0,
+        opts: Any = None,
+    ) -> None:
+        self.out.ops.append(FbOp(code, version, ins, outs, opt_type, opts))
+
+    def weights(self, node: Node, data: np.ndarray, axis: int) -> tuple[int, int]:
+        tt = self.tfl.TensorType
+        o = node.weight.shape[0]
+        w = self.const(f"{node.name}/weight", data, tt.INT8, node.weight_scale, [0] * o, axis)
+        s_in = float(np.float32(self.graph.tensors[node.inputs[0]].scale))
+        bias_scales = [s_in * float(np.float32(ws)) for ws in node.weight_scale]
+        b = self.const(
+            f"{node.name}/bias", node.bias.astype(np.int32), tt.INT32, bias_scales, [0] * o
+        )
+        return w, b
+
+    def padded_input(self, node: Node, kernel: Sequence[int]) -> tuple[int, int]:
+        """The input tensor index and the TFLite padding mode, with an explicit PAD if needed."""
+        src = self.graph.tensors[node.inputs[0]]
+        pad = tuple(node.attr("padding", (0, 0, 0, 0)))
+        mode = _padding_mode(src.shape, kernel, node.attr("stride", 1), pad)
+        x = self.tensor(node.inputs[0])
+        if mode != "explicit":
+            return x, self.tfl.Padding.SAME if mode == "same" else self.tfl.Padding.VALID
+        if node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            raise GraphError(
+                self.graph.source,
+                f"node {node.name!r}: a .tflite pool has SAME or VALID padding only, not {pad}",
+            )
+        t, b_, left, r = pad
+        c, h, w = src.shape
+        paddings = np.array([[0, 0], [t, b_], [left, r], [0, 0]], np.int32)
+        pt = self.const(f"{node.name}/paddings", paddings, self.tfl.TensorType.INT32)
+        padded = self.out.tensor(
+            FbTensor(
+                f"{node.name}/padded",
+                (1, h + t + b_, w + left + r, c),
+                self.tfl.TensorType.INT8,
+                [src.scale],
+                [src.zero_point],
+            )
+        )
+        self.op(self.tfl.BuiltinOperator.PAD, 2, [x, pt], [padded])
+        return padded, self.tfl.Padding.VALID
+
+    def node(self, node: Node) -> None:
+        ops, opts, g = self.tfl.BuiltinOperator, self.tfl.BuiltinOptions, self.graph
+        out = self.tensor(node.output)
+        stride = node.attr("stride", 1)
+        if node.op == "CONV_2D":
+            x, padding = self.padded_input(node, node.weight.shape[2:])
+            w, b = self.weights(node, node.weight.transpose(0, 2, 3, 1), 0)
+            self.op(
+                ops.CONV_2D,
+                3,
+                [x, w, b],
+                [out],
+                opts.Conv2DOptions,
+                options(
+                    "Conv2DOptions",
+                    Padding=padding,
+                    StrideW=stride,
+                    StrideH=stride,
+                    DilationWFactor=1,
+                    DilationHFactor=1,
+                    FusedActivationFunction=self.activation(node),
+                ),
+            )
+        elif node.op == "DEPTHWISE_CONV_2D":
+            x, padding = self.padded_input(node, node.weight.shape[1:])
+            w, b = self.weights(node, node.weight.transpose(1, 2, 0)[None], 3)
+            self.op(
+                ops.DEPTHWISE_CONV_2D,
+                3,
+                [x, w, b],
+                [out],
+                opts.DepthwiseConv2DOptions,
+                options(
+                    "DepthwiseConv2DOptions",
+                    Padding=padding,
+                    StrideW=stride,
+                    StrideH=stride,
+                    DepthMultiplier=node.attr("depth_multiplier", 1),
+                    DilationWFactor=1,
+                    DilationHFactor=1,
+                    FusedActivationFunction=self.activation(node),
+                ),
+            )
+        elif node.op == "FULLY_CONNECTED":
+            wmat = node.weight
+            if node.inputs[0] in self.hwc_of:  # permute columns from C-H-W to H-W-C order
+                c, h, w_ = self.hwc_of[node.inputs[0]]
+                wmat = wmat.reshape(-1, c, h, w_).transpose(0, 2, 3, 1).reshape(wmat.shape[0], -1)
+            w, b = self.weights(node, wmat, 0)
+            self.op(
+                ops.FULLY_CONNECTED,
+                4,
+                [self.tensor(node.inputs[0]), w, b],
+                [out],
+                opts.FullyConnectedOptions,
+                options(
+                    "FullyConnectedOptions",
+                    FusedActivationFunction=self.activation(node),
+                    KeepNumDims=False,
+                ),
+            )
+        elif node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            size = tuple(node.attr("size"))
+            x, padding = self.padded_input(node, size)
+            self.op(
+                getattr(ops, node.op),
+                2,
+                [x],
+                [out],
+                opts.Pool2DOptions,
+                options(
+                    "Pool2DOptions",
+                    Padding=padding,
+                    StrideW=stride,
+                    StrideH=stride,
+                    FilterWidth=size[1],
+                    FilterHeight=size[0],
+                    FusedActivationFunction=self.activation(node),
+                ),
+            )
+        elif node.op == "MEAN":
+            axis = self.const(
+                f"{node.name}/axis", np.array([1, 2], np.int32), self.tfl.TensorType.INT32
+            )
+            self.op(
+                ops.MEAN,
+                2,
+                [self.tensor(node.inputs[0]), axis],
+                [out],
+                opts.ReducerOptions,
+                options("ReducerOptions", KeepDims=False),
+            )
+        elif node.op == "ADD":
+            ins = [self.tensor(t) for t in node.inputs]
+            self.op(
+                ops.ADD,
+                2,
+                ins,
+                [out],
+                opts.AddOptions,
+                options("AddOptions", FusedActivationFunction=self.activation(node)),
+            )
+        elif node.op == "CONCATENATION":
+            target = g.tensors[node.output]
+            ins = []
+            for t in node.inputs:
+                info = g.tensors[t]
+                x = self.tensor(t)
+                if (float(np.float32(info.scale)), info.zero_point) != (
+                    float(np.float32(target.scale)),
+                    target.zero_point,
+                ):
+                    q = self.out.tensor(
+                        FbTensor(
+                            f"{node.name}/{t}/requantized",
+                            _nhwc(info.shape),
+                            self.tfl.TensorType.INT8,
+                            [target.scale],
+                            [target.zero_point],
+                        )
+                    )
+                    self.op(ops.QUANTIZE, 2, [x], [q])
+                    x = q
+                ins.append(x)
+            axis = 3 if len(target.shape) == 3 else 1
+            self.op(
+                ops.CONCATENATION,
+                3,
+                ins,
+                [out],
+                opts.ConcatenationOptions,
+                options("ConcatenationOptions", Axis=axis, FusedActivationFunction=0),
+            )
+        elif node.op == "PAD":
+            t, b_, left, r = node.attr("padding")
+            paddings = np.array([[0, 0], [t, b_], [left, r], [0, 0]], np.int32)
+            pt = self.const(f"{node.name}/paddings", paddings, self.tfl.TensorType.INT32)
+            self.op(ops.PAD, 2, [self.tensor(node.inputs[0]), pt], [out])
+        else:  # RESHAPE
+            self.reshape(node, out)
+
+    def reshape(self, node: Node, out: int) -> None:
+        ops, opts, g = self.tfl.BuiltinOperator, self.tfl.BuiltinOptions, self.graph
+        src = g.tensors[node.inputs[0]].shape
+        target = tuple(node.attr("shape"))
+        x = self.tensor(node.inputs[0])
+        if node.attr("order", "chw") == "chw" and len(src) == 3 and src[1:] != (1, 1):
+            consumers = g.consumers(node.output)
+            if (
+                len(target) == 1
+                and consumers
+                and all(c.op == "FULLY_CONNECTED" for c in consumers)
+                and node.output != g.output
+            ):
+                self.hwc_of[node.output] = src
+            else:
+                raise GraphError(
+                    g.source,
+                    f"node {node.name!r}: a C-H-W-order RESHAPE of {src} exports only when "
+                    "fully connected layers alone read it",
+                )
+        new_shape = list(_nhwc(target))
+        shape = self.const(
+            f"{node.name}/shape", np.array(new_shape, np.int32), self.tfl.TensorType.INT32
+        )
+        self.op(
+            ops.RESHAPE,
+            1,
+            [x, shape],
+            [out],
+            opts.ReshapeOptions,
+            options("ReshapeOptions", NewShape=new_shape),
+        )
+
+
+def graph_to_tflite(graph: Graph) -> bytes:
+    """The ``.tflite`` flatbuffer of a graph network (its ops in TFLite's int8 layout)."""
+    writer = _Writer(graph)
+    graph_input = writer.tensor(graph.input)
+    for node in graph.nodes:
+        writer.node(node)
+    return serialize(
+        writer.out, [graph_input], [writer.tensor(graph.output)], f"accelsim {graph.name}"
     )
 
 
-def _conv_options(padding: int, stride: int, activation: int) -> Any:
-    conv = _table("Conv2DOptions")
-
-    def build(b: Any) -> int:
-        conv.Conv2DOptionsStart(b)
-        conv.Conv2DOptionsAddPadding(b, padding)
-        conv.Conv2DOptionsAddStrideW(b, stride)
-        conv.Conv2DOptionsAddStrideH(b, stride)
-        conv.Conv2DOptionsAddDilationWFactor(b, 1)
-        conv.Conv2DOptionsAddDilationHFactor(b, 1)
-        conv.Conv2DOptionsAddFusedActivationFunction(b, activation)
-        return conv.Conv2DOptionsEnd(b)
-
-    return build
+def network_to_tflite(net: Network | Graph) -> bytes:
+    """The ``.tflite`` flatbuffer of a chain network (or a graph)."""
+    return graph_to_tflite(net if isinstance(net, Graph) else graph_from_network(net))
 
 
-def _fc_options(activation: int) -> Any:
-    fcm = _table("FullyConnectedOptions")
-
-    def build(b: Any) -> int:
-        fcm.FullyConnectedOptionsStart(b)
-        fcm.FullyConnectedOptionsAddFusedActivationFunction(b, activation)
-        fcm.FullyConnectedOptionsAddKeepNumDims(b, False)
-        return fcm.FullyConnectedOptionsEnd(b)
-
-    return build
-
-
-def _pool_options(size: int, stride: int) -> Any:
-    pool = _table("Pool2DOptions")
-    _, tflite = _schema()
-
-    def build(b: Any) -> int:
-        pool.Pool2DOptionsStart(b)
-        pool.Pool2DOptionsAddPadding(b, tflite.Padding.VALID)
-        pool.Pool2DOptionsAddStrideW(b, stride)
-        pool.Pool2DOptionsAddStrideH(b, stride)
-        pool.Pool2DOptionsAddFilterWidth(b, size)
-        pool.Pool2DOptionsAddFilterHeight(b, size)
-        pool.Pool2DOptionsAddFusedActivationFunction(b, tflite.ActivationFunctionType.NONE)
-        return pool.Pool2DOptionsEnd(b)
-
-    return build
-
-
-def _reshape_options(n: int) -> Any:
-    resh = _table("ReshapeOptions")
-
-    def build(b: Any) -> int:
-        shape = _vector(b, resh.ReshapeOptionsStartNewShapeVector, [1, n], "PrependInt32")
-        resh.ReshapeOptionsStart(b)
-        resh.ReshapeOptionsAddNewShape(b, shape)
-        return resh.ReshapeOptionsEnd(b)
-
-    return build
-
-
-def export_tflite(net: Network, path: Path | str) -> Path:
+def export_tflite(net: Network | Graph, path: Path | str) -> Path:
     """Write ``network_to_tflite(net)`` to ``path`` (atomically); returns the path."""
     path = Path(path)
     files.write_bytes(path, network_to_tflite(net))
@@ -444,4 +362,10 @@ def to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x)
 
 
-__all__ = ["MissingExtraError", "export_tflite", "network_to_tflite", "to_nhwc"]
+__all__ = [
+    "MissingExtraError",
+    "export_tflite",
+    "graph_to_tflite",
+    "network_to_tflite",
+    "to_nhwc",
+]
