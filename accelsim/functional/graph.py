@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.errors import ShapeError
-from accelsim.functional import graph_check
+from accelsim.functional import graph_check, graph_kernels
 from accelsim.functional import graph_ref as ref
 from accelsim.functional.graph_check import OPS, GraphError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D, Shape
-from accelsim.functional.network import Network
+from accelsim.functional.network import DEFAULT_BATCH, Network
 from accelsim.functional.reference import float32
 
 I8 = npt.NDArray[np.int8]
@@ -213,10 +213,54 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
     return ref.reshape(xs[0], tuple(node.attr("shape")), order=node.attr("order", "chw"))
 
 
-def run_graph(g: Graph, x: I8, *, keep: Callable[[str], bool] | None = None) -> dict[str, I8]:
+def _run_fast(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
+    """``_run_node`` on the fast kernels where the op has one (bit-exact with the reference)."""
+    p = g.params[node.name]
+    zp_in = g.tensors[node.inputs[0]].zero_point
+    zp_out = g.tensors[node.output].zero_point
+    pad = tuple(node.attr("padding", (0, 0, 0, 0)))
+    stride = node.attr("stride", 1)
+    requant = (p.get("multiplier"), p.get("shift"))
+    if node.op == "CONV_2D":
+        return graph_kernels.conv2d(
+            xs[0], node.weight, p["weight_matrix"], p["offset_bias"], *requant, stride=stride,
+            padding=pad, input_zero_point=zp_in, output_zero_point=zp_out,
+            act_range=p["act_range"],
+        )  # fmt: skip
+    if node.op == "FULLY_CONNECTED":
+        return graph_kernels.fully_connected(
+            xs[0], p["weight_matrix"], p["offset_bias"], *requant, output_zero_point=zp_out,
+            act_range=p["act_range"],
+        )  # fmt: skip
+    if node.op == "DEPTHWISE_CONV_2D":
+        return graph_kernels.depthwise_conv2d(
+            xs[0], node.weight, node.bias, *requant, stride=stride, padding=pad,
+            depth_multiplier=node.attr("depth_multiplier", 1), input_zero_point=zp_in,
+            output_zero_point=zp_out, act_range=p["act_range"],
+        )  # fmt: skip
+    if node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        pool = (
+            graph_kernels.max_pool2d if node.op == "MAX_POOL_2D" else graph_kernels.average_pool2d
+        )
+        return pool(
+            xs[0], size=tuple(node.attr("size")), stride=stride, padding=pad,
+            act_range=p["act_range"],
+        )  # fmt: skip
+    return _run_node(g, node, xs)
+
+
+def run_graph(
+    g: Graph,
+    x: I8,
+    *,
+    keep: Callable[[str], bool] | None = None,
+    reference: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+) -> dict[str, I8]:
     """Run the graph on int8 input ``x`` (N, *input shape); returns the output tensor and every
-    tensor ``keep(name)`` selects (default: only the output). Tensors are freed after their
-    last consumer."""
+    tensor ``keep(name)`` selects (default: only the output), batch by batch. Tensors are freed
+    after their last consumer. ``reference=True`` runs the numpy specification instead of the
+    fast kernels (the two are equal bit for bit)."""
     if x.dtype != np.int8 or tuple(x.shape[1:]) != tuple(g.input_info.shape):
         raise ShapeError(
             f"{g.name}: expected int8 input (N, {', '.join(map(str, g.input_info.shape))}), "
@@ -226,23 +270,24 @@ def run_graph(g: Graph, x: I8, *, keep: Callable[[str], bool] | None = None) -> 
     for i, node in enumerate(g.nodes):
         for t in node.inputs:
             last_use[t] = i
-    values: dict[str, I8] = {g.input: x}
-    kept: dict[str, I8] = {}
-    for i, node in enumerate(g.nodes):
-        y = _run_node(g, node, [values[t] for t in node.inputs])
-        values[node.output] = y
-        if keep is not None and keep(node.output):
-            kept[node.output] = y
-        for t in node.inputs:
-            if last_use[t] == i and t != g.output:
-                values.pop(t, None)
-    kept[g.output] = values[g.output]
-    return kept
+    run = _run_node if reference else _run_fast
+    parts: dict[str, list[I8]] = {}
+    for start in range(0, max(x.shape[0], 1), batch_size):
+        values: dict[str, I8] = {g.input: x[start : start + batch_size]}
+        for i, node in enumerate(g.nodes):
+            values[node.output] = run(g, node, [values[t] for t in node.inputs])
+            if keep is not None and keep(node.output):
+                parts.setdefault(node.output, []).append(values[node.output])
+            for t in node.inputs:
+                if last_use[t] == i and t != g.output:
+                    values.pop(t, None)
+        parts.setdefault(g.output, []).append(values[g.output])
+    return {name: np.concatenate(p) for name, p in parts.items()}
 
 
-def graph_forward(g: Graph, x: I8) -> I8:
+def graph_forward(g: Graph, x: I8, *, reference: bool = False) -> I8:
     """The graph output (the logits) for int8 input ``x``."""
-    return run_graph(g, x)[g.output]
+    return run_graph(g, x, reference=reference)[g.output]
 
 
 def graph_from_network(net: Network) -> Graph:

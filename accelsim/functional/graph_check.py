@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from accelsim.errors import ModelFormatError
+from accelsim.functional import graph_kernels, kernels
 from accelsim.functional import graph_ref as ref
 from accelsim.functional.layers import Shape
 from accelsim.functional.reference import float32, quantize_multiplier, tflite_multiplier
@@ -286,6 +287,11 @@ def prepare(g: Graph, node: Node) -> dict[str, Any]:
             raise _fail(g, node.name, node.output, str(exc)) from None
         params["multiplier"] = np.array([m for m, _ in pairs], np.int64)
         params["shift"] = np.array([s for _, s in pairs], np.int64)
+        if node.op != "DEPTHWISE_CONV_2D":  # what the fast GEMM path reads (graph_kernels)
+            params["weight_matrix"] = kernels.gemm_weights(node.weight)
+            params["offset_bias"] = graph_kernels.offset_bias(
+                node.bias, node.weight, g.tensors[node.inputs[0]].zero_point
+            )
     elif node.op == "ADD":
         a, b = (g.tensors[t] for t in node.inputs)
         try:

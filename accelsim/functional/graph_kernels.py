@@ -1,0 +1,214 @@
+"""Fast kernels of the graph ops, each bit-exact with its ``graph_ref`` specification.
+
+Convolutions and fully connected layers run on the exact float32 GEMM of ``kernels``: the input
+is padded with its zero point and multiplied as raw int8 (so every product stays within 2^14
+and the chunked float32 sums stay exact), and the input offset comes back as
+``-zp_in * sum(w[o])``, folded into the bias. Requantisation is one numba loop with the output
+zero point and the activation clamp. Depthwise convolutions are vectorised numpy over the
+kernel window in int32 (products of at most 255 x 127); pools are one numba loop. MEAN, ADD,
+CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as they
+are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from accelsim.functional import kernels
+from accelsim.functional.graph_ref import Padding
+from accelsim.functional.kernels import scale_by_multiplier
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+
+
+@njit(cache=True, nogil=True)
+def _requant_zp_kernel(acc, bias, multiplier, left, right, zero_point, lo, hi, out):
+    """acc (O, N, P) exact integers, channel-major; out (N, O, P) int8: bias added, TFLite's
+    ``MultiplyByQuantizedMultiplier``, the output zero point, the clamp to [lo, hi]."""
+    n_out, n_img, n_pix = acc.shape
+    for o in range(n_out):
+        b, sh, m = bias[o], left[o], np.int64(np.int32(multiplier[o]))
+        r = right[o]
+        mask = (np.int64(1) << r) - 1
+        half = mask >> 1
+        for n in range(n_img):
+            for p in range(n_pix):
+                y = scale_by_multiplier((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
+                out[n, o, p] = min(max(y + zero_point, lo), hi)
+
+
+def requantize(
+    acc: np.ndarray,
+    bias: I64,
+    multiplier: I64,
+    shift: I64,
+    zero_point: int,
+    act_range: tuple[int, int],
+) -> I8:
+    """Channel-major accumulators (O, N, P) -> (N, O, P) int8."""
+    out = np.empty((acc.shape[1], acc.shape[0], acc.shape[2]), np.int8)
+    shift = np.asarray(shift, np.int64)
+    _requant_zp_kernel(
+        np.ascontiguousarray(acc),
+        np.asarray(bias, np.int64),
+        np.asarray(multiplier, np.int64),
+        np.maximum(shift, 0),
+        np.maximum(-shift, 0),
+        zero_point,
+        act_range[0],
+        act_range[1],
+        out,
+    )
+    return out
+
+
+def _pad(x: I8, padding: Padding, value: int) -> I8:
+    t, b, left, r = padding
+    if not any(padding):
+        return np.ascontiguousarray(x)
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=value)
+
+
+def offset_bias(bias: npt.ArrayLike, weight: I8, input_zero_point: int) -> I64:
+    """The bias with the input offset folded in: ``bias - zp_in * sum(w[o])``."""
+    wsum = weight.reshape(weight.shape[0], -1).astype(np.int64).sum(axis=1)
+    return np.asarray(bias, np.int64) - input_zero_point * wsum
+
+
+def conv2d(
+    x: I8,
+    weight: I8,
+    weight_matrix: npt.NDArray[np.float32],
+    bias: I64,
+    multiplier: I64,
+    shift: I64,
+    *,
+    stride: int,
+    padding: Padding,
+    input_zero_point: int,
+    output_zero_point: int,
+    act_range: tuple[int, int],
+) -> I8:
+    """CONV_2D; ``weight_matrix`` is ``kernels.gemm_weights(weight)`` and ``bias`` is
+    ``offset_bias(...)``, both prepared once per node."""
+    xp = _pad(x, padding, input_zero_point)
+    n = x.shape[0]
+    o, _, kh, kw = weight.shape
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    cols = kernels._gather_columns(xp, kh, kw, stride, 0)
+    acc = kernels.exact_matmul(weight_matrix.T, cols.T).reshape(o, n, oh * ow)
+    out = requantize(acc, bias, multiplier, shift, output_zero_point, act_range)
+    return out.reshape(n, o, oh, ow)
+
+
+def fully_connected(
+    x: I8,
+    weight_matrix: npt.NDArray[np.float32],
+    bias: I64,
+    multiplier: I64,
+    shift: I64,
+    *,
+    output_zero_point: int,
+    act_range: tuple[int, int],
+) -> I8:
+    """FULLY_CONNECTED with the input offset folded into ``bias`` (``offset_bias``)."""
+    acc = kernels.exact_matmul(weight_matrix.T, x.astype(np.float32).T)  # (O, N)
+    return requantize(acc[:, :, None], bias, multiplier, shift, output_zero_point, act_range)[
+        :, :, 0
+    ]
+
+
+def depthwise_conv2d(
+    x: I8,
+    weight: I8,
+    bias: npt.ArrayLike,
+    multiplier: I64,
+    shift: I64,
+    *,
+    stride: int,
+    padding: Padding,
+    depth_multiplier: int,
+    input_zero_point: int,
+    output_zero_point: int,
+    act_range: tuple[int, int],
+) -> I8:
+    """DEPTHWISE_CONV_2D: one int32 multiply-add per kernel tap over whole strided views."""
+    xp = _pad(x, padding, input_zero_point).astype(np.int32) - input_zero_point
+    if depth_multiplier > 1:
+        xp = np.repeat(xp, depth_multiplier, axis=1)
+    n = x.shape[0]
+    o, kh, kw = weight.shape
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    acc = np.zeros((o, n, oh, ow), np.int32)
+    xc = xp.transpose(1, 0, 2, 3)  # channel-major, as the requantisation reads it
+    w32 = weight.astype(np.int32)
+    for i in range(kh):
+        for j in range(kw):
+            acc += (
+                xc[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
+                * w32[:, i, j, None, None, None]
+            )
+    out = requantize(
+        acc.reshape(o, n, oh * ow), bias, multiplier, shift, output_zero_point, act_range
+    )
+    return out.reshape(n, o, oh, ow)
+
+
+@njit(cache=True, nogil=True)
+def _pool_kernel(x, kh, kw, stride, top, left, average, lo, hi, out):
+    """Max or average (``average``) over the in-bounds part of each window: x (N, C, H, W),
+    out (N, C, OH, OW); averages round half away from zero like TFLite's C division."""
+    n_img, n_chan, oh, ow = out.shape
+    h, w = x.shape[2], x.shape[3]
+    for n in range(n_img):
+        for c in range(n_chan):
+            for oy in range(oh):
+                y0 = oy * stride - top
+                ya, yb = max(y0, 0), min(y0 + kh, h)
+                for ox in range(ow):
+                    x0 = ox * stride - left
+                    xa, xb = max(x0, 0), min(x0 + kw, w)
+                    if average:
+                        acc = 0
+                        for yy in range(ya, yb):
+                            for xx in range(xa, xb):
+                                acc += x[n, c, yy, xx]
+                        count = (yb - ya) * (xb - xa)
+                        half = count // 2
+                        v = (acc + half) // count if acc > 0 else -((half - acc) // count)
+                    else:
+                        v = -128
+                        for yy in range(ya, yb):
+                            for xx in range(xa, xb):
+                                v = max(v, x[n, c, yy, xx])
+                    out[n, c, oy, ox] = min(max(v, lo), hi)
+
+
+def _pool(x: I8, size, stride, padding, act_range, average: bool) -> I8:
+    t, b, left, r = padding
+    oh = (x.shape[2] + t + b - size[0]) // stride + 1
+    ow = (x.shape[3] + left + r - size[1]) // stride + 1
+    out = np.empty((x.shape[0], x.shape[1], oh, ow), np.int8)
+    _pool_kernel(
+        np.ascontiguousarray(x), size[0], size[1], stride, t, left, average, *act_range, out
+    )
+    return out
+
+
+def max_pool2d(
+    x: I8, *, size: tuple[int, int], stride: int, padding: Padding, act_range: tuple[int, int]
+) -> I8:
+    """MAX_POOL_2D over the in-bounds window elements, then the activation clamp."""
+    return _pool(x, size, stride, padding, act_range, False)
+
+
+def average_pool2d(
+    x: I8, *, size: tuple[int, int], stride: int, padding: Padding, act_range: tuple[int, int]
+) -> I8:
+    """AVERAGE_POOL_2D: the in-bounds sum over its count, rounded half away from zero."""
+    return _pool(x, size, stride, padding, act_range, True)

@@ -1,0 +1,80 @@
+"""The graph ops' fast kernels equal the numpy specification bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim.functional.graph import graph_forward
+from tests.unit.interop.test_graph_tflite_micro import Builder
+
+
+def _equal(b: Builder, out: str, rng: np.random.Generator, n: int = 16) -> None:
+    g = b.graph(out)
+    shape = g.tensors[g.input].shape
+    x = rng.integers(-128, 128, size=(n, *shape)).astype(np.int8)
+    x[0] = -128  # the extremes, where an offset or a saturation would show
+    x[1] = 127
+    np.testing.assert_array_equal(graph_forward(g, x), graph_forward(g, x, reference=True))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conv_and_depthwise_with_random_geometry(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    c, h = int(rng.integers(1, 12)), int(rng.integers(5, 11))
+    k, stride = int(rng.choice([1, 3, 5])), int(rng.integers(1, 3))
+    pad = tuple(int(v) for v in rng.integers(0, 3, size=4))
+    b = Builder(rng, (c, h, h))
+    oh = (h + pad[0] + pad[1] - k) // stride + 1
+    ow = (h + pad[2] + pad[3] - k) // stride + 1
+    act = str(rng.choice(["none", "relu", "relu6"]))
+    b.weighted(
+        "CONV_2D", "c", "x", (7, c, k, k), (7, oh, ow), stride=stride, padding=pad, activation=act
+    )
+    dm = int(rng.integers(1, 4))
+    b.weighted(
+        "DEPTHWISE_CONV_2D",
+        "d",
+        "c",
+        (7 * dm, 3, 3),
+        (7 * dm, oh, ow),
+        padding=(1, 1, 1, 1),
+        depth_multiplier=dm,
+        activation=act,
+    )
+    _equal(b, "d", rng)
+
+
+def test_long_reductions_stay_exact() -> None:
+    """K = 144 * 9 = 1,296 and 3,000 features: the chunked float32 GEMM with a zero point."""
+    rng = np.random.default_rng(11)
+    b = Builder(rng, (144, 5, 5))
+    b.weighted("CONV_2D", "c", "x", (6, 144, 3, 3), (6, 5, 5), padding=(1, 1, 1, 1))
+    b.op("RESHAPE", "r", ["c"], (150,), shape=(150,), order="hwc")
+    b.weighted("FULLY_CONNECTED", "f", "r", (4, 150), (4,))
+    _equal(b, "f", rng)
+    b2 = Builder(rng, (3000,))
+    b2.weighted("FULLY_CONNECTED", "f", "x", (5, 3000), (5,), activation="relu")
+    _equal(b2, "f", rng)
+
+
+@pytest.mark.parametrize("op", ["MAX_POOL_2D", "AVERAGE_POOL_2D"])
+@pytest.mark.parametrize("seed", range(4))
+def test_pools_with_random_geometry(op: str, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    h, size, stride = int(rng.integers(4, 10)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    pad = tuple(int(v) for v in rng.integers(0, size, size=4))
+    b = Builder(rng, (3, h, h))
+    oh = (h + pad[0] + pad[1] - size) // stride + 1
+    ow = (h + pad[2] + pad[3] - size) // stride + 1
+    b.op(
+        op,
+        "p",
+        ["x"],
+        (3, oh, ow),
+        size=(size, size),
+        stride=stride,
+        padding=pad,
+        activation=str(rng.choice(["none", "relu"])),
+    )
+    _equal(b, "p", rng)
