@@ -4,6 +4,8 @@ The public API is the names below; the CLI and ``experiments/`` use nothing else
 parses their imports; docs/api.md documents them). Grouped by what they are for:
 
 - inputs: architecture and workload specs, datasets, the int8 network and its model files;
+- graph networks: TFLite int8 ops over named tensors (``Graph``), model files version 2, and
+  ``.tflite`` export (``graph_to_tflite``);
 - NVF: ``compute_nvf`` and its records, the cache (``save_nvf`` / ``load_nvf``), statistics;
 - protection: plans from the NVF, the protected network, what a plan costs;
 - campaigns: fault populations and samples, fault sources (neuron outputs, PE datapath), one
@@ -71,6 +73,17 @@ from accelsim.faults.model import Fault, FaultBatch, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults, sample_size
 from accelsim.faults.store import FaultRows, open_store, read_rows
 from accelsim.files import OutputLock
+from accelsim.functional.graph import (
+    Graph,
+    GraphError,
+    Node,
+    TensorInfo,
+    graph_forward,
+    graph_from_network,
+    quantize_graph_images,
+    run_graph,
+)
+from accelsim.functional.graphio import load_graph, save_graph
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
 from accelsim.functional.modelio import ZOO_DIR, load_network, network_hash, save_network
 from accelsim.functional.network import (
@@ -86,7 +99,7 @@ from accelsim.functional.network import (
 )
 from accelsim.functional.quantize import float_accuracy, quantize_network, with_tflite_multipliers
 from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
-from accelsim.interop.tflite_file import export_tflite, network_to_tflite
+from accelsim.interop.tflite_file import export_tflite, graph_to_tflite, network_to_tflite
 from accelsim.protection.overhead import NetworkOverhead, network_overhead
 from accelsim.protection.plan import (
     ProtectionPlan,

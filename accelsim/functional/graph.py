@@ -28,7 +28,7 @@ from accelsim.functional import graph_check, graph_kernels
 from accelsim.functional import graph_ref as ref
 from accelsim.functional.graph_check import OPS, GraphError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D, Shape
-from accelsim.functional.network import DEFAULT_BATCH, Network
+from accelsim.functional.network import DEFAULT_BATCH, Accuracy, Network
 from accelsim.functional.reference import float32
 
 I8 = npt.NDArray[np.int8]
@@ -90,6 +90,7 @@ class Graph:
     std: tuple[float, ...] = (1.0,)
     requantization: str = "tflm"
     source: str = "<graph>"
+    accuracy: Accuracy | None = None
     params: Mapping[str, Mapping[str, Any]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -354,7 +355,23 @@ def graph_from_network(net: Network) -> Graph:
         tuple(net.mean),
         tuple(net.std),
         source=f"network {net.name}",
+        accuracy=net.accuracy,
     )
+
+
+def quantize_graph_images(g: Graph, images: npt.NDArray[np.uint8]) -> I8:
+    """uint8 pixels (N, C, H, W) -> the graph's int8 input: ``clamp(round(((p / 255 - mean[c])
+    / std[c]) / scale) + zero_point)``, through a (C, 256) lookup table."""
+    info = g.input_info
+    if images.dtype != np.uint8 or images.shape[1:] != tuple(info.shape):
+        raise ShapeError(
+            f"{g.name}: expected uint8 images of shape (N, {', '.join(map(str, info.shape))}), "
+            f"got {images.dtype} {images.shape}"
+        )
+    pixels = np.arange(256, dtype=np.float64) / 255.0
+    real = (pixels[None, :] - np.asarray(g.mean)[:, None]) / np.asarray(g.std)[:, None]
+    lut = np.clip(np.round(real / info.scale) + info.zero_point, -128, 127).astype(np.int8)
+    return lut[np.arange(images.shape[1]).reshape(1, -1, 1, 1), images]
 
 
 __all__ = [
@@ -365,5 +382,6 @@ __all__ = [
     "TensorInfo",
     "graph_forward",
     "graph_from_network",
+    "quantize_graph_images",
     "run_graph",
 ]
