@@ -291,7 +291,7 @@ def graph_forward(g: Graph, x: I8, *, reference: bool = False) -> I8:
     return run_graph(g, x, reference=reference)[g.output]
 
 
-def graph_from_network(net: Network) -> Graph:
+def graph_from_network(net: Network, *, requantization: str = "tflm") -> Graph:
     """The chain ``net`` as a graph: one node per layer, tensors named after the layers (the
     input ``input``), zero points 0, Flatten a C-H-W-order RESHAPE."""
     tensors = {"input": TensorInfo("input", tuple(net.input_shape), float32(net.input_scale), 0)}
@@ -354,6 +354,7 @@ def graph_from_network(net: Network) -> Graph:
         tuple(nodes),
         tuple(net.mean),
         tuple(net.std),
+        requantization=requantization,
         source=f"network {net.name}",
         accuracy=net.accuracy,
     )

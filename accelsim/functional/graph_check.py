@@ -34,7 +34,7 @@ OPS = (
 )
 # Ops whose output must carry its input's quantisation (TFLite's kernels assume it).
 SAME_QUANT = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "RESHAPE")
-REQUANTIZATIONS = ("tflm",)
+REQUANTIZATIONS = ("tflm", "xnnpack")
 
 
 class GraphError(ModelFormatError):
@@ -260,6 +260,8 @@ def _check_node(g: Graph, node: Node) -> None:
     act = node.attr("activation", "none")
     if act not in ref.ACTIVATIONS:
         raise _fail(g, node.name, None, f"activation must be one of {ref.ACTIVATIONS}, got {act!r}")
+    if g.requantization == "xnnpack":
+        _check_xnnpack(g, node)
     if node.op in SAME_QUANT:
         src = g.tensors[node.inputs[0]]
         if (float32(src.scale), src.zero_point) != (float32(out.scale), out.zero_point):
@@ -270,6 +272,29 @@ def _check_node(g: Graph, node: Node) -> None:
                 f"{node.op} keeps its input's quantisation (scale {src.scale:.6g}, zero point "
                 f"{src.zero_point}), got scale {out.scale:.6g}, zero point {out.zero_point}",
             )
+
+
+def _check_xnnpack(g: Graph, node: Node) -> None:
+    """XNNPACK's own arithmetic for MEAN and int8 QUANTIZE is not modelled: refuse them."""
+    out = g.tensors[node.output]
+    if node.op == "MEAN":
+        raise _fail(
+            g,
+            node.name,
+            node.output,
+            "requantization xnnpack does not model XNNPACK's MEAN; use tflm",
+        )
+    if node.op == "CONCATENATION":
+        for t in node.inputs:
+            info = g.tensors[t]
+            if (float32(info.scale), info.zero_point) != (float32(out.scale), out.zero_point):
+                raise _fail(
+                    g,
+                    node.name,
+                    t,
+                    "requantization xnnpack models CONCATENATION only of inputs quantised like "
+                    "the output (XNNPACK's int8 QUANTIZE is not modelled); use tflm",
+                )
 
 
 def prepare(g: Graph, node: Node) -> dict[str, Any]:
@@ -287,6 +312,9 @@ def prepare(g: Graph, node: Node) -> dict[str, Any]:
             raise _fail(g, node.name, node.output, str(exc)) from None
         params["multiplier"] = np.array([m for m, _ in pairs], np.int64)
         params["shift"] = np.array([s for _, s in pairs], np.int64)
+        if g.requantization == "xnnpack":
+            params["multiplier"] = ref.xnnpack_scale(s_in, node.weight_scale, out.scale)
+            params["shift"] = None
         if node.op != "DEPTHWISE_CONV_2D":  # what the fast GEMM path reads (graph_kernels)
             params["weight_matrix"] = kernels.gemm_weights(node.weight)
             params["offset_bias"] = graph_kernels.offset_bias(

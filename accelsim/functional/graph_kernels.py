@@ -40,16 +40,42 @@ def _requant_zp_kernel(acc, bias, multiplier, left, right, zero_point, lo, hi, o
                 out[n, o, p] = min(max(y + zero_point, lo), hi)
 
 
+@njit(cache=True, nogil=True)
+def _requant_fp32_kernel(acc, bias, scale, zero_point, lo, hi, out):
+    """XNNPACK's fp32 requantisation: rint(float32(acc + bias) * scale) in float32, ties to
+    even; acc (O, N, P), out (N, O, P)."""
+    n_out, n_img, n_pix = acc.shape
+    for o in range(n_out):
+        b, sc = bias[o], scale[o]
+        for n in range(n_img):
+            for p in range(n_pix):
+                v = np.float32(np.int64(acc[o, n, p]) + b) * sc
+                y = np.int64(np.rint(v)) + zero_point
+                out[n, o, p] = min(max(y, lo), hi)
+
+
 def requantize(
     acc: np.ndarray,
     bias: I64,
-    multiplier: I64,
-    shift: I64,
+    multiplier: np.ndarray,
+    shift: I64 | None,
     zero_point: int,
     act_range: tuple[int, int],
 ) -> I8:
-    """Channel-major accumulators (O, N, P) -> (N, O, P) int8."""
+    """Channel-major accumulators (O, N, P) -> (N, O, P) int8. A float32 ``multiplier`` (shift
+    None) is XNNPACK's fp32 scale, as in ``graph_ref``."""
     out = np.empty((acc.shape[1], acc.shape[0], acc.shape[2]), np.int8)
+    if np.asarray(multiplier).dtype == np.float32:
+        _requant_fp32_kernel(
+            np.ascontiguousarray(acc),
+            np.asarray(bias, np.int64),
+            np.asarray(multiplier, np.float32),
+            zero_point,
+            act_range[0],
+            act_range[1],
+            out,
+        )
+        return out
     shift = np.asarray(shift, np.int64)
     _requant_zp_kernel(
         np.ascontiguousarray(acc),

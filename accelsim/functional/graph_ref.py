@@ -60,16 +60,40 @@ def multiply_by_quantized_multiplier(
     )
 
 
+def requantize_fp32(acc: npt.ArrayLike, scale: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """XNNPACK's fp32 requantisation (LiteRT's default CPU path): ``rint(float32(acc) *
+    scale)``, ties to even, all in float32; ``scale`` is ``s_in * s_w / s_out`` in float32."""
+    return np.rint(np.asarray(acc).astype(np.float32) * np.asarray(scale, np.float32))
+
+
 def _finish(
     acc: I64, multiplier: npt.ArrayLike, shift: npt.ArrayLike, zero_point: int, lo: int, hi: int
 ) -> I8:
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point
+    """Requantise, add the zero point, clamp. A float32 ``multiplier`` (``shift`` None) is an
+    XNNPACK fp32 scale; int multipliers are TFLite's fixed point."""
+    if np.asarray(multiplier).dtype == np.float32:
+        y = requantize_fp32(acc, multiplier).astype(np.int64) + zero_point
+    else:
+        y = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point
     return np.clip(y, lo, hi).astype(np.int8)
+
+
+def xnnpack_scale(
+    input_scale: float, weight_scale: npt.ArrayLike, output_scale: float
+) -> npt.NDArray[np.float32]:
+    """XNNPACK's per-channel requantisation scale: ``input_scale * kernel_scale / output_scale``
+    evaluated in float32, left to right."""
+    ws = np.asarray(weight_scale, np.float32)
+    return (np.float32(input_scale) * ws) / np.float32(output_scale)
 
 
 def _channel(v: npt.ArrayLike, ndim: int) -> np.ndarray:
     """Per-channel values shaped to broadcast over axis 1 of an ``ndim`` array."""
     return np.asarray(v).reshape(1, -1, *([1] * (ndim - 2)))
+
+
+def _per(v: npt.ArrayLike | None, ndim: int) -> np.ndarray | None:
+    return None if v is None else _channel(v, ndim)
 
 
 def _pad_input(x: I8, padding: Padding, value: int) -> I64:
@@ -102,7 +126,7 @@ def conv2d(
         for j in range(kw):
             patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
             acc += np.einsum("nchw,oc->nohw", patch, w64[:, :, i, j])
-    return _finish(acc, _channel(multiplier, 4), _channel(shift, 4), output_zero_point, *act_range)
+    return _finish(acc, _channel(multiplier, 4), _per(shift, 4), output_zero_point, *act_range)
 
 
 def depthwise_conv2d(
@@ -132,7 +156,7 @@ def depthwise_conv2d(
         for j in range(kw):
             patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
             acc += patch * w64[None, :, i, j, None, None]
-    return _finish(acc, _channel(multiplier, 4), _channel(shift, 4), output_zero_point, *act_range)
+    return _finish(acc, _channel(multiplier, 4), _per(shift, 4), output_zero_point, *act_range)
 
 
 def fully_connected(
@@ -150,7 +174,7 @@ def fully_connected(
     acc = (x.astype(np.int64) - input_zero_point) @ weight.astype(np.int64).T + bias.astype(
         np.int64
     )
-    return _finish(acc, _channel(multiplier, 2), _channel(shift, 2), output_zero_point, *act_range)
+    return _finish(acc, _channel(multiplier, 2), _per(shift, 2), output_zero_point, *act_range)
 
 
 def _windows(x: I8, size: tuple[int, int], stride: int, padding: Padding):

@@ -319,7 +319,7 @@ class _Writer:
                     f"node {node.name!r}: a C-H-W-order RESHAPE of {src} exports only when "
                     "fully connected layers alone read it",
                 )
-        new_shape = list(_nhwc(target))
+        new_shape = [-1, *_nhwc(target)[1:]]  # -1: any batch size
         shape = self.const(
             f"{node.name}/shape", np.array(new_shape, np.int32), self.tfl.TensorType.INT32
         )

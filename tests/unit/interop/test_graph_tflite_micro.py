@@ -56,8 +56,11 @@ class Builder:
         self.nodes.append(Node(name, op, tuple(inputs), name, attrs))
         return name
 
-    def graph(self, out: str) -> Graph:
-        return Graph("g", "mnist", "x", out, dict(self.tensors), tuple(self.nodes))
+    def graph(self, out: str, requantization: str = "tflm") -> Graph:
+        return Graph(
+            "g", "mnist", "x", out, dict(self.tensors), tuple(self.nodes),
+            requantization=requantization,
+        )  # fmt: skip
 
 
 def check(g: Graph, rng: np.random.Generator, n: int = 24) -> None:

@@ -1,0 +1,117 @@
+"""``requantization: xnnpack`` against LiteRT's default CPU path (the XNNPACK delegate).
+
+LiteRT 2.3.0 (``ai-edge-litert``) runs the exported ``.tflite`` with its default op resolver,
+which hands every supported int8 op to XNNPACK: fp32 requantisation, ``rint(float32(acc) *
+scale)`` with ``scale = s_in * s_w / s_out`` in float32. The expected values are LiteRT's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from accelsim import forward, graph_from_network, load_dataset, load_network, quantize_images
+from accelsim.functional.graph import Graph, GraphError, graph_forward
+from accelsim.interop.tflite_file import graph_to_tflite, to_nhwc
+from tests.conftest import data_dir_or_fail
+from tests.unit.interop.test_graph_tflite_micro import Builder
+
+
+def litert_outputs(blob: bytes, x: np.ndarray) -> np.ndarray:
+    """The output tensor of LiteRT's default interpreter (XNNPACK) for int8 ``x`` (N, ...)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("ai-edge-litert is not installed; the test extra must install it")
+        pytest.skip("ai-edge-litert not installed (pip install -e '.[test]')")
+    it = Interpreter(model_content=blob)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], (len(x), *inp["shape"][1:]))
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], to_nhwc(x))
+    it.invoke()
+    return it.get_tensor(out["index"])
+
+
+def check(g: Graph, rng: np.random.Generator, n: int = 64) -> None:
+    x = rng.integers(-128, 128, size=(n, *g.tensors[g.input].shape)).astype(np.int8)
+    ours = graph_forward(g, x)
+    theirs = litert_outputs(graph_to_tflite(g), x)
+    if ours.ndim == 4:
+        n_, c, h, w = ours.shape
+        theirs = theirs.reshape(n_, h, w, c).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(theirs.reshape(ours.shape), ours)
+    # the two modes really differ on these inputs, or the test would not tell them apart
+    if any(nd.op in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D") for nd in g.nodes):
+        tflm = Graph(
+            g.name, g.dataset, g.input, g.output, g.tensors, g.nodes, requantization="tflm"
+        )
+        assert not np.array_equal(graph_forward(tflm, x), ours)
+
+
+@pytest.mark.parametrize("act", ["none", "relu"])
+def test_conv_depthwise_fc(rng, act) -> None:
+    b = Builder(rng, (3, 9, 9))
+    b.weighted(
+        "CONV_2D", "c", "x", (6, 3, 3, 3), (6, 5, 5), stride=2, padding=(1, 1, 1, 1), activation=act
+    )
+    b.weighted(
+        "DEPTHWISE_CONV_2D",
+        "d",
+        "c",
+        (12, 3, 3),
+        (12, 5, 5),
+        padding=(1, 1, 1, 1),
+        depth_multiplier=2,
+        activation=act,
+    )
+    b.op("RESHAPE", "r", ["d"], (300,), shape=(300,), order="hwc")
+    b.weighted("FULLY_CONNECTED", "f", "r", (9, 300), (9,), activation=act)
+    check(b.graph("f", "xnnpack"), rng)
+
+
+def test_residual_add_pools_pad(rng) -> None:
+    b = Builder(rng, (4, 8, 8))
+    b.weighted(
+        "CONV_2D", "c1", "x", (4, 4, 3, 3), (4, 8, 8), padding=(1, 1, 1, 1), activation="relu"
+    )
+    b.op(
+        "ADD",
+        "add",
+        ["c1", "x"],
+        (4, 8, 8),
+        scale=b.tensors["x"].scale * 1.7,
+        zp=-9,
+        activation="relu",
+    )
+    b.op("AVERAGE_POOL_2D", "avg", ["add"], (4, 4, 4), size=(3, 3), stride=2, padding=(0, 1, 0, 1))
+    b.op("PAD", "pad", ["avg"], (4, 6, 6), padding=(1, 1, 1, 1))
+    b.op("MAX_POOL_2D", "max", ["pad"], (4, 3, 3), size=(2, 2), stride=2)
+    b.op("CONCATENATION", "cat", ["max", "max"], (8, 3, 3), axis=0)
+    check(b.graph("cat", "xnnpack"), rng)
+
+
+def test_xnnpack_refuses_what_it_does_not_model(rng) -> None:
+    b = Builder(rng, (4, 5, 5))
+    b.op("MEAN", "m", ["x"], (4,), scale=0.01, zp=0)
+    with pytest.raises(
+        GraphError,
+        match="node 'm', tensor 'm': requantization xnnpack does not model XNNPACK's MEAN",
+    ):
+        b.graph("m", "xnnpack")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("name", "n"), [("lenet5", 2000), ("alexnet", 200)])
+def test_zoo_networks_in_xnnpack_mode_equal_litert(name: str, n: int) -> None:
+    net = load_network(name)
+    x = quantize_images(
+        net, load_dataset(net.dataset, "test", data_dir=data_dir_or_fail()).images[:n]
+    )
+    g = graph_from_network(net, requantization="xnnpack")
+    ours = graph_forward(g, x)
+    np.testing.assert_array_equal(litert_outputs(graph_to_tflite(g), x), ours)
+    assert not np.array_equal(ours, forward(net, x))  # the modes differ on these images
