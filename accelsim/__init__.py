@@ -68,6 +68,14 @@ from accelsim.faults.campaign import (
     run_campaign,
     run_stored,
 )
+from accelsim.faults.graph_campaign import (
+    GraphCampaignInputs,
+    faulty_graph_classes,
+    faulty_graph_output,
+    graph_n_neurons,
+    graph_neuron_nodes,
+    sample_graph_faults,
+)
 from accelsim.faults.metrics import Estimate, Summary, summarize
 from accelsim.faults.model import Fault, FaultBatch, fault_batch
 from accelsim.faults.sampling import Population, build_population, sample_faults, sample_size
@@ -83,7 +91,13 @@ from accelsim.functional.graph import (
     quantize_graph_images,
     run_graph,
 )
-from accelsim.functional.graphio import load_graph, save_graph
+from accelsim.functional.graph_quantize import (
+    asymmetric_params,
+    float_graph_accuracy,
+    float_graph_forward,
+    quantize_graph,
+)
+from accelsim.functional.graphio import graph_hash, load_graph, save_graph
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
 from accelsim.functional.modelio import ZOO_DIR, load_network, network_hash, save_network
 from accelsim.functional.network import (
@@ -131,6 +145,7 @@ from accelsim.timing.schedule import Schedule
 from accelsim.timing.simulate import TimingOverhead, plan_schedule, simulate, timing_overhead
 from accelsim.timing.values import accelerator_logits
 from accelsim.zoo.architectures import ARCHITECTURES
+from accelsim.zoo.graph_architectures import GRAPH_ARCHITECTURES
 
 # The study (and through it matplotlib) loads on first use, not with ``import accelsim``:
 # campaign workers and scripts that only run the engine do not pay for the figures.

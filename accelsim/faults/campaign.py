@@ -88,6 +88,10 @@ class CampaignInputs:
         """The order to evaluate ``faults`` in: the faults of each max-pool window together."""
         return locality_order(self.pnet.net.layers, faults)
 
+    def fault_free_classes(self) -> I64:
+        """The classes of one fault-free (protected) inference."""
+        return classify(protected_logits(self.pnet, self.x))
+
     def evaluate(self, state: GoldenState, batch: FaultBatch) -> FaultRows:
         """One row per fault: images whose class changed, images still correct."""
         classes = faulty_classes(state, batch)
@@ -100,16 +104,19 @@ class CampaignInputs:
 
 class FaultSource(Protocol):
     """What the engine runs: a fault population's inputs (``CampaignInputs`` for neuron-output
-    faults, ``timing.pe_campaign.PeCampaignInputs`` for PE-datapath faults). ``key`` identifies
-    the inputs (workers cache the golden state under it); ``golden`` computes that state (it
-    has ``classes``); ``order`` sorts a batch for evaluation; ``evaluate`` gives its rows."""
+    faults, ``timing.pe_campaign.PeCampaignInputs`` for PE-datapath faults,
+    ``faults.graph_campaign.GraphCampaignInputs`` for faults in a graph network's tensors).
+    ``key`` identifies the inputs (workers cache the golden state under it); ``golden``
+    computes that state (it has ``classes``); ``fault_free_classes`` the classes alone, from
+    one inference; ``order`` sorts a batch for evaluation; ``evaluate`` gives its rows."""
 
     key: str
-    pnet: ProtectedNetwork
     x: I8
     labels: I64
 
     def golden(self) -> Any: ...
+
+    def fault_free_classes(self) -> I64: ...
 
     def order(self, faults: FaultBatch) -> I64: ...
 
@@ -164,7 +171,7 @@ def golden_classes(inputs: FaultSource, *, in_process: bool) -> npt.NDArray[np.i
     needs that state anyway), else from one protected inference."""
     if in_process:
         return golden_state(inputs).classes
-    return classify(protected_logits(inputs.pnet, inputs.x))
+    return inputs.fault_free_classes()
 
 
 def evaluate_batch(inputs: FaultSource, batch: FaultBatch) -> FaultRows:

@@ -250,6 +250,11 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
     return _run_node(g, node, xs)
 
 
+def run_node(g: Graph, node: Node, inputs: Sequence[I8], *, reference: bool = False) -> I8:
+    """One node of ``g`` on its input tensors (each (N, ...)): its output tensor."""
+    return (_run_node if reference else _run_fast)(g, node, inputs)
+
+
 def run_graph(
     g: Graph,
     x: I8,
@@ -282,7 +287,8 @@ def run_graph(
             for t in node.inputs:
                 if last_use[t] == i and t != g.output:
                     values.pop(t, None)
-        parts.setdefault(g.output, []).append(values[g.output])
+        if keep is None or not keep(g.output):
+            parts.setdefault(g.output, []).append(values[g.output])
     return {name: np.concatenate(p) for name, p in parts.items()}
 
 
@@ -385,4 +391,5 @@ __all__ = [
     "graph_from_network",
     "quantize_graph_images",
     "run_graph",
+    "run_node",
 ]

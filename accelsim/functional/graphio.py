@@ -203,6 +203,21 @@ def _weight_array(arrays: Mapping[str, np.ndarray], key: str, npz: Path) -> np.n
     return arr
 
 
+def graph_hash(g: Graph) -> str:
+    """SHA-256 of everything that determines a graph's arithmetic: tensors, nodes, arrays and
+    the requantisation mode."""
+    h = hashlib.sha256(repr((g.input, g.output, g.requantization, g.mean, g.std)).encode())
+    for t in g.tensors.values():
+        h.update(repr((t.name, tuple(t.shape), float(t.scale), int(t.zero_point))).encode())
+    for n in g.nodes:
+        h.update(repr(_node_description(n)).encode())
+        for key in _ARRAYS:
+            arr = getattr(n, key)
+            if arr is not None:
+                h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 def save_graph(g: Graph, path: Path | str) -> Path:
     """Write ``path`` (YAML, version 2) and the ``.npz`` beside it; returns the YAML path."""
     path = Path(path)
@@ -259,4 +274,4 @@ def _node_description(n: Node) -> dict[str, Any]:
     return desc
 
 
-__all__ = ["load_graph", "save_graph"]
+__all__ = ["graph_hash", "load_graph", "save_graph"]

@@ -30,7 +30,7 @@ from accelsim.faults.store import FaultRows
 from accelsim.functional.modelio import network_hash
 from accelsim.functional.network import classify
 from accelsim.protection.plan import plan_hash
-from accelsim.protection.protected import ProtectedNetwork, protected_layer
+from accelsim.protection.protected import ProtectedNetwork, protected_layer, protected_logits
 from accelsim.timing.accelerator import TimingReport
 from accelsim.timing.pe_faults import SITE_BITS, PeFault, PeSite
 from accelsim.timing.schedule import Schedule
@@ -94,6 +94,10 @@ class PeCampaignInputs:
         for i in range(len(self.pnet.net.layers)):
             hs.append(protected_layer(self.pnet, i, hs[-1]))
         return PeGolden(tuple(hs), classify(hs[-1]), self.labels)
+
+    def fault_free_classes(self) -> I64:
+        """The classes of one fault-free (protected) inference."""
+        return classify(protected_logits(self.pnet, self.x))
 
     def order(self, faults: FaultBatch) -> I64:
         """Faults of one layer together, by cycle."""

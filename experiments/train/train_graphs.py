@@ -24,8 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from accelsim import files, load_dataset
-from accelsim.zoo.graph_architectures import GRAPH_ARCHITECTURES
+from accelsim import GRAPH_ARCHITECTURES, files, load_dataset
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "train"
 ACT = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}

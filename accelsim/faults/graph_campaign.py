@@ -1,0 +1,171 @@
+"""Faults in a graph network's tensors: a fault source of the campaign engine, exact.
+
+A graph's neurons are the output elements of its weighted nodes (CONV_2D, DEPTHWISE_CONV_2D,
+FULLY_CONNECTED) except the classifier's. A fault (``FaultBatch`` row) names the node by its
+index in ``Graph.nodes``, the flat C-H-W element, the bit mask and the kind, as for chains.
+
+Evaluation is the generic exact path: the fault is applied to the node's output for every
+image, and only the nodes downstream of it run again, on the images whose inputs to that node
+differ from the fault-free ones (an image whose change has died out, at a RELU clamp, a max
+pool or a requantisation that rounds it away, leaves the batch; its class is the fault-free
+one). A tensor read by two nodes, as the block input of a residual block, carries the fault
+down both paths and meets itself at the ADD. Results equal a full re-inference of the faulty
+graph (tests, every fault of small residual, depthwise and concatenation graphs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.workload import FaultKind
+from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
+from accelsim.faults.sampling import leveugle_size
+from accelsim.faults.store import FaultRows
+from accelsim.functional.graph import Graph, run_graph, run_node
+from accelsim.functional.graph_check import WEIGHTED
+from accelsim.functional.graphio import graph_hash
+from accelsim.functional.network import classify
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+
+
+def graph_neuron_nodes(g: Graph) -> tuple[int, ...]:
+    """Indices (in ``g.nodes``) of the nodes whose outputs are neurons: the weighted nodes
+    except the one producing the graph output."""
+    return tuple(i for i, n in enumerate(g.nodes) if n.op in WEIGHTED and n.output != g.output)
+
+
+def graph_n_neurons(g: Graph) -> int:
+    return sum(int(np.prod(g.tensors[g.nodes[i].output].shape)) for i in graph_neuron_nodes(g))
+
+
+@dataclass(frozen=True)
+class GraphGolden:
+    """Every tensor of the fault-free run (N, ...), the classes and the labels."""
+
+    values: dict[str, I8]
+    classes: I64
+    labels: I64
+
+
+@dataclass(frozen=True, eq=False)
+class GraphCampaignInputs:
+    """Faults in the neuron outputs of graph ``graph`` on int8 inputs ``x`` (N, *input)."""
+
+    graph: Graph
+    x: I8
+    labels: I64
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        h = hashlib.sha256(graph_hash(self.graph).encode())
+        for arr in (self.x, self.labels):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        object.__setattr__(self, "key", h.hexdigest())
+
+    def golden(self) -> GraphGolden:
+        values = run_graph(self.graph, self.x, keep=lambda t: True)
+        values[self.graph.input] = self.x
+        return GraphGolden(values, classify(values[self.graph.output]), self.labels)
+
+    def fault_free_classes(self) -> I64:
+        return classify(run_graph(self.graph, self.x)[self.graph.output])
+
+    def order(self, faults: FaultBatch) -> I64:
+        """Faults of one node together, in element order."""
+        return np.lexsort((faults.index, faults.layer))
+
+    def evaluate(self, state: GraphGolden, batch: FaultBatch) -> FaultRows:
+        changed = np.empty(len(batch), np.int64)
+        correct = np.empty(len(batch), np.int64)
+        for k in range(len(batch)):
+            classes = faulty_graph_classes(
+                self.graph, state, int(batch.layer[k]), int(batch.index[k]),
+                int(batch.mask[k]), int(batch.kind[k]),
+            )  # fmt: skip
+            changed[k] = int(np.sum(classes != state.classes))
+            correct[k] = int(np.sum(classes == state.labels))
+        return FaultRows(
+            batch.ids, batch.layer, batch.index, batch.copy, batch.mask, batch.kind,
+            changed, correct,
+        )  # fmt: skip
+
+
+def faulty_graph_classes(
+    g: Graph, state: GraphGolden, node: int, index: int, mask: int, kind: int
+) -> I64:
+    """The classes of every image when element ``index`` of node ``node``'s output is hit."""
+    return classify(faulty_graph_output(g, state, node, index, mask, kind))
+
+
+def faulty_graph_output(
+    g: Graph, state: GraphGolden, node: int, index: int, mask: int, kind: int
+) -> I8:
+    """The graph output (the logits) of every image when element ``index`` of node ``node``'s
+    output is hit."""
+    target = g.nodes[node].output
+    golden = state.values[target]
+    flat = golden.reshape(len(golden), -1)
+    faulty_col = apply_fault(flat[:, index], mask, kind)
+    live = np.flatnonzero(faulty_col != flat[:, index])
+    logits = state.values[g.output].copy()
+    if live.size == 0:
+        return logits
+    hit = flat[live].copy()
+    hit[:, index] = faulty_col[live]
+    # changed[t] = (rows of ``live`` where tensor t differs, t's faulty values on those rows)
+    changed: dict[str, tuple[I64, I8]] = {
+        target: (np.arange(live.size), hit.reshape(-1, *golden.shape[1:]))
+    }
+    for nd in g.nodes[node + 1 :]:
+        hits = [changed[t][0] for t in nd.inputs if t in changed]
+        if not hits:
+            continue
+        rows = np.unique(np.concatenate(hits))
+        ins = []
+        for t in nd.inputs:
+            values = state.values[t][live[rows]].copy()
+            if t in changed:
+                r, v = changed[t]
+                values[np.searchsorted(rows, r)] = v
+            ins.append(values)
+        out = run_node(g, nd, ins)
+        fault_free = state.values[nd.output][live[rows]]
+        differs = np.any((out != fault_free).reshape(len(rows), -1), axis=1)
+        if differs.any():
+            changed[nd.output] = (rows[differs], out[differs])
+    if g.output in changed:
+        r, v = changed[g.output]
+        logits[live[r]] = v
+    return logits
+
+
+def sample_graph_faults(
+    g: Graph, n: int | None, *, seed: int, confidence: float = 0.95, error_margin: float = 0.01
+) -> FaultBatch:
+    """Single-bit flips drawn uniformly (with a seed) from every neuron x bit of ``g``;
+    ``n`` None takes Leveugle's sample size for the population."""
+    nodes = graph_neuron_nodes(g)
+    sizes = np.array([int(np.prod(g.tensors[g.nodes[i].output].shape)) for i in nodes], np.int64)
+    population = int(sizes.sum()) * 8
+    if n is None:
+        n = leveugle_size(population, error_margin=error_margin, confidence=confidence, p=0.5)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(population, size=min(n, population), replace=False)
+    neuron, bit = picks // 8, picks % 8
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    which = np.searchsorted(starts, neuron, side="right") - 1
+    order = np.argsort(picks)
+    return FaultBatch(
+        np.arange(len(picks), dtype=np.int64),
+        np.asarray(nodes, np.int64)[which][order],
+        (neuron - starts[which])[order].astype(np.int64),
+        np.zeros(len(picks), np.int64),
+        (np.int64(1) << bit)[order].astype(np.int64),
+        np.full(len(picks), KIND_CODES[FaultKind.SINGLE_BIT], np.int64),
+    )

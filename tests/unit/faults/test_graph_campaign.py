@@ -1,0 +1,190 @@
+"""Faults in graph networks: every fault of small residual, depthwise and concatenation graphs
+equals a full re-inference of the faulty graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim import FaultKind, classify, evaluate_faults
+from accelsim.faults.graph_campaign import (
+    GraphCampaignInputs,
+    faulty_graph_classes,
+    faulty_graph_output,
+    graph_n_neurons,
+    graph_neuron_nodes,
+    sample_graph_faults,
+)
+from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
+from accelsim.functional.graph import Graph, graph_from_network, run_node
+from tests.unit.interop.test_graph_tflite_micro import Builder
+
+
+def full_reinference(
+    g: Graph, x: np.ndarray, node: int, index: int, mask: int, kind: int
+) -> np.ndarray:
+    """Every node of the graph run again on every image, the fault applied to node ``node``'s
+    output right after it is computed: the brute force the engine must equal."""
+    values = {g.input: x}
+    for i, nd in enumerate(g.nodes):
+        y = run_node(g, nd, [values[t] for t in nd.inputs], reference=True)
+        if i == node:
+            flat = y.reshape(len(y), -1).copy()
+            flat[:, index] = apply_fault(flat[:, index], mask, kind)
+            y = flat.reshape(y.shape)
+        values[nd.output] = y
+    return values[g.output]
+
+
+def residual(rng):
+    b = Builder(rng, (2, 5, 5))
+    b.weighted(
+        "CONV_2D", "c1", "x", (2, 2, 3, 3), (2, 5, 5), padding=(1, 1, 1, 1), activation="relu"
+    )
+    b.weighted("CONV_2D", "c2", "c1", (2, 2, 3, 3), (2, 5, 5), padding=(1, 1, 1, 1))
+    b.op(
+        "ADD",
+        "add",
+        ["c2", "c1"],
+        (2, 5, 5),
+        scale=b.tensors["c1"].scale * 1.5,
+        zp=-128,
+        activation="relu",
+    )
+    b.op("MEAN", "gap", ["add"], (2,), scale=b.tensors["c1"].scale / 2, zp=-100)
+    b.weighted("FULLY_CONNECTED", "fc", "gap", (4, 2), (4,))
+    return b.graph("fc")
+
+
+def inverted(rng):
+    b = Builder(rng, (2, 4, 4))
+    b.weighted("CONV_2D", "expand", "x", (4, 2, 1, 1), (4, 4, 4), activation="relu6")
+    b.weighted(
+        "DEPTHWISE_CONV_2D",
+        "dw",
+        "expand",
+        (8, 3, 3),
+        (8, 2, 2),
+        stride=2,
+        padding=(0, 1, 0, 1),
+        depth_multiplier=2,
+        activation="relu6",
+    )
+    b.weighted("CONV_2D", "project", "dw", (2, 8, 1, 1), (2, 2, 2))
+    b.op("AVERAGE_POOL_2D", "pool", ["x"], (2, 2, 2), size=(2, 2), stride=2)
+    b.op("ADD", "add", ["project", "pool"], (2, 2, 2), scale=b.tensors["x"].scale * 2, zp=0)
+    b.op("RESHAPE", "flat", ["add"], (8,), shape=(8,), order="hwc")
+    b.weighted("FULLY_CONNECTED", "fc", "flat", (3, 8), (3,))
+    return b.graph("fc")
+
+
+def concat(rng):
+    b = Builder(rng, (2, 4, 4))
+    b.weighted(
+        "CONV_2D", "b1", "x", (2, 2, 3, 3), (2, 4, 4), padding=(1, 1, 1, 1), activation="relu"
+    )
+    b.weighted("CONV_2D", "b2", "x", (1, 2, 1, 1), (1, 4, 4))
+    b.op(
+        "CONCATENATION",
+        "cat",
+        ["b1", "b2"],
+        (3, 4, 4),
+        scale=b.tensors["b1"].scale,
+        zp=b.tensors["b1"].zero_point,
+        axis=0,
+    )
+    b.op("MAX_POOL_2D", "pool", ["cat"], (3, 2, 2), size=(2, 2), stride=2)
+    b.op("RESHAPE", "flat", ["pool"], (12,), shape=(12,), order="chw")
+    b.weighted("FULLY_CONNECTED", "fc", "flat", (4, 12), (4,))
+    return b.graph("fc")
+
+
+def every_bit_flip(g: Graph) -> FaultBatch:
+    nodes, index, mask = [], [], []
+    for i in graph_neuron_nodes(g):
+        size = int(np.prod(g.tensors[g.nodes[i].output].shape))
+        for e in range(size):
+            for bit in range(8):
+                nodes.append(i)
+                index.append(e)
+                mask.append(1 << bit)
+    n = len(nodes)
+    code = KIND_CODES[FaultKind.SINGLE_BIT]
+    return FaultBatch(
+        np.arange(n),
+        np.array(nodes),
+        np.array(index),
+        np.zeros(n, np.int64),
+        np.array(mask),
+        np.full(n, code),
+    )
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat])
+def test_every_fault_equals_full_reinference(build, rng) -> None:
+    g = build(rng)
+    x = rng.integers(-128, 128, size=(12, *g.tensors[g.input].shape)).astype(np.int8)
+    source = GraphCampaignInputs(g, x, rng.integers(0, g.tensors[g.output].shape[0], 12))
+    state = source.golden()
+    faults = every_bit_flip(g)
+    moved = 0
+    golden_logits = state.values[g.output]
+    for k in range(len(faults)):
+        args = (
+            int(faults.layer[k]),
+            int(faults.index[k]),
+            int(faults.mask[k]),
+            int(faults.kind[k]),
+        )
+        want = full_reinference(g, x, *args)
+        got = faulty_graph_output(g, state, *args)
+        np.testing.assert_array_equal(got, want, err_msg=f"fault {k}: {args}")
+        np.testing.assert_array_equal(faulty_graph_classes(g, state, *args), classify(want))
+        moved += int(np.any(want != golden_logits))
+    assert moved > len(faults) // 10  # many faults reach the logits: not a vacuous comparison
+
+
+def test_stuck_at_faults_equal_full_reinference(rng) -> None:
+    g = residual(rng)
+    x = rng.integers(-128, 128, size=(12, 2, 5, 5)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(12, np.int64)).golden()
+    for kind in (FaultKind.STUCK_AT_0, FaultKind.STUCK_AT_1):
+        for node in graph_neuron_nodes(g):
+            for index in (0, 7, 49):
+                args = (node, index, 0b11000000, KIND_CODES[kind])
+                want = full_reinference(g, x, *args)
+                np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want)
+
+
+def test_the_engine_runs_graph_faults_on_one_and_two_workers(rng) -> None:
+    g = concat(rng)
+    x = rng.integers(-128, 128, size=(20, 2, 4, 4)).astype(np.int8)
+    source = GraphCampaignInputs(g, x, rng.integers(0, 4, 20))
+    faults = sample_graph_faults(g, 150, seed=3)
+    one = evaluate_faults(source, faults, workers=1)
+    two = evaluate_faults(source, faults, workers=2)
+    for field in ("ids", "layer", "neuron", "mask", "n_changed", "n_correct"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(two, field))
+    state = source.golden()
+    for k in range(0, 150, 15):  # spot checks against the brute force
+        row = int(np.flatnonzero(one.ids == faults.ids[k])[0])
+        want = full_reinference(
+            g,
+            x,
+            int(faults.layer[k]),
+            int(faults.index[k]),
+            int(faults.mask[k]),
+            int(faults.kind[k]),
+        )
+        assert one.n_changed[row] == int(np.sum(classify(want) != state.classes))
+
+
+def test_sampled_faults_cover_the_neurons_uniformly(tiny_net) -> None:
+    g = graph_from_network(tiny_net)
+    assert graph_n_neurons(g) == tiny_net.n_neurons
+    faults = sample_graph_faults(g, 2000, seed=0)
+    assert len(np.unique(faults.ids)) == 2000
+    again = sample_graph_faults(g, 2000, seed=0)
+    np.testing.assert_array_equal(faults.index, again.index)
+    nodes = set(faults.layer.tolist())
+    assert nodes == set(graph_neuron_nodes(g))
