@@ -36,6 +36,7 @@ from accelsim.analysis.store import write_csv as write_nvf_csv
 from accelsim.analysis.vulnerability import LayerNvf, NvfResult, compute_nvf, compute_nvf_variants
 from accelsim.config.arch import ArchSpec, Dataflow, PEArraySpec, load_arch
 from accelsim.config.workload import (
+    GRAPH_ZOO_NAMES,
     ZOO_NAMES,
     BitMapping,
     FaultKind,

@@ -12,15 +12,21 @@ from tqdm import tqdm
 
 from accelsim import (
     DATASET_NAMES,
+    GRAPH_ZOO_NAMES,
     SPLITS,
+    ZOO_DIR,
     ZOO_NAMES,
     DatasetError,
+    Graph,
     Network,
     ProtectionOptions,
     analyze_workload,
     fetch_dataset,
     format_critical_table,
+    graph_hash,
+    graph_n_neurons,
     load_dataset,
+    load_graph,
     load_network,
     load_workload,
     network_hash,
@@ -36,6 +42,7 @@ def _model_doc(name: str, net: Network) -> dict[str, Any]:
     return {
         "name": name,
         "dataset": net.dataset,
+        "kind": "chain",
         "neurons": net.n_neurons,
         "parameters": net.n_parameters,
         "macs": net.macs,
@@ -47,13 +54,36 @@ def _model_doc(name: str, net: Network) -> dict[str, Any]:
     }
 
 
+def _graph_doc(name: str, g: Graph) -> dict[str, Any]:
+    acc = g.accuracy
+    return {
+        "name": name,
+        "dataset": g.dataset,
+        "kind": "graph",
+        "neurons": graph_n_neurons(g),
+        "parameters": g.n_parameters,
+        "macs": g.macs,
+        "layers": len(g.nodes),
+        "float_accuracy": acc.float_accuracy if acc else None,
+        "int8_accuracy": acc.int8_accuracy if acc else None,
+        "accuracy_images": acc.n_images if acc else None,
+        "hash": graph_hash(g)[:16],
+    }
+
+
 def models(args: argparse.Namespace) -> int:
     docs = [_model_doc(name, load_network(name)) for name in ZOO_NAMES]
+    docs += [
+        _graph_doc(name, load_graph(name))
+        for name in GRAPH_ZOO_NAMES
+        if (ZOO_DIR / f"{name}.yaml").is_file()
+    ]
     pct = lambda v: "-" if v is None else f"{100 * v:.2f} %"  # noqa: E731
     rows = [
         [
             d["name"],
             d["dataset"],
+            d["kind"],
             f"{d['neurons']:,}",
             f"{d['parameters']:,}",
             f"{d['macs']:,}",
@@ -62,7 +92,9 @@ def models(args: argparse.Namespace) -> int:
         ]
         for d in docs
     ]
-    headers = ["model", "dataset", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"]
+    headers = [
+        "model", "dataset", "kind", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"
+    ]  # fmt: skip
     emit(args, docs, [*text_table(headers, rows), "(accuracies on the full test split)"])
     return 0
 

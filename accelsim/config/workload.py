@@ -39,6 +39,8 @@ from accelsim.config.checks import (
 )
 
 ZOO_NAMES = ("lenet5", "mlp7", "alexnet")
+# Graph networks of the zoo (model files version 2); the study runs on chains only so far.
+GRAPH_ZOO_NAMES = ("resnet20", "mobilenetv2")
 SPLITS = ("train", "test", "sample")
 DEFAULT_THRESHOLDS = tuple(float(t) for t in range(0, 55, 5))
 

@@ -50,7 +50,7 @@ from accelsim.config.checks import (
     string,
     write_yaml,
 )
-from accelsim.config.workload import ZOO_NAMES
+from accelsim.config.workload import GRAPH_ZOO_NAMES, ZOO_NAMES
 from accelsim.errors import ConfigError, ModelFormatError
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Shape
 from accelsim.functional.network import Accuracy, Network
@@ -64,11 +64,12 @@ _PER_LAYER = ("weight", "bias", "multiplier", "shift", "weight_scale", "output_s
 
 def resolve_model_path(source: str | Path) -> Path:
     """A zoo name (``lenet5``) or a path to a model description."""
-    if str(source) in ZOO_NAMES:
+    if str(source) in ZOO_NAMES or str(source) in GRAPH_ZOO_NAMES:
         return ZOO_DIR / f"{source}.yaml"
     path = Path(source)
     if not path.is_file():
-        raise ModelFormatError(path, f"no such model file (zoo names: {', '.join(ZOO_NAMES)})")
+        names = ", ".join((*ZOO_NAMES, *GRAPH_ZOO_NAMES))
+        raise ModelFormatError(path, f"no such model file (zoo names: {names})")
     return path
 
 
@@ -76,8 +77,15 @@ def load_network(source: str | Path) -> Network:
     """Load and validate a network by zoo name or description path."""
     path = resolve_model_path(source)
     ctx = Ctx(path)
+    raw = read_yaml(path)
+    if isinstance(raw, Mapping) and raw.get("version") == 2:
+        raise ModelFormatError(
+            path,
+            "a graph network (model file version 2): load_graph reads it; the study, NVF, "
+            "protection and timing take chain networks (version 1) only so far",
+        )
     body = only_keys(
-        header(read_yaml(path), ctx, "network"),
+        header(raw, ctx, "network"),
         ctx.at("network"),
         required=("name", "dataset", "input", "weights", "layers"),
         optional=("weights_sha256", "accuracy"),

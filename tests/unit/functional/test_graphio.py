@@ -116,3 +116,11 @@ def test_arrays_are_checked(tmp_path: Path, rng) -> None:
         np.savez(npz, **broken)
         with pytest.raises(ModelFormatError, match=message):
             load_graph(path)
+
+
+def test_load_network_names_load_graph_for_a_graph_file(tmp_path: Path, rng) -> None:
+    path = save_graph(_residual(rng), tmp_path / "g.yaml")
+    with pytest.raises(
+        ModelFormatError, match="a graph network \\(model file version 2\\): load_graph"
+    ):
+        load_network(path)
