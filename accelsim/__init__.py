@@ -24,6 +24,7 @@ from types import ModuleType as _ModuleType
 
 from accelsim import files
 from accelsim.analysis.exhaustive import every_bit_flip
+from accelsim.analysis.graph_nvf import graph_every_bit_flip, graph_exhaustive_nvf
 from accelsim.analysis.stats import (
     SetAgreement,
     critical_set_agreement,

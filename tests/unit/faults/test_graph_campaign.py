@@ -188,3 +188,21 @@ def test_sampled_faults_cover_the_neurons_uniformly(tiny_net) -> None:
     np.testing.assert_array_equal(faults.index, again.index)
     nodes = set(faults.layer.tolist())
     assert nodes == set(graph_neuron_nodes(g))
+
+
+def test_graph_exhaustive_nvf_counts_class_flips_by_brute_force(rng) -> None:
+    from accelsim.analysis.graph_nvf import graph_exhaustive_nvf
+
+    g = residual(rng)
+    x = rng.integers(-128, 128, size=(10, 2, 5, 5)).astype(np.int8)
+    nvf = graph_exhaustive_nvf(g, x, workers=2)
+    golden = classify(full_reinference(g, x, -1, 0, 0, 0))
+    assert set(nvf) == set(graph_neuron_nodes(g))
+    for node, values in nvf.items():
+        for e in (0, 13, 24, 49):
+            flips = sum(
+                int(np.sum(classify(full_reinference(g, x, node, e, 1 << b, 0)) != golden))
+                for b in range(8)
+            )
+            assert values[e] == flips / 80
+    assert max(v.max() for v in nvf.values()) > 0
