@@ -141,6 +141,7 @@ from accelsim.report.tables import (
     format_critical_table,
 )
 from accelsim.timing.accelerator import LayerTiming, TimingReport
+from accelsim.timing.graph_schedule import graph_compute_cycles, graph_topology_csv, node_gemms
 from accelsim.timing.pe_campaign import PeCampaignInputs, pe_fault_batch, pe_population
 from accelsim.timing.pe_faults import PeFault, PeSite, sample_pe_faults
 from accelsim.timing.schedule import Schedule

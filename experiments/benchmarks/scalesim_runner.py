@@ -4,7 +4,8 @@ Usage (from bench_timing.py, with the Python of an environment holding scalesim=
     PYTHON scalesim_runner.py ROWS COLS DATAFLOW TOPOLOGY.csv WORKDIR
 
 Prints one JSON line: {"layers": [{"name", "total_cycles", "stall_cycles"}...], "wall_s",
-"peak_rss_mb"}. Stalls are off (InterfaceBandwidth = CALC), traces are not written
+"peak_rss_mb"}; a depthwise ``DP`` row's layers are named ``<row>Channel_<c>``, as SCALE-Sim
+names them. Stalls are off (InterfaceBandwidth = CALC), traces are not written
 (save_disk_space). This file never imports accelsim.
 """
 
@@ -87,8 +88,16 @@ def main() -> None:
     sim.run_scale(top_path=str(work))
     wall = time.perf_counter() - start
     report = next(work.rglob("COMPUTE_REPORT.csv"))
+    names = []
     with open(topology) as fh:
-        names = [r[0].strip() for r in list(csv.reader(fh))[1:] if r]
+        for r in list(csv.reader(fh))[1:]:
+            if not r:
+                continue
+            name = r[0].strip()
+            if "DP" in name:  # SCALE-Sim runs a DP row as one layer per channel
+                names += [f"{name}Channel_{c}" for c in range(int(r[5]))]
+            else:
+                names.append(name)
     layers = []
     with open(report) as fh:
         rows_ = list(csv.reader(fh))

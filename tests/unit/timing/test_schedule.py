@@ -95,3 +95,35 @@ def test_stacked_copies_cost_no_cycles(tiny_net):
     assert tmr.protected.tolist() == [3, 3, 1]
     five_rows = schedule_layer(layer, 4, PEArraySpec(2, 3, OS), np.arange(7), 2)
     assert five_rows.n_tiles == 3 * plain.n_tiles  # 3 copies need 3 rows: re-run instead
+
+
+def test_graph_compute_cycles_of_a_chain_equal_scalesim():
+    from accelsim import graph_from_network, load_network
+    from accelsim.timing.graph_schedule import graph_compute_cycles
+
+    g = graph_from_network(load_network("lenet5"))
+    for (flow, size), want in SCALESIM_LENET.items():
+        got = graph_compute_cycles(g, PEArraySpec(size, size, flow))
+        assert [v - 1 for v in got.values()] == want
+
+
+def test_depthwise_lowers_to_one_gemm_per_channel_by_hand(rng):
+    from accelsim.timing.graph_schedule import graph_compute_cycles, graph_topology_csv, node_gemms
+    from tests.unit.interop.test_graph_tflite_micro import Builder
+
+    b = Builder(rng, (3, 7, 7))
+    b.weighted("DEPTHWISE_CONV_2D", "dw", "x", (6, 3, 3), (6, 5, 5), depth_multiplier=2)
+    g = b.graph("dw")
+    assert node_gemms(g, g.nodes[0]) == [Gemm(25, 2, 9)] * 3
+    # OS on 8x8: M 25 -> 4 row folds, N 2 -> 1 column fold, 9 + 8 + 8 - 2 = 23 cycles a fold
+    assert graph_compute_cycles(g, PEArraySpec(8, 8, OS)) == {"dw": 3 * 4 * 23}
+    assert "dw_DP, 7, 7, 3, 3, 3, 2, 1," in graph_topology_csv(g)
+
+
+def test_topology_crops_strided_inputs_to_whole_strides(rng):
+    from accelsim.timing.graph_schedule import graph_topology_csv
+    from tests.unit.interop.test_graph_tflite_micro import Builder
+
+    b = Builder(rng, (2, 8, 8))  # padded 8 + 1 = 9 rows, k 3, stride 2: 4 outputs; SCALE-Sim
+    b.weighted("CONV_2D", "c", "x", (4, 2, 3, 3), (4, 4, 4), stride=2, padding=(0, 1, 0, 1))
+    assert "c, 9, 9, 3, 3, 2, 4, 2," in graph_topology_csv(b.graph("c"))  # ceil((9-3+2)/2) = 4
