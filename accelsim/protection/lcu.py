@@ -21,3 +21,22 @@ BIT6 = np.int8(0x40)
 def lcu(a: I8, b: I8) -> I8:
     """Bitwise AND of two int8 copies with bit 6 cleared (two's complement bits)."""
     return np.bitwise_and(np.bitwise_and(np.asarray(a, np.int8), np.asarray(b, np.int8)), ~BIT6)
+
+
+def relative_code(code: npt.ArrayLike, zero_point: int) -> npt.NDArray[np.int64]:
+    """An int8 activation code relative to its zero point, as the unsigned byte
+    ``(code - zero_point) mod 256``: the value a RELU / RELU6 output holds above its clamp."""
+    return (np.asarray(code, np.int64) - zero_point) & 0xFF
+
+
+def lcu_zp(a: npt.ArrayLike, b: npt.ArrayLike, zero_point: int) -> I8:
+    """The LCU of two halves of a neuron whose activation clamps at ``zero_point`` (TFLite's
+    asymmetric scheme): on the codes relative to the zero point, ``(ra & rb) & 0x7F``, then back
+    to a code. A half holds at most 127 above the zero point, so the relative code's top bit
+    (bit 7) is 0 fault-free, the premise the symmetric LCU's bit 6 gives. With zero point -128
+    (every RELU / RELU6 output TFLite's converter writes) the relative code is the stored code
+    with bit 7 inverted, so a flip of a stored bit is a flip of the same relative bit and every
+    guarantee of ``lcu`` carries over (``tables.lcu_zp_table``); with zero point 0 it is ``lcu``
+    with bit 7 in place of bit 6."""
+    r = relative_code(a, zero_point) & relative_code(b, zero_point) & 0x7F
+    return ((r + zero_point + 128) % 256 - 128).astype(np.int8)

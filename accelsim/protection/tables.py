@@ -7,7 +7,7 @@ from itertools import combinations
 
 import numpy as np
 
-from accelsim.protection.lcu import lcu
+from accelsim.protection.lcu import lcu, lcu_zp, relative_code
 from accelsim.protection.vote import vote
 
 
@@ -53,6 +53,38 @@ def lcu_table(max_half: int = 64) -> list[CorrectionCounts]:
     a = (h[:, None, None] ^ masks[None, :, None]).astype(np.int8)
     b = (h[:, None, None] ^ masks[None, None, :]).astype(np.int8)
     got = 2 * lcu(a, b).astype(np.int64)
+    rows.append(
+        _classify("single flip in each copy", got, np.broadcast_to(want[:, None, None], got.shape))
+    )
+    return rows
+
+
+def lcu_zp_table(zero_point: int, max_half: int = 127) -> list[CorrectionCounts]:
+    """``lcu_zp`` outcomes over every fault-free half h in [0, max_half] above ``zero_point``
+    (stored code ``h + zero_point`` in both copies), for single and double flips of the stored
+    bits in one copy and a single flip in each copy; values compared relative to the zero
+    point (what the next layer adds up, doubled). The ``all 0->1`` rows are the flips that turn
+    relative bits from 0 to 1."""
+    if not -128 <= zero_point + max_half <= 127:
+        raise ValueError(f"halves up to {max_half} above zero point {zero_point} leave int8")
+    h = np.arange(0, max_half + 1, dtype=np.int64)
+    code = (h + zero_point).astype(np.int8)
+    want = relative_code(lcu_zp(code, code, zero_point), zero_point)
+    rows = []
+    for n_bits, label in ((1, "single flip, one copy"), (2, "double flip, one copy")):
+        masks = np.array(_flip_masks(n_bits))
+        a = (code.astype(np.int64)[:, None] ^ masks[None, :]).astype(np.int8)
+        b = np.broadcast_to(code[:, None], a.shape)
+        got = relative_code(lcu_zp(a, b, zero_point), zero_point)
+        full = np.broadcast_to(want[:, None], got.shape)
+        rows.append(_classify(label, got, full))
+        rel_a = relative_code(a, zero_point)
+        up = (rel_a & ~h[:, None]) == (rel_a ^ h[:, None])  # every changed relative bit 0 -> 1
+        rows.append(_classify(label + ", all 0->1", got[up], full[up]))
+    masks = np.array(_flip_masks(1))
+    a = (code.astype(np.int64)[:, None, None] ^ masks[None, :, None]).astype(np.int8)
+    b = (code.astype(np.int64)[:, None, None] ^ masks[None, None, :]).astype(np.int8)
+    got = relative_code(lcu_zp(a, b, zero_point), zero_point)
     rows.append(
         _classify("single flip in each copy", got, np.broadcast_to(want[:, None, None], got.shape))
     )

@@ -94,3 +94,41 @@ def test_split_clamped_halves_keep_the_guarantees() -> None:
     assert double.cases == 64 * 28
     assert double.larger == 0
     assert rows["double flip, one copy, all 0->1"].smaller == 0
+
+
+def test_lcu_on_codes_relative_to_the_zero_point() -> None:
+    from accelsim.protection.lcu import lcu_zp
+
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    a8, b8 = a.astype(np.int8), b.astype(np.int8)
+    # zero point -128: the relative code is the stored code with bit 7 inverted
+    want = (((a ^ 0x80) & (b ^ 0x80) & 0x7F) ^ 0x80).astype(np.int8)
+    np.testing.assert_array_equal(lcu_zp(a8, b8, -128), want)
+    # zero point 0: the symmetric LCU with bit 7 cleared instead of bit 6
+    np.testing.assert_array_equal(lcu_zp(a8, b8, 0), (a & b & 0x7F).astype(np.int8))
+
+
+def test_lcu_zp_keeps_the_guarantees_at_zero_point_minus_128() -> None:
+    """Halves 0..127 above zero point -128 (stored codes -128..-1): 128 x 8 single flips in one
+    copy; the relative 0 -> 1 ones are the zero bits of each half, sum over h of (8 - popcount
+    h) = 1024 - 448 = 576, every one corrected; a flip in one copy never leaves a larger value;
+    the table is the zero-point-0 table row for row (a stored flip is a relative flip)."""
+    from accelsim.protection.tables import lcu_zp_table
+
+    rows = {r.scenario: r for r in lcu_zp_table(-128)}
+    single = rows["single flip, one copy"]
+    assert (single.cases, single.corrected, single.smaller, single.larger) == (1024, 576, 448, 0)
+    up = rows["single flip, one copy, all 0->1"]
+    assert up.cases == up.corrected == 1024 - sum(bin(h).count("1") for h in range(128))
+    assert rows["double flip, one copy"].larger == 0
+    assert rows["double flip, one copy, all 0->1"].smaller == 0
+    assert lcu_zp_table(-128) == lcu_zp_table(0)  # same counts, scenario by scenario
+
+
+def test_lcu_zp_loses_corrections_at_other_zero_points() -> None:
+    """At zero point -100 a stored flip can borrow into other relative bits: fewer single flips
+    are corrected (448 of 1,024 instead of 576), which is why a split needs zero point -128."""
+    from accelsim.protection.tables import lcu_zp_table
+
+    single = {r.scenario: r for r in lcu_zp_table(-100)}["single flip, one copy"]
+    assert (single.corrected, single.smaller, single.larger) == (448, 576, 0)
