@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,16 @@ from accelsim import (
     DatasetError,
     Graph,
     Network,
+    ParameterError,
     ProtectionOptions,
     analyze_workload,
+    export_tflite,
     fetch_dataset,
+    files,
     format_critical_table,
     graph_hash,
     graph_n_neurons,
+    graph_topology_csv,
     load_dataset,
     load_graph,
     load_network,
@@ -96,6 +101,23 @@ def models(args: argparse.Namespace) -> int:
         "model", "dataset", "kind", "neurons", "parameters", "MACs/image", "float acc", "int8 acc"
     ]  # fmt: skip
     emit(args, docs, [*text_table(headers, rows), "(accuracies on the full test split)"])
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    if not args.tflite and not args.scalesim:
+        raise ParameterError("tflite", "export needs {parameter} or --scalesim (or both)")
+    g = load_graph(args.network)
+    if args.requantization and args.requantization != g.requantization:
+        g = dataclasses.replace(g, requantization=args.requantization)
+    doc: dict[str, Any] = {"network": g.name, "nodes": len(g.nodes), "written": []}
+    if args.tflite:
+        doc["written"].append(str(export_tflite(g, args.tflite)))
+    if args.scalesim:
+        doc["written"].append(str(files.write_text(Path(args.scalesim), graph_topology_csv(g))))
+    lines = [f"{g.name}: {len(g.nodes)} nodes, requantization {g.requantization}"]
+    lines += [f"wrote {path}" for path in doc["written"]]
+    emit(args, doc, lines)
     return 0
 
 

@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print one JSON document")
     models.set_defaults(func=commands.models)
 
+    ex = sub.add_parser(
+        "export", help="write a network (zoo name or model file) as a .tflite or SCALE-Sim topology"
+    )
+    ex.add_argument(
+        "network", help="zoo name (lenet5, resnet20, ...) or model file (version 1 or 2)"
+    )
+    ex.add_argument(
+        "--tflite", metavar="FILE", help="write a .tflite TFLite Micro runs (tflite extra)"
+    )
+    ex.add_argument("--scalesim", metavar="FILE", help="write SCALE-Sim v3's topology CSV")
+    ex.add_argument(
+        "--requantization", choices=("tflm", "xnnpack"), help="override the model's setting"
+    )
+    ex.add_argument("--json", action="store_true", help="print one JSON document")
+    ex.set_defaults(func=commands.export)
+
     ev = sub.add_parser("eval", help="int8 accuracy of a workload's network on its dataset split")
     ev.add_argument("workload", help="workload YAML (e.g. workloads/lenet5.yaml) or a zoo name")
     ev.add_argument("--split", choices=("train", "test", "sample"), help="override dataset.split")
