@@ -98,6 +98,7 @@ from accelsim.functional.graph_quantize import (
     float_graph_accuracy,
     float_graph_forward,
     quantize_graph,
+    random_graph_weights,
 )
 from accelsim.functional.graphio import graph_hash, load_graph, save_graph
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D

@@ -223,4 +223,31 @@ def _weighted(
     return Node(nm, op, tuple(spec["inputs"]), nm, attrs, wq, bq, w_scale)
 
 
-__all__ = ["asymmetric_params", "float_graph_accuracy", "float_graph_forward", "quantize_graph"]
+def random_graph_weights(
+    arch: Mapping[str, Any], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Random float weights of a graph architecture (He-normal weights, small biases): for
+    tests and for benchmarks whose results depend on the geometry only."""
+    weights = {}
+    for n in arch["nodes"]:
+        if n["op"] == "conv":
+            shape: tuple[int, ...] = (n["out_channels"], n["in_channels"], n["kernel"], n["kernel"])
+        elif n["op"] == "dwconv":
+            shape = (n["out_channels"], 1, n["kernel"], n["kernel"])
+        elif n["op"] == "fc":
+            shape = (n["out_features"], n["in_features"])
+        else:
+            continue
+        std = np.sqrt(2 / np.prod(shape[1:]))
+        weights[f"{n['name']}.weight"] = rng.normal(0, std, shape).astype(np.float32)
+        weights[f"{n['name']}.bias"] = rng.normal(0, 0.05, shape[0]).astype(np.float32)
+    return weights
+
+
+__all__ = [
+    "asymmetric_params",
+    "float_graph_accuracy",
+    "float_graph_forward",
+    "quantize_graph",
+    "random_graph_weights",
+]

@@ -26,14 +26,12 @@ version 1 files (chains), as ``graph_from_network`` of them.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from accelsim import files
 from accelsim.config.checks import (
     Ctx,
     float_in,
@@ -55,6 +53,7 @@ from accelsim.functional.modelio import (
     _read_npz,
     load_network,
     resolve_model_path,
+    write_arrays,
 )
 
 # Per op: the attributes a node may carry, and which of them it must.
@@ -228,26 +227,14 @@ def save_graph(g: Graph, path: Path | str) -> Path:
         if n.op in WEIGHTED
         for k in _ARRAYS
     }
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    files.write_bytes(npz_path, buffer.getvalue())
     body: dict[str, Any] = {
         "name": g.name,
         "dataset": g.dataset,
         "input": {"tensor": g.input, "mean": list(g.mean), "std": list(g.std)},
         "output": g.output,
         "requantization": g.requantization,
-        "weights": npz_path.name,
-        "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+        **write_arrays(npz_path, arrays, g.accuracy),
     }
-    if g.accuracy is not None:
-        a = g.accuracy
-        body["accuracy"] = {
-            "float": a.float_accuracy,
-            "int8": a.int8_accuracy,
-            "split": a.split,
-            "images": a.n_images,
-        }
     body["tensors"] = [
         {
             "name": t.name,

@@ -64,12 +64,12 @@ _PER_LAYER = ("weight", "bias", "multiplier", "shift", "weight_scale", "output_s
 
 def resolve_model_path(source: str | Path) -> Path:
     """A zoo name (``lenet5``) or a path to a model description."""
-    if str(source) in ZOO_NAMES or str(source) in GRAPH_ZOO_NAMES:
+    shipped = (*ZOO_NAMES, *(n for n in GRAPH_ZOO_NAMES if (ZOO_DIR / f"{n}.yaml").is_file()))
+    if str(source) in shipped:
         return ZOO_DIR / f"{source}.yaml"
     path = Path(source)
     if not path.is_file():
-        names = ", ".join((*ZOO_NAMES, *GRAPH_ZOO_NAMES))
-        raise ModelFormatError(path, f"no such model file (zoo names: {names})")
+        raise ModelFormatError(path, f"no such model file (zoo names: {', '.join(shipped)})")
     return path
 
 
@@ -322,27 +322,37 @@ def save_network(net: Network, path: Path | str) -> Path:
                 arrays[f"{layer.name}.{key}"] = (
                     np.float64(value) if key == "output_scale" else value
                 )
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    files.write_bytes(npz_path, buffer.getvalue())
     body: dict[str, Any] = {
         "name": net.name,
         "dataset": net.dataset,
         "input": {"shape": list(net.input_shape), "mean": list(net.mean), "std": list(net.std)},
+        **write_arrays(npz_path, arrays, net.accuracy),
+        "layers": layers,
+    }
+    write_yaml(path, {"version": 1, "network": body})
+    return path
+
+
+def write_arrays(
+    npz_path: Path, arrays: Mapping[str, np.ndarray], accuracy: Accuracy | None
+) -> dict[str, Any]:
+    """Write the ``.npz`` of a model file; its description keys: ``weights``,
+    ``weights_sha256`` and (when known) ``accuracy``."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    files.write_bytes(npz_path, buffer.getvalue())
+    keys: dict[str, Any] = {
         "weights": npz_path.name,
         "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
     }
-    if net.accuracy is not None:
-        a = net.accuracy
-        body["accuracy"] = {
-            "float": a.float_accuracy,
-            "int8": a.int8_accuracy,
-            "split": a.split,
-            "images": a.n_images,
+    if accuracy is not None:
+        keys["accuracy"] = {
+            "float": accuracy.float_accuracy,
+            "int8": accuracy.int8_accuracy,
+            "split": accuracy.split,
+            "images": accuracy.n_images,
         }
-    body["layers"] = layers
-    write_yaml(path, {"version": 1, "network": body})
-    return path
+    return keys
 
 
 def layer_description(layer: Layer) -> dict[str, Any]:

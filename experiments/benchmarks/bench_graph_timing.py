@@ -33,6 +33,7 @@ from accelsim import (
     graph_topology_csv,
     load_graph,
     quantize_graph,
+    random_graph_weights,
 )
 
 RUNNER = Path(__file__).with_name("scalesim_runner.py")
@@ -45,18 +46,7 @@ def network(name: str):
         return load_graph(name)
     arch = GRAPH_ARCHITECTURES[name]
     rng = np.random.default_rng(0)
-    weights = {}
-    for n in arch["nodes"]:
-        if n["op"] == "conv":
-            shape = (n["out_channels"], n["in_channels"], n["kernel"], n["kernel"])
-        elif n["op"] == "dwconv":
-            shape = (n["out_channels"], 1, n["kernel"], n["kernel"])
-        elif n["op"] == "fc":
-            shape = (n["out_features"], n["in_features"])
-        else:
-            continue
-        weights[f"{n['name']}.weight"] = rng.normal(0, 0.1, shape).astype(np.float32)
-        weights[f"{n['name']}.bias"] = np.zeros(shape[0], np.float32)
+    weights = random_graph_weights(arch, rng)
     images = rng.integers(0, 256, size=(4, *arch["input_shape"]), dtype=np.uint8)
     return quantize_graph(name, arch, weights, images)
 

@@ -10,6 +10,7 @@ from accelsim.functional.graph_quantize import (
     asymmetric_params,
     float_graph_forward,
     quantize_graph,
+    random_graph_weights,
 )
 from accelsim.functional.quantize import normalize_images
 from accelsim.interop.tflite_file import graph_to_tflite
@@ -28,28 +29,10 @@ def test_asymmetric_params_by_hand() -> None:
     assert asymmetric_params(2.0, 5.0)[1] == -128
 
 
-def _random_weights(arch: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    w = {}
-    for n in arch["nodes"]:
-        if n["op"] == "conv":
-            shape = (n["out_channels"], n["in_channels"], n["kernel"], n["kernel"])
-        elif n["op"] == "dwconv":
-            shape = (n["out_channels"], 1, n["kernel"], n["kernel"])
-        elif n["op"] == "fc":
-            shape = (n["out_features"], n["in_features"])
-        else:
-            continue
-        w[f"{n['name']}.weight"] = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape).astype(
-            np.float32
-        )
-        w[f"{n['name']}.bias"] = rng.normal(0, 0.05, shape[0]).astype(np.float32)
-    return w
-
-
 @pytest.mark.parametrize("name", sorted(GRAPH_ARCHITECTURES))
 def test_quantised_graph_follows_the_float_graph(name: str, rng) -> None:
     arch = GRAPH_ARCHITECTURES[name]
-    weights = _random_weights(arch, rng)
+    weights = random_graph_weights(arch, rng)
     images = rng.integers(0, 256, size=(72, 3, 32, 32), dtype=np.uint8)
     g = quantize_graph(name, arch, weights, images[:48])
     relu_outputs = [n.output for n in g.nodes if n.attr("activation") in ("relu", "relu6")]
