@@ -239,6 +239,13 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
             depth_multiplier=node.attr("depth_multiplier", 1), input_zero_point=zp_in,
             output_zero_point=zp_out, act_range=p["act_range"],
         )  # fmt: skip
+    if node.op == "ADD":
+        a, b = (g.tensors[t] for t in node.inputs)
+        out = g.tensors[node.output]
+        return graph_kernels.add(
+            xs[0], xs[1], scales=(a.scale, b.scale, out.scale),
+            zero_points=(a.zero_point, b.zero_point, out.zero_point), act_range=p["act_range"],
+        )  # fmt: skip
     if node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         pool = (
             graph_kernels.max_pool2d if node.op == "MAX_POOL_2D" else graph_kernels.average_pool2d

@@ -5,9 +5,9 @@ is padded with its zero point and multiplied as raw int8 (so every product stays
 and the chunked float32 sums stay exact), and the input offset comes back as
 ``-zp_in * sum(w[o])``, folded into the bias. Requantisation is one numba loop with the output
 zero point and the activation clamp. Depthwise convolutions are vectorised numpy over the
-kernel window in int32 (products of at most 255 x 127); pools are one numba loop. MEAN, ADD,
-CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as they
-are.
+kernel window in int32 (products of at most 255 x 127); pools and ADD are one numba loop each.
+MEAN, CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as
+they are.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from numba import njit
 
 from accelsim.functional import kernels
-from accelsim.functional.graph_ref import Padding
+from accelsim.functional.graph_ref import Padding, add_params
 from accelsim.functional.kernels import scale_by_multiplier
 
 I8 = npt.NDArray[np.int8]
@@ -238,3 +238,37 @@ def average_pool2d(
 ) -> I8:
     """AVERAGE_POOL_2D: the in-bounds sum over its count, rounded half away from zero."""
     return _pool(x, size, stride, padding, act_range, True)
+
+
+@njit(cache=True, nogil=True)
+def _add_kernel(a, b, zp_a, zp_b, zp_out, m1, l1, r1, m2, l2, r2, mo, lo_, ro, lo, hi, out):
+    """TFLite's int8 ADD element by element (``AddFunc``) on flat arrays."""
+    k1, k2, ko = (np.int64(1) << r1) - 1, (np.int64(1) << r2) - 1, (np.int64(1) << ro) - 1
+    for i in range(a.size):
+        x1 = (np.int64(a[i]) - zp_a) << 20
+        x2 = (np.int64(b[i]) - zp_b) << 20
+        s = scale_by_multiplier(x1 << l1, m1, r1, k1, k1 >> 1) + scale_by_multiplier(
+            x2 << l2, m2, r2, k2, k2 >> 1
+        )
+        y = scale_by_multiplier(s << lo_, mo, ro, ko, ko >> 1) + zp_out
+        out[i] = min(max(y, lo), hi)
+
+
+def add(
+    a: I8,
+    b: I8,
+    *,
+    scales: tuple[float, float, float],
+    zero_points: tuple[int, int, int],
+    act_range: tuple[int, int],
+) -> I8:
+    """ADD (``graph_ref.add``) in one numba pass."""
+    params = []
+    for m, s in add_params(*scales):
+        params += [np.int64(m), max(s, 0), max(-s, 0)]
+    out = np.empty(a.size, np.int8)
+    _add_kernel(
+        np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+        zero_points[0], zero_points[1], zero_points[2], *params, act_range[0], act_range[1], out,
+    )  # fmt: skip
+    return out.reshape(a.shape)

@@ -78,3 +78,22 @@ def test_pools_with_random_geometry(op: str, seed: int) -> None:
         activation=str(rng.choice(["none", "relu"])),
     )
     _equal(b, "p", rng)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_add_with_random_quantisation(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    b = Builder(rng, (3, 6, 6))
+    b.weighted("CONV_2D", "c", "x", (3, 3, 3, 3), (3, 6, 6), padding=(1, 1, 1, 1))
+    scale = max(b.tensors["x"].scale, b.tensors["c"].scale) * float(rng.uniform(0.6, 3.0))
+    act = str(rng.choice(["none", "relu", "relu6"]))
+    b.op(
+        "ADD",
+        "a",
+        ["c", "x"],
+        (3, 6, 6),
+        scale=scale,
+        zp=int(rng.integers(-128, 100)),
+        activation=act,
+    )
+    _equal(b, "a", rng, n=64)
