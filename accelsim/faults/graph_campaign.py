@@ -15,6 +15,7 @@ graph (tests, every fault of small residual, depthwise and concatenation graphs)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from accelsim.config.workload import FaultKind
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
-from accelsim.functional.graph import Graph, run_graph, run_node
+from accelsim.functional.graph import Graph, Node, run_graph, run_node
 from accelsim.functional.graph_check import WEIGHTED
 from accelsim.functional.graphio import graph_hash
 from accelsim.functional.network import classify
@@ -103,11 +104,63 @@ def faulty_graph_classes(
     return classify(faulty_graph_output(g, state, node, index, mask, kind))
 
 
+Box = tuple[int, int, int, int]  # rows y0..y1, columns x0..x1 (inclusive) of a feature map
+WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+
+
+def _window_box(g: Graph, nd: Node, box: Box) -> Box | None:
+    """The output positions of a windowed node whose windows reach the changed input box."""
+    kh, kw = nd.weight.shape[-2:] if nd.weight is not None else tuple(nd.attr("size"))
+    s = nd.attr("stride", 1)
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    _, oh, ow = g.tensors[nd.output].shape
+    y0, y1, x0, x1 = box
+    oy0, oy1 = max(0, -(-(y0 + t - kh + 1) // s)), min(oh - 1, (y1 + t) // s)
+    ox0, ox1 = max(0, -(-(x0 + left - kw + 1) // s)), min(ow - 1, (x1 + left) // s)
+    return None if oy0 > oy1 or ox0 > ox1 else (oy0, oy1, ox0, ox1)
+
+
+def _run_windowed(g: Graph, nd: Node, x: I8, out_box: Box) -> I8:
+    """A windowed node on the input region its output box reads, with the padding that region
+    has in the full tensor: exactly the outputs of the box."""
+    kh, kw = nd.weight.shape[-2:] if nd.weight is not None else tuple(nd.attr("size"))
+    s = nd.attr("stride", 1)
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    h, w = x.shape[2], x.shape[3]
+    oy0, oy1, ox0, ox1 = out_box
+    ya, yb = oy0 * s - t, oy1 * s - t + kh - 1
+    xa, xb = ox0 * s - left, ox1 * s - left + kw - 1
+    pad = (max(0, -ya), max(0, yb - h + 1), max(0, -xa), max(0, xb - w + 1))
+    crop = x[:, :, max(ya, 0) : min(yb, h - 1) + 1, max(xa, 0) : min(xb, w - 1) + 1]
+    sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
+    return run_node(g, sub, [np.ascontiguousarray(crop)])
+
+
+def _union(boxes: list[Box | None]) -> Box | None:
+    if any(b is None for b in boxes):
+        return None
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
+            min(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+
+
+def _differing_box(diff: npt.NDArray[np.bool_], origin: Box) -> Box:
+    """The bounding box of the True positions of ``diff`` (N, C, h, w), offset by ``origin``."""
+    rows = np.flatnonzero(diff.any(axis=(0, 1, 3)))
+    cols = np.flatnonzero(diff.any(axis=(0, 1, 2)))
+    return (origin[0] + rows[0], origin[0] + rows[-1], origin[2] + cols[0], origin[2] + cols[-1])
+
+
 def faulty_graph_output(
     g: Graph, state: GraphGolden, node: int, index: int, mask: int, kind: int
 ) -> I8:
     """The graph output (the logits) of every image when element ``index`` of node ``node``'s
-    output is hit."""
+    output is hit.
+
+    Each changed feature map carries the bounding box of its changed positions; a windowed
+    node (convolution, depthwise, pool) computes only the outputs whose windows reach that box,
+    on the input region they read (with the padding that region has), and the box of the
+    outputs that really changed goes on downstream. Vectors (after MEAN, FC, a RESHAPE to a
+    vector) are recomputed whole."""
     target = g.nodes[node].output
     golden = state.values[target]
     flat = golden.reshape(len(golden), -1)
@@ -118,9 +171,14 @@ def faulty_graph_output(
         return logits
     hit = flat[live].copy()
     hit[:, index] = faulty_col[live]
-    # changed[t] = (rows of ``live`` where tensor t differs, t's faulty values on those rows)
-    changed: dict[str, tuple[I64, I8]] = {
-        target: (np.arange(live.size), hit.reshape(-1, *golden.shape[1:]))
+    shape = golden.shape[1:]
+    box0: Box | None = None
+    if len(shape) == 3:
+        _, y, x = np.unravel_index(index, shape)
+        box0 = (int(y), int(y), int(x), int(x))
+    # changed[t] = (rows of ``live`` where t differs, t's faulty values there, changed box)
+    changed: dict[str, tuple[I64, I8, Box | None]] = {
+        target: (np.arange(live.size), hit.reshape(-1, *shape), box0)
     }
     for nd in g.nodes[node + 1 :]:
         hits = [changed[t][0] for t in nd.inputs if t in changed]
@@ -131,16 +189,38 @@ def faulty_graph_output(
         for t in nd.inputs:
             values = state.values[t][live[rows]].copy()
             if t in changed:
-                r, v = changed[t]
+                r, v, _ = changed[t]
                 values[np.searchsorted(rows, r)] = v
             ins.append(values)
-        out = run_node(g, nd, ins)
         fault_free = state.values[nd.output][live[rows]]
-        differs = np.any((out != fault_free).reshape(len(rows), -1), axis=1)
-        if differs.any():
-            changed[nd.output] = (rows[differs], out[differs])
+        in_box = _union([changed[t][2] for t in nd.inputs if t in changed])
+        out_box: Box | None = None
+        if nd.op in WINDOWED and in_box is not None:
+            out_box = _window_box(g, nd, in_box)
+            if out_box is None:
+                continue
+            y0, y1, x0, x1 = out_box
+            part = _run_windowed(g, nd, ins[0], out_box)
+            diff = part != fault_free[:, :, y0 : y1 + 1, x0 : x1 + 1]
+            if not diff.any():
+                continue
+            out = fault_free.copy()
+            out[:, :, y0 : y1 + 1, x0 : x1 + 1] = part
+            out_box = _differing_box(diff, out_box)
+        else:
+            out = run_node(g, nd, ins)
+            diff = out != fault_free
+            if not diff.any():
+                continue
+            if out.ndim == 4 and in_box is not None and nd.op in ("ADD", "CONCATENATION"):
+                out_box = _differing_box(diff, (0, 0, 0, 0))
+            elif out.ndim == 4 and in_box is not None and nd.op == "PAD":
+                t, _, left, _ = nd.attr("padding")
+                out_box = (in_box[0] + t, in_box[1] + t, in_box[2] + left, in_box[3] + left)
+        differs = np.any(diff.reshape(len(rows), -1), axis=1)
+        changed[nd.output] = (rows[differs], out[differs], out_box)
     if g.output in changed:
-        r, v = changed[g.output]
+        r, v, _ = changed[g.output]
         logits[live[r]] = v
     return logits
 

@@ -206,3 +206,64 @@ def test_graph_exhaustive_nvf_counts_class_flips_by_brute_force(rng) -> None:
             )
             assert values[e] == flips / 80
     assert max(v.max() for v in nvf.values()) > 0
+
+
+def wide(rng):
+    """14x14 maps, so that a fault's changed box stays a small part of them for several nodes:
+    strided and padded convolutions, a depthwise layer, SAME pools of both kinds, an ADD."""
+    b = Builder(rng, (2, 14, 14))
+    b.weighted(
+        "CONV_2D", "c1", "x", (3, 2, 3, 3), (3, 14, 14), padding=(1, 1, 1, 1), activation="relu"
+    )
+    b.weighted(
+        "DEPTHWISE_CONV_2D",
+        "dw",
+        "c1",
+        (3, 3, 3),
+        (3, 14, 14),
+        padding=(1, 1, 1, 1),
+        activation="relu6",
+    )
+    b.op(
+        "ADD",
+        "add",
+        ["dw", "c1"],
+        (3, 14, 14),
+        scale=b.tensors["c1"].scale * 1.4,
+        zp=-128,
+        activation="relu",
+    )
+    b.op("MAX_POOL_2D", "mp", ["add"], (3, 7, 7), size=(3, 3), stride=2, padding=(0, 1, 0, 1))
+    b.weighted(
+        "CONV_2D",
+        "c2",
+        "mp",
+        (4, 3, 3, 3),
+        (4, 4, 4),
+        stride=2,
+        padding=(1, 1, 1, 1),
+        activation="relu",
+    )
+    b.op("AVERAGE_POOL_2D", "ap", ["c2"], (4, 4, 4), size=(3, 3), stride=1, padding=(1, 1, 1, 1))
+    b.op("RESHAPE", "flat", ["ap"], (64,), shape=(64,), order="hwc")
+    b.weighted("FULLY_CONNECTED", "fc", "flat", (5, 64), (5,))
+    return b.graph("fc")
+
+
+def test_changed_boxes_equal_full_reinference_on_wide_maps(rng) -> None:
+    g = wide(rng)
+    x = rng.integers(-128, 128, size=(10, 2, 14, 14)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
+    faults = sample_graph_faults(g, 400, seed=1)
+    moved = 0
+    for k in range(len(faults)):
+        args = (
+            int(faults.layer[k]),
+            int(faults.index[k]),
+            int(faults.mask[k]),
+            int(faults.kind[k]),
+        )
+        want = full_reinference(g, x, *args)
+        np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want, err_msg=str(args))
+        moved += int(np.any(want != state.values[g.output]))
+    assert moved > 40
