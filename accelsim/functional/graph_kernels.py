@@ -4,8 +4,8 @@ Convolutions and fully connected layers run on the exact float32 GEMM of ``kerne
 is padded with its zero point and multiplied as raw int8 (so every product stays within 2^14
 and the chunked float32 sums stay exact), and the input offset comes back as
 ``-zp_in * sum(w[o])``, folded into the bias. Requantisation is one numba loop with the output
-zero point and the activation clamp. Depthwise convolutions are vectorised numpy over the
-kernel window in int32 (products of at most 255 x 127); pools and ADD are one numba loop each.
+zero point and the activation clamp. Depthwise convolutions (int32 sums of products of at most
+255 x 127), pools and ADD are one numba loop each.
 MEAN, CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as
 they are.
 """
@@ -148,12 +148,34 @@ def fully_connected(
     ]
 
 
+@njit(cache=True, nogil=True)
+def _depthwise_kernel(x, w, stride, top, left, dm, zp, oh, ow, acc):
+    """x (N, C, H, W) int8, w (C * dm, KH, KW) int8 -> acc (C * dm, N, OH * OW) int32, the
+    input offset applied; out-of-bounds taps (the padding, worth zp) contribute 0."""
+    n_img, _, h, wd = x.shape
+    n_out, kh, kw = w.shape
+    for o in range(n_out):
+        c = o // dm
+        for n in range(n_img):
+            for oy in range(oh):
+                for ox in range(ow):
+                    total = 0
+                    for i in range(kh):
+                        yy = oy * stride - top + i
+                        if 0 <= yy < h:
+                            for j in range(kw):
+                                xx = ox * stride - left + j
+                                if 0 <= xx < wd:
+                                    total += (np.int32(x[n, c, yy, xx]) - zp) * np.int32(w[o, i, j])
+                    acc[o, n, oy * ow + ox] = total
+
+
 def depthwise_conv2d(
     x: I8,
     weight: I8,
     bias: npt.ArrayLike,
-    multiplier: I64,
-    shift: I64,
+    multiplier: np.ndarray,
+    shift: I64 | None,
     *,
     stride: int,
     padding: Padding,
@@ -162,26 +184,19 @@ def depthwise_conv2d(
     output_zero_point: int,
     act_range: tuple[int, int],
 ) -> I8:
-    """DEPTHWISE_CONV_2D: one int32 multiply-add per kernel tap over whole strided views."""
-    xp = _pad(x, padding, input_zero_point).astype(np.int32) - input_zero_point
-    if depth_multiplier > 1:
-        xp = np.repeat(xp, depth_multiplier, axis=1)
-    n = x.shape[0]
+    """DEPTHWISE_CONV_2D: one numba loop over taps in int32 (products of at most 255 x 127),
+    then the requantisation."""
+    t, b, left, r = padding
+    n, _, h, w = x.shape
     o, kh, kw = weight.shape
-    oh = (xp.shape[2] - kh) // stride + 1
-    ow = (xp.shape[3] - kw) // stride + 1
-    acc = np.zeros((o, n, oh, ow), np.int32)
-    xc = xp.transpose(1, 0, 2, 3)  # channel-major, as the requantisation reads it
-    w32 = weight.astype(np.int32)
-    for i in range(kh):
-        for j in range(kw):
-            acc += (
-                xc[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
-                * w32[:, i, j, None, None, None]
-            )
-    out = requantize(
-        acc.reshape(o, n, oh * ow), bias, multiplier, shift, output_zero_point, act_range
-    )
+    oh = (h + t + b - kh) // stride + 1
+    ow = (w + left + r - kw) // stride + 1
+    acc = np.empty((o, n, oh * ow), np.int32)
+    _depthwise_kernel(
+        np.ascontiguousarray(x), np.ascontiguousarray(weight), stride, t, left, depth_multiplier,
+        input_zero_point, oh, ow, acc,
+    )  # fmt: skip
+    out = requantize(acc, bias, multiplier, shift, output_zero_point, act_range)
     return out.reshape(n, o, oh, ow)
 
 
