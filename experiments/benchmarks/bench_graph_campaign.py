@@ -39,7 +39,9 @@ from accelsim import (
 )
 
 
-def network(name: str):
+def network(name: str, model: str | None = None):
+    if model is not None:
+        return load_graph(model)
     if (ZOO_DIR / f"{name}.yaml").is_file():
         return load_graph(name)
     arch = GRAPH_ARCHITECTURES[name]
@@ -166,6 +168,7 @@ def time_pytorchfi(g, images, faults, batch: int = 250) -> tuple[float, np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="resnet20", choices=sorted(GRAPH_ARCHITECTURES))
+    parser.add_argument("--model", help="a model file instead of the zoo's network")
     parser.add_argument("--faults", type=int, default=40)
     parser.add_argument("--pytorchfi-faults", type=int, default=20)
     parser.add_argument("--images", type=int, default=1000)
@@ -176,7 +179,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2 if args.workers == 1 else 1)
-    g = network(args.network)
+    g = network(args.network, args.model)
     test = load_dataset("cifar10", "test", n_images=args.images)
     x = quantize_graph_images(g, test.images)
     sample = sample_graph_faults(g, None, seed=args.seed)
