@@ -37,7 +37,22 @@ def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "models", "--json")
     assert code == 0
     docs = {d["name"]: d for d in json.loads(out)}
-    assert set(docs) == {"lenet5", "mlp7", "alexnet"}
+    assert {"lenet5", "mlp7", "alexnet"} <= set(docs)
+    assert {docs[n]["kind"] for n in ("lenet5", "mlp7", "alexnet")} == {"chain"}
+    if "mobilenetv2" in docs:  # a graph: neurons of the stem, 8 blocks (expand, dw, project), head
+        mb = docs.pop("mobilenetv2")
+        assert mb["kind"] == "graph"
+        blocks = [
+            24 * 32 * 32 + 16 * 32 * 32,  # s1b1: dw, project (no expansion)
+            64 * 32 * 32 + 64 * 16 * 16 + 24 * 16 * 16,  # s2b1: stride 2
+            2 * 96 * 16 * 16 + 24 * 16 * 16,
+            96 * 16 * 16 + 96 * 8 * 8 + 32 * 8 * 8,  # s3b1: stride 2
+            2 * (2 * 128 * 8 * 8 + 32 * 8 * 8),
+            128 * 8 * 8 + 128 * 4 * 4 + 64 * 4 * 4,  # s4b1: stride 2
+            2 * 256 * 4 * 4 + 64 * 4 * 4,
+        ]
+        assert mb["neurons"] == 24 * 32 * 32 + sum(blocks) + 192 * 4 * 4
+    docs = {n: d for n, d in docs.items() if d["kind"] == "chain"}
     assert [docs[n]["neurons"] for n in ("mlp7", "lenet5", "alexnet")] == [2816, 4684, 103168]
     for doc in docs.values():
         assert {"parameters", "macs", "float_accuracy", "int8_accuracy"} <= set(doc)

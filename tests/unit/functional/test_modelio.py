@@ -125,7 +125,7 @@ def test_corrupt_zip_and_missing_file(saved: Path) -> None:
     ):
         load_network(saved)
     with pytest.raises(
-        ModelFormatError, match=r"no such model file \(zoo names: lenet5, mlp7, alexnet\)"
+        ModelFormatError, match=r"no such model file \(zoo names: lenet5, mlp7, alexnet"
     ):
         load_network(saved.parent / "nothing.yaml")
 
