@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelsim import FaultKind, classify, evaluate_faults
+from accelsim import FaultKind, classify, evaluate_faults, graph_every_bit_flip
 from accelsim.faults.graph_campaign import (
     GraphCampaignInputs,
     faulty_graph_classes,
@@ -15,7 +15,7 @@ from accelsim.faults.graph_campaign import (
     graph_neuron_nodes,
     sample_graph_faults,
 )
-from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
+from accelsim.faults.model import KIND_CODES, apply_fault
 from accelsim.functional.graph import Graph, graph_from_network, run_node
 from tests.unit.interop.test_graph_tflite_micro import Builder
 
@@ -99,34 +99,13 @@ def concat(rng):
     return b.graph("fc")
 
 
-def every_bit_flip(g: Graph) -> FaultBatch:
-    nodes, index, mask = [], [], []
-    for i in graph_neuron_nodes(g):
-        size = int(np.prod(g.tensors[g.nodes[i].output].shape))
-        for e in range(size):
-            for bit in range(8):
-                nodes.append(i)
-                index.append(e)
-                mask.append(1 << bit)
-    n = len(nodes)
-    code = KIND_CODES[FaultKind.SINGLE_BIT]
-    return FaultBatch(
-        np.arange(n),
-        np.array(nodes),
-        np.array(index),
-        np.zeros(n, np.int64),
-        np.array(mask),
-        np.full(n, code),
-    )
-
-
 @pytest.mark.parametrize("build", [residual, inverted, concat])
 def test_every_fault_equals_full_reinference(build, rng) -> None:
     g = build(rng)
     x = rng.integers(-128, 128, size=(12, *g.tensors[g.input].shape)).astype(np.int8)
     source = GraphCampaignInputs(g, x, rng.integers(0, g.tensors[g.output].shape[0], 12))
     state = source.golden()
-    faults = every_bit_flip(g)
+    faults = graph_every_bit_flip(g)
     moved = 0
     golden_logits = state.values[g.output]
     for k in range(len(faults)):
