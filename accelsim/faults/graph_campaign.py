@@ -120,20 +120,17 @@ def _window_box(g: Graph, nd: Node, box: Box) -> Box | None:
     return None if oy0 > oy1 or ox0 > ox1 else (oy0, oy1, ox0, ox1)
 
 
-def _run_windowed(g: Graph, nd: Node, x: I8, out_box: Box) -> I8:
-    """A windowed node on the input region its output box reads, with the padding that region
-    has in the full tensor: exactly the outputs of the box."""
+def _windowed_region(nd: Node, h: int, w: int, out_box: Box) -> tuple[Box, tuple[int, ...]]:
+    """The input region (inclusive box) an output box of a windowed node reads, and the padding
+    (top, bottom, left, right) that region has in the full input."""
     kh, kw = nd.weight.shape[-2:] if nd.weight is not None else tuple(nd.attr("size"))
     s = nd.attr("stride", 1)
     t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
-    h, w = x.shape[2], x.shape[3]
     oy0, oy1, ox0, ox1 = out_box
     ya, yb = oy0 * s - t, oy1 * s - t + kh - 1
     xa, xb = ox0 * s - left, ox1 * s - left + kw - 1
     pad = (max(0, -ya), max(0, yb - h + 1), max(0, -xa), max(0, xb - w + 1))
-    crop = x[:, :, max(ya, 0) : min(yb, h - 1) + 1, max(xa, 0) : min(xb, w - 1) + 1]
-    sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
-    return run_node(g, sub, [np.ascontiguousarray(crop)])
+    return (max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)), pad
 
 
 def _union(boxes: list[Box | None]) -> Box | None:
@@ -145,8 +142,9 @@ def _union(boxes: list[Box | None]) -> Box | None:
 
 def _differing_box(diff: npt.NDArray[np.bool_], origin: Box) -> Box:
     """The bounding box of the True positions of ``diff`` (N, C, h, w), offset by ``origin``."""
-    rows = np.flatnonzero(diff.any(axis=(0, 1, 3)))
-    cols = np.flatnonzero(diff.any(axis=(0, 1, 2)))
+    plane = diff.any(axis=0).any(axis=0)  # leading axes first: contiguous, fast in numpy
+    rows = np.flatnonzero(plane.any(axis=1))
+    cols = np.flatnonzero(plane.any(axis=0))
     return (origin[0] + rows[0], origin[0] + rows[-1], origin[2] + cols[0], origin[2] + cols[-1])
 
 
@@ -185,39 +183,47 @@ def faulty_graph_output(
         if not hits:
             continue
         rows = np.unique(np.concatenate(hits))
-        ins = []
-        for t in nd.inputs:
-            values = state.values[t][live[rows]].copy()
-            if t in changed:
-                r, v, _ = changed[t]
-                values[np.searchsorted(rows, r)] = v
-            ins.append(values)
-        fault_free = state.values[nd.output][live[rows]]
         in_box = _union([changed[t][2] for t in nd.inputs if t in changed])
         out_box: Box | None = None
         if nd.op in WINDOWED and in_box is not None:
             out_box = _window_box(g, nd, in_box)
             if out_box is None:
                 continue
+            src = nd.inputs[0]
+            (ya, yb, xa, xb), pad = _windowed_region(nd, *g.tensors[src].shape[1:], out_box)
+            region = state.values[src][live[rows], :, ya : yb + 1, xa : xb + 1]
+            r, v, _ = changed[src]
+            region[np.searchsorted(rows, r)] = v[:, :, ya : yb + 1, xa : xb + 1]
+            sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
+            part = run_node(g, sub, [region])
             y0, y1, x0, x1 = out_box
-            part = _run_windowed(g, nd, ins[0], out_box)
-            diff = part != fault_free[:, :, y0 : y1 + 1, x0 : x1 + 1]
-            if not diff.any():
+            fault_free = state.values[nd.output]
+            diff = part != fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1]
+            differs = diff.reshape(len(rows), -1).any(axis=1)
+            if not differs.any():
                 continue
-            out = fault_free.copy()
-            out[:, :, y0 : y1 + 1, x0 : x1 + 1] = part
-            out_box = _differing_box(diff, out_box)
-        else:
-            out = run_node(g, nd, ins)
-            diff = out != fault_free
-            if not diff.any():
-                continue
-            if out.ndim == 4 and in_box is not None and nd.op in ("ADD", "CONCATENATION"):
-                out_box = _differing_box(diff, (0, 0, 0, 0))
-            elif out.ndim == 4 and in_box is not None and nd.op == "PAD":
-                t, _, left, _ = nd.attr("padding")
-                out_box = (in_box[0] + t, in_box[1] + t, in_box[2] + left, in_box[3] + left)
-        differs = np.any(diff.reshape(len(rows), -1), axis=1)
+            out = fault_free[live[rows[differs]]]
+            out[:, :, y0 : y1 + 1, x0 : x1 + 1] = part[differs]
+            out_box = _differing_box(diff[differs], out_box)
+            changed[nd.output] = (rows[differs], out, out_box)
+            continue
+        ins = []
+        for t in nd.inputs:
+            values = state.values[t][live[rows]]
+            if t in changed:
+                r, v, _ = changed[t]
+                values[np.searchsorted(rows, r)] = v
+            ins.append(values)
+        out = run_node(g, nd, ins)
+        diff = out != state.values[nd.output][live[rows]]
+        differs = diff.reshape(len(rows), -1).any(axis=1)
+        if not differs.any():
+            continue
+        if out.ndim == 4 and in_box is not None and nd.op in ("ADD", "CONCATENATION"):
+            out_box = _differing_box(diff[differs], (0, 0, 0, 0))
+        elif out.ndim == 4 and in_box is not None and nd.op == "PAD":
+            t, _, left, _ = nd.attr("padding")
+            out_box = (in_box[0] + t, in_box[1] + t, in_box[2] + left, in_box[3] + left)
         changed[nd.output] = (rows[differs], out[differs], out_box)
     if g.output in changed:
         r, v, _ = changed[g.output]
