@@ -52,6 +52,11 @@ def test_models_json(capsys: pytest.CaptureFixture[str]) -> None:
             2 * 256 * 4 * 4 + 64 * 4 * 4,
         ]
         assert mb["neurons"] == 24 * 32 * 32 + sum(blocks) + 192 * 4 * 4
+    if "resnet20" in docs:  # stem, 3 stages x 3 blocks of two convolutions, 2 projections
+        rn = docs.pop("resnet20")
+        assert rn["kind"] == "graph"
+        stages = 6 * 16 * 32 * 32 + 7 * 32 * 16 * 16 + 7 * 64 * 8 * 8
+        assert rn["neurons"] == 16 * 32 * 32 + stages
     docs = {n: d for n, d in docs.items() if d["kind"] == "chain"}
     assert [docs[n]["neurons"] for n in ("mlp7", "lenet5", "alexnet")] == [2816, 4684, 103168]
     for doc in docs.values():
