@@ -30,7 +30,9 @@ def sweep_points(
     nvf_by_layer: dict[int, F64], grid_percent: tuple[float, ...], tops: tuple[float, ...]
 ) -> tuple[SweepPoint, ...]:
     """Distinct, non-empty selections, fewest protected neurons first. A quantile threshold
-    that selects the same set as a grid threshold is merged into its label."""
+    that selects the same set as a grid threshold or another quantile (when few neurons have
+    NVF > 0, "top 20 %" can select only what "top 5 %" does) is merged into its label, so no
+    requested point disappears without a trace."""
     values = np.concatenate([np.ravel(v) for v in nvf_by_layer.values()]) * 100
     n = values.size
     found: dict[int, SweepPoint] = {}
@@ -42,15 +44,11 @@ def sweep_points(
         for top in tops:
             t = threshold_for_top(nvf_by_layer, top)
             count = int(np.sum(values >= t - 1e-12))
-            if count in found:
+            if count in found:  # the same selection: one point, every name it has
                 old = found[count]
-                if "top" not in old.label:
-                    found[count] = SweepPoint(
-                        old.threshold_percent,
-                        f"{old.label} = top {top:g} %",
-                        count,
-                        old.top_percent,
-                    )
+                found[count] = SweepPoint(
+                    old.threshold_percent, f"{old.label} = top {top:g} %", count, old.top_percent
+                )
                 continue
             found[count] = SweepPoint(t, f"top {top:g} %", count, 100 * count / n)
     return tuple(found[c] for c in sorted(found))

@@ -105,3 +105,13 @@ def test_html_report_is_self_contained(tmp_path):
     assert "http" not in doc.replace("http-equiv", "")  # nothing fetched
     data = re.search(r'src="data:image/png;base64,([^"]+)"', doc).group(1)
     assert base64.b64decode(data) == png.read_bytes()
+
+
+def test_tops_selecting_the_same_neurons_share_one_labelled_point():
+    """Only 7 of 10 neurons have NVF > 0: top 80 % and top 100 % both select those 7 (never the
+    NVF-0 neurons), so they are one point named by both; top 10 % is its own."""
+    points = sweep_points(NVF, (), (10.0, 80.0, 100.0))
+    assert [(p.n_protected, p.label) for p in points] == [
+        (2, "top 10 %"),
+        (7, "top 80 % = top 100 %"),
+    ]
