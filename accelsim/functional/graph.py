@@ -99,12 +99,6 @@ class Graph:
             self, "params", {n.name: graph_check.prepare(self, n) for n in self.nodes}
         )
 
-    def producer(self, tensor: str) -> Node | None:
-        for node in self.nodes:
-            if node.output == tensor:
-                return node
-        return None
-
     def consumers(self, tensor: str) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if tensor in n.inputs)
 

@@ -335,5 +335,8 @@ def prepare(g: Graph, node: Node) -> dict[str, Any]:
                 "(2 max(s1, s2) / s_out must be below 2^20)",
             )
     elif node.op == "MEAN":
-        quantize_multiplier(float32(g.tensors[node.inputs[0]].scale) / float32(out.scale))
+        try:
+            quantize_multiplier(float32(g.tensors[node.inputs[0]].scale) / float32(out.scale))
+        except ValueError as exc:
+            raise _fail(g, node.name, node.output, str(exc)) from None
     return params

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from accelsim.errors import ShapeError
 from accelsim.functional.graph import Graph, Node, TensorInfo
 from accelsim.functional.network import Accuracy
-from accelsim.functional.quantize import _conv_float, normalize_images
+from accelsim.functional.quantize import _conv_float, batched_accuracy, normalize_images
 from accelsim.functional.reference import float32
 
 F64 = npt.NDArray[np.float64]
@@ -90,12 +90,10 @@ def float_graph_accuracy(
 ) -> float:
     """Top-1 accuracy of the float graph (float64 inference)."""
     last = arch["nodes"][-1]["name"]
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        x = normalize_images(images[i : i + batch_size], arch["mean"], arch["std"])
-        logits = float_graph_forward(arch, weights, x)[last]
-        correct += int(np.sum(np.argmax(logits, axis=1) == labels[i : i + batch_size]))
-    return correct / max(len(labels), 1)
+    return batched_accuracy(
+        lambda x: float_graph_forward(arch, weights, x)[last],
+        arch["mean"], arch["std"], images, labels, batch_size,
+    )  # fmt: skip
 
 
 def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:

@@ -13,7 +13,7 @@ accuracy the int8 network is compared against.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,22 @@ def float_forward_all(
     return outs
 
 
+def batched_accuracy(
+    logits_of: Callable[[F64], F64],
+    mean: Sequence[float],
+    std: Sequence[float],
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.uint8],
+    batch_size: int,
+) -> float:
+    """Top-1 accuracy of ``logits_of`` (normalised float64 images -> logits), batch by batch."""
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        logits = logits_of(normalize_images(images[i : i + batch_size], mean, std))
+        correct += int(np.sum(np.argmax(logits, axis=1) == labels[i : i + batch_size]))
+    return correct / max(len(labels), 1)
+
+
 def float_accuracy(
     arch: Mapping[str, Any],
     weights: Mapping[str, np.ndarray],
@@ -86,12 +102,10 @@ def float_accuracy(
     batch_size: int = 500,
 ) -> float:
     """Top-1 accuracy of the float network (float64 inference)."""
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        x = normalize_images(images[i : i + batch_size], arch["mean"], arch["std"])
-        logits = float_forward_all(arch["layers"], weights, x)[-1]
-        correct += int(np.sum(np.argmax(logits, axis=1) == labels[i : i + batch_size]))
-    return correct / max(len(labels), 1)
+    return batched_accuracy(
+        lambda x: float_forward_all(arch["layers"], weights, x)[-1],
+        arch["mean"], arch["std"], images, labels, batch_size,
+    )  # fmt: skip
 
 
 def _activation_ranges(

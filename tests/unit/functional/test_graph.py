@@ -184,3 +184,10 @@ def test_a_cycle_is_refused() -> None:
     t["d"] = TensorInfo("d", (3, 4, 4), 0.1, -5)
     with pytest.raises(GraphError, match="has a cycle through this node"):
         _graph(t, [nodes[0], a, b], output="q")
+
+
+def test_a_mean_whose_multiplier_int32_cannot_hold_is_refused() -> None:
+    t = {"x": TensorInfo("x", (2, 3, 3), 1.0, 0), "m": TensorInfo("m", (2,), 1e-12, 0)}
+    mean = Node("gap", "MEAN", ("x",), "m", {})
+    with pytest.raises(GraphError, match="small.yaml: node 'gap', tensor 'm': .*too large"):
+        Graph("small", "mnist", "x", "m", t, (mean,), source="small.yaml")
