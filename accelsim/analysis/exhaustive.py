@@ -26,6 +26,7 @@ from accelsim.config.workload import FaultKind
 from accelsim.config.workload import NvfMethod as Method
 from accelsim.faults.campaign import CampaignInputs, evaluate_faults
 from accelsim.faults.model import KIND_CODES, FaultBatch
+from accelsim.functional.models import AnyNetwork, layer_name, layer_sizes
 from accelsim.functional.network import Network
 from accelsim.protection.protected import unprotected
 
@@ -50,20 +51,31 @@ def every_bit_flip(net: Network) -> FaultBatch:
     return FaultBatch(np.arange(n, dtype=np.int64), layer_a, index_a, zeros, mask_a, kind)
 
 
+def _source_and_faults(net: AnyNetwork, x: I8):
+    """The campaign engine's fault source for ``net`` on analysis inputs x, and every flip."""
+    labels = np.zeros(len(x), np.int64)
+    if isinstance(net, Network):
+        return CampaignInputs(unprotected(net), x, labels), every_bit_flip(net)
+    from accelsim.analysis.graph_nvf import graph_every_bit_flip
+    from accelsim.faults.graph_campaign import GraphCampaignInputs
+
+    return GraphCampaignInputs(net, x, labels), graph_every_bit_flip(net)
+
+
 def exhaustive_nvf(
-    net: Network,
+    net: AnyNetwork,
     x: I8,
     *,
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ):  # -> NvfResult (imported lazily: vulnerability imports this module)
-    """The exhaustive NVF of every neuron over int8 inputs ``x``. ``on_progress(n)``: n more
-    inputs' worth of work is done (the work is spread over faults, not inputs)."""
+    """The exhaustive NVF of every neuron of a chain or graph over int8 inputs ``x``.
+    ``on_progress(n)``: n more inputs' worth of work is done (the work is spread over faults,
+    not inputs)."""
     from accelsim.analysis.vulnerability import LayerNvf, NvfResult
 
-    faults = every_bit_flip(net)
+    inputs, faults = _source_and_faults(net, x)
     n_inputs = int(x.shape[0])
-    inputs = CampaignInputs(unprotected(net), x, np.zeros(n_inputs, np.int64))
     done = reported = 0
 
     def progress(n_faults: int) -> None:  # faults done -> inputs' worth of work done
@@ -78,27 +90,25 @@ def exhaustive_nvf(
     changed = rows.n_changed.astype(np.float64)  # ids 0 .. n-1, sorted: layer, neuron, bit
     n_in = max(n_inputs, 1)
     layers, start = [], 0
-    for i in net.neuron_layers:
-        size = int(np.prod(net.layers[i].out_shape))
+    for i, size in layer_sizes(net).items():
         counts = changed[start : start + 8 * size].reshape(size, 8).T
         start += 8 * size
         bit_map = np.ascontiguousarray(counts / n_in)
         nvf = counts.mean(axis=0) / n_in  # as exact-bits sums them
         half = 1.96 * np.sqrt(nvf * (1 - nvf) / n_in)
-        layers.append(LayerNvf(i, net.layers[i].name, nvf, bit_map, np.zeros(size, np.int64),
+        layers.append(LayerNvf(i, layer_name(net, i), nvf, bit_map, np.zeros(size, np.int64),
                                half))  # fmt: skip
     return NvfResult(Method.EXHAUSTIVE, None, False, n_inputs, tuple(layers))
 
 
-def estimate_exhaustive_seconds(net: Network, x: I8, *, workers: int = 1,
+def estimate_exhaustive_seconds(net: AnyNetwork, x: I8, *, workers: int = 1,
                                 sample: int = 64) -> float:  # fmt: skip
     """The seconds ``exhaustive_nvf(net, x, workers=workers)`` would take, from ``sample`` of
     its flips (uniform, seeded) timed on the same inputs after a one-fault warm-up (the golden
     state and the kernels): what ``run`` decides its default NVF method by."""
-    faults = every_bit_flip(net)
+    inputs, faults = _source_and_faults(net, x)
     pick = np.sort(np.random.default_rng(0).choice(len(faults), min(sample, len(faults)), False))
     probe = faults.take(pick)
-    inputs = CampaignInputs(unprotected(net), x, np.zeros(len(x), np.int64))
     evaluate_faults(inputs, probe.take([0]))
     start = time.perf_counter()
     evaluate_faults(inputs, probe)

@@ -1,10 +1,11 @@
-"""The exhaustive NVF of a graph network: every bit flip of every neuron on every analysis
-input, through the campaign engine's graph fault source (``faults.graph_campaign``).
+"""The NVF of a graph network: ``linear`` through the graph's slopes (``graph_slopes``) and
+``exhaustive`` through the campaign engine's graph fault source (``faults.graph_campaign``).
 
-NVF(n) is the fraction of (input, bit) pairs whose flip changes the graph's own fault-free
-class, as for chains (``analysis.exhaustive``). The cost is one exact downstream re-run per
-neuron x bit (``faulty_graph_output``), so this is for small graphs; the linear NVF through
-ADD, pooling, MEAN, CONCATENATION and depthwise layers is not built yet.
+Both give an ``NvfResult`` keyed by node index (``g.nodes``), like a chain's by layer index, so
+thresholds, plans and reports read either. The linear method is the chain's closed form
+(``vulnerability.critical_deltas_linear``) on the graph's logit slopes, with the same bit
+mappings and gradient check. The exact searches (``exact``, ``exact-bits``) are not built for
+graphs; ``exhaustive`` is their ground truth.
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.analysis.graph_slopes import graph_logit_slopes
+from accelsim.analysis.vulnerability import (
+    NvfResult,
+    NvfTotals,
+    Variant,
+    bit_weights,
+    critical_deltas_linear,
+    gradient_skip,
+)
+from accelsim.config.workload import BitMapping as Mapping
 from accelsim.config.workload import FaultKind
-from accelsim.faults.campaign import evaluate_faults
-from accelsim.faults.graph_campaign import GraphCampaignInputs, graph_neuron_nodes
+from accelsim.config.workload import NvfMethod as Method
+from accelsim.errors import ParameterError
 from accelsim.faults.model import KIND_CODES, FaultBatch
-from accelsim.functional.graph import Graph
+from accelsim.functional.graph import Graph, run_graph
+from accelsim.functional.models import layer_name, layer_sizes, neuron_layers
+from accelsim.functional.network import classify
 
 I8 = npt.NDArray[np.int8]
 F64 = npt.NDArray[np.float64]
@@ -27,18 +40,13 @@ F64 = npt.NDArray[np.float64]
 def graph_every_bit_flip(g: Graph) -> FaultBatch:
     """One single-bit fault per neuron x bit of every neuron node (ids in node, neuron, bit
     order)."""
-    node, index, mask = [], [], []
-    for i in graph_neuron_nodes(g):
-        size = int(np.prod(g.tensors[g.nodes[i].output].shape))
-        node.append(np.full(8 * size, i, np.int64))
-        index.append(np.repeat(np.arange(size, dtype=np.int64), 8))
-        mask.append(np.tile(np.int64(1) << np.arange(8, dtype=np.int64), size))
-    node_a, index_a, mask_a = (np.concatenate(a) for a in (node, index, mask))
-    n = node_a.size
+    sizes = layer_sizes(g)
+    node = np.concatenate([np.full(8 * n, i, np.int64) for i, n in sizes.items()])
+    index = np.concatenate([np.repeat(np.arange(n, dtype=np.int64), 8) for n in sizes.values()])
+    mask = np.tile(np.int64(1) << np.arange(8, dtype=np.int64), sum(sizes.values()))
+    n = node.size
     kind = np.full(n, KIND_CODES[FaultKind.SINGLE_BIT], np.int64)
-    return FaultBatch(
-        np.arange(n, dtype=np.int64), node_a, index_a, np.zeros(n, np.int64), mask_a, kind
-    )
+    return FaultBatch(np.arange(n, dtype=np.int64), node, index, np.zeros(n, np.int64), mask, kind)
 
 
 def graph_exhaustive_nvf(
@@ -47,17 +55,74 @@ def graph_exhaustive_nvf(
     *,
     workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
-) -> dict[int, F64]:
-    """Per neuron node (index in ``g.nodes``): the NVF of each output element (flat C-H-W) over
-    int8 inputs ``x``. ``on_progress(n)``: n more faults evaluated."""
-    faults = graph_every_bit_flip(g)
-    source = GraphCampaignInputs(g, x, np.zeros(len(x), np.int64))
-    rows = evaluate_faults(source, faults, workers=workers, on_progress=on_progress)
-    out: dict[int, F64] = {}
-    for i in graph_neuron_nodes(g):
-        size = int(np.prod(g.tensors[g.nodes[i].output].shape))
-        counts = np.zeros(size, np.int64)
-        sel = rows.layer == i
-        np.add.at(counts, rows.neuron[sel], rows.n_changed[sel])
-        out[i] = counts / (8.0 * len(x))
-    return out
+) -> NvfResult:
+    """Every bit flip of every neuron on every input of ``x`` (``analysis.exhaustive`` on a
+    graph); ``on_progress(n)``: n more inputs' worth of work done."""
+    from accelsim.analysis.exhaustive import exhaustive_nvf
+
+    return exhaustive_nvf(g, x, workers=workers, on_progress=on_progress)
+
+
+def graph_nvf_variants(
+    g: Graph,
+    x: I8,
+    *,
+    method: Method = Method.LINEAR,
+    variants: tuple[Variant, ...] = ((Mapping.LOG2, True),),
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[NvfResult, ...]:
+    """The linear NVF of every neuron of ``g`` over int8 inputs ``x``, one result per (bit
+    mapping, gradient check) variant from one computation of the slopes."""
+    if method is Method.EXHAUSTIVE:
+        return (graph_exhaustive_nvf(g, x, on_progress=on_progress),)
+    if method is not Method.LINEAR:
+        raise ParameterError(
+            "method",
+            f"{{parameter}}: graph networks ({g.name}) support NVF methods linear and "
+            f"exhaustive, got {method.value}",
+        )
+    sizes = layer_sizes(g)
+    names = {i: layer_name(g, i) for i in sizes}
+    wanted = neuron_layers(g)
+    totals = [NvfTotals.zeros(sizes) for _ in variants]
+    scale = float(g.tensors[g.output].scale)
+    n_classes = int(g.tensors[g.output].shape[0])
+    batch = max(1, min(64, int(2e7 // max(sum(sizes.values()) * n_classes, 1))))
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch]
+        values = run_graph(g, xb, keep=lambda t: True)
+        values[g.input] = xb
+        logits = values[g.output]
+        golden = classify(logits)
+        slopes = graph_logit_slopes(g, values, wanted)
+        for i in wanted:
+            out = values[g.nodes[i].output].reshape(len(xb), -1)
+            r_up, r_lo = critical_deltas_linear(slopes[i], logits, golden, out, scale)
+            skip = gradient_skip(slopes[i], golden)
+            for (mapping, check), total in zip(variants, totals, strict=True):
+                w = bit_weights(mapping, r_up, r_lo, out)
+                if check:
+                    w[skip] = 0.0
+                total.add(i, w, skip if check else None)
+        if on_progress is not None:
+            on_progress(len(xb))
+    return tuple(t.result(names, method, v, len(x)) for t, v in zip(totals, variants, strict=True))
+
+
+def graph_nvf(
+    g: Graph,
+    x: I8,
+    *,
+    method: Method = Method.LINEAR,
+    mapping: Mapping = Mapping.LOG2,
+    gradient_check: bool = True,
+    workers: int = 1,
+    on_progress: Callable[[int], None] | None = None,
+) -> NvfResult:
+    """The NVF of every neuron of graph ``g`` over int8 inputs ``x`` (``compute_nvf`` for
+    graphs; ``workers`` applies to ``exhaustive``)."""
+    if method is Method.EXHAUSTIVE:
+        return graph_exhaustive_nvf(g, x, workers=workers, on_progress=on_progress)
+    return graph_nvf_variants(
+        g, x, method=method, variants=((mapping, gradient_check),), on_progress=on_progress
+    )[0]

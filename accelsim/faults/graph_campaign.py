@@ -27,8 +27,8 @@ from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
 from accelsim.functional.graph import Graph, Node, run_graph, run_node
-from accelsim.functional.graph_check import WEIGHTED
 from accelsim.functional.graphio import graph_hash
+from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
 
 I8 = npt.NDArray[np.int8]
@@ -38,11 +38,11 @@ I64 = npt.NDArray[np.int64]
 def graph_neuron_nodes(g: Graph) -> tuple[int, ...]:
     """Indices (in ``g.nodes``) of the nodes whose outputs are neurons: the weighted nodes
     except the one producing the graph output."""
-    return tuple(i for i, n in enumerate(g.nodes) if n.op in WEIGHTED and n.output != g.output)
+    return neuron_layers(g)
 
 
 def graph_n_neurons(g: Graph) -> int:
-    return sum(int(np.prod(g.tensors[g.nodes[i].output].shape)) for i in graph_neuron_nodes(g))
+    return n_neurons(g)
 
 
 @dataclass(frozen=True)

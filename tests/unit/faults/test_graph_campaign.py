@@ -174,7 +174,7 @@ def test_graph_exhaustive_nvf_counts_class_flips_by_brute_force(rng) -> None:
 
     g = residual(rng)
     x = rng.integers(-128, 128, size=(10, 2, 5, 5)).astype(np.int8)
-    nvf = graph_exhaustive_nvf(g, x, workers=2)
+    nvf = graph_exhaustive_nvf(g, x, workers=2).by_layer
     golden = classify(full_reinference(g, x, -1, 0, 0, 0))
     assert set(nvf) == set(graph_neuron_nodes(g))
     for node, values in nvf.items():

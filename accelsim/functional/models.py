@@ -1,0 +1,70 @@
+"""What the study needs of a network, for chains (``Network``) and graphs (``Graph``) alike.
+
+A chain's neuron layers are indices into ``net.layers``; a graph's are indices into
+``g.nodes`` (its weighted nodes except the classifier). Everything downstream (NVF results,
+protection plans, fault populations, campaigns, overheads, timing) is keyed by that index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.config.checks import read_yaml
+from accelsim.functional.graph import Graph, quantize_graph_images
+from accelsim.functional.graph_check import WEIGHTED
+from accelsim.functional.graphio import graph_hash, load_graph
+from accelsim.functional.modelio import load_network, network_hash, resolve_model_path
+from accelsim.functional.network import Network, quantize_images
+
+AnyNetwork = Network | Graph
+I8 = npt.NDArray[np.int8]
+
+
+def load_model(source: str | Path) -> AnyNetwork:
+    """A zoo name or model file: a ``Network`` for version 1 files, a ``Graph`` for version 2."""
+    path = resolve_model_path(source)
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and raw.get("version") == 2:
+        return load_graph(path)
+    return load_network(path)
+
+
+def neuron_layers(m: AnyNetwork) -> tuple[int, ...]:
+    """Indices of the layers (chain) or nodes (graph) whose outputs are neurons."""
+    if isinstance(m, Network):
+        return m.neuron_layers
+    return tuple(i for i, n in enumerate(m.nodes) if n.op in WEIGHTED and n.output != m.output)
+
+
+def layer_shape(m: AnyNetwork, i: int) -> tuple[int, ...]:
+    """Output shape (batch axis excluded) of layer or node ``i``."""
+    if isinstance(m, Network):
+        return tuple(m.layers[i].out_shape)
+    return tuple(m.tensors[m.nodes[i].output].shape)
+
+
+def layer_sizes(m: AnyNetwork) -> dict[int, int]:
+    """{neuron layer index: neuron count}."""
+    return {i: int(np.prod(layer_shape(m, i))) for i in neuron_layers(m)}
+
+
+def layer_name(m: AnyNetwork, i: int) -> str:
+    return m.layers[i].name if isinstance(m, Network) else m.nodes[i].name
+
+
+def n_neurons(m: AnyNetwork) -> int:
+    return sum(layer_sizes(m).values())
+
+
+def model_hash(m: AnyNetwork) -> str:
+    return network_hash(m) if isinstance(m, Network) else graph_hash(m)
+
+
+def quantize_inputs(m: AnyNetwork, images: npt.NDArray[np.uint8]) -> I8:
+    """uint8 images (N, C, H, W) -> the network's int8 input."""
+    if isinstance(m, Network):
+        return quantize_images(m, images)
+    return quantize_graph_images(m, images)
