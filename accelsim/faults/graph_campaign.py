@@ -22,14 +22,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from accelsim.config.workload import FaultKind
+from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
-from accelsim.functional.graph import Graph, Node, run_graph, run_node
+from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.graphio import graph_hash
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
+from accelsim.protection.graph_protected import (
+    merge_node_copies,
+    protect_output,
+    protected_graph_values,
+)
+from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan, plan_hash
+from accelsim.protection.protected import ProtectedNetwork, unprotected
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
@@ -47,35 +54,48 @@ def graph_n_neurons(g: Graph) -> int:
 
 @dataclass(frozen=True)
 class GraphGolden:
-    """Every tensor of the fault-free run (N, ...), the classes and the labels."""
+    """Every tensor of the fault-free (protected) run (N, ...), the classes, the labels and,
+    per protected node, its protected neurons' copy 0 before the merge."""
 
     values: dict[str, I8]
     classes: I64
     labels: I64
+    pre: dict[int, I8] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
 class GraphCampaignInputs:
-    """Faults in the neuron outputs of graph ``graph`` on int8 inputs ``x`` (N, *input)."""
+    """Faults in the neuron outputs (every copy, with a plan) of graph ``graph`` on int8
+    inputs ``x`` (N, *input); ``plan`` and ``ranges`` (ranger / zero) protect it."""
 
     graph: Graph
     x: I8
     labels: I64
+    plan: ProtectionPlan | None = None
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         h = hashlib.sha256(graph_hash(self.graph).encode())
+        if self.plan is not None:
+            h.update(plan_hash(self.plan).encode())
+            h.update(repr(sorted(self.ranges.items())).encode())
         for arr in (self.x, self.labels):
             h.update(np.ascontiguousarray(arr).tobytes())
         object.__setattr__(self, "key", h.hexdigest())
 
+    @property
+    def pnet(self) -> ProtectedNetwork:
+        if self.plan is None:
+            return unprotected(self.graph)
+        return ProtectedNetwork(self.graph, self.plan, self.ranges)
+
     def golden(self) -> GraphGolden:
-        values = run_graph(self.graph, self.x, keep=lambda t: True)
-        values[self.graph.input] = self.x
-        return GraphGolden(values, classify(values[self.graph.output]), self.labels)
+        values, pre = protected_graph_values(self.pnet, self.x)
+        return GraphGolden(values, classify(values[self.graph.output]), self.labels, pre)
 
     def fault_free_classes(self) -> I64:
-        return classify(run_graph(self.graph, self.x)[self.graph.output])
+        return self.golden().classes
 
     def order(self, faults: FaultBatch) -> I64:
         """Faults of one node together, in element order."""
@@ -84,10 +104,11 @@ class GraphCampaignInputs:
     def evaluate(self, state: GraphGolden, batch: FaultBatch) -> FaultRows:
         changed = np.empty(len(batch), np.int64)
         correct = np.empty(len(batch), np.int64)
+        pnet = self.pnet
         for k in range(len(batch)):
             classes = faulty_graph_classes(
-                self.graph, state, int(batch.layer[k]), int(batch.index[k]),
-                int(batch.mask[k]), int(batch.kind[k]),
+                pnet, state, int(batch.layer[k]), int(batch.index[k]),
+                int(batch.mask[k]), int(batch.kind[k]), copy=int(batch.copy[k]),
             )  # fmt: skip
             changed[k] = int(np.sum(classes != state.classes))
             correct[k] = int(np.sum(classes == state.labels))
@@ -98,10 +119,12 @@ class GraphCampaignInputs:
 
 
 def faulty_graph_classes(
-    g: Graph, state: GraphGolden, node: int, index: int, mask: int, kind: int
-) -> I64:
-    """The classes of every image when element ``index`` of node ``node``'s output is hit."""
-    return classify(faulty_graph_output(g, state, node, index, mask, kind))
+    g: Graph | ProtectedNetwork, state: GraphGolden, node: int, index: int, mask: int,
+    kind: int, *, copy: int = 0,
+) -> I64:  # fmt: skip
+    """The classes of every image when element ``index`` of node ``node``'s output (its copy
+    ``copy``) is hit."""
+    return classify(faulty_graph_output(g, state, node, index, mask, kind, copy=copy))
 
 
 Box = tuple[int, int, int, int]  # rows y0..y1, columns x0..x1 (inclusive) of a feature map
@@ -148,21 +171,45 @@ def _differing_box(diff: npt.NDArray[np.bool_], origin: Box) -> Box:
     return (origin[0] + rows[0], origin[0] + rows[-1], origin[2] + cols[0], origin[2] + cols[-1])
 
 
+def _faulty_column(
+    pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int, mask: int, kind: int,
+    copy: int,
+) -> I8:  # fmt: skip
+    """The value the next nodes see of element ``index`` of node ``node`` when copy ``copy`` of
+    it is hit: the merge of its copies (one faulty) for a protected neuron, else the flip."""
+    golden = state.values[pnet.net.nodes[node].output]
+    column = golden.reshape(len(golden), -1)[:, index]
+    protected = pnet.plan.for_layer(node)
+    if protected is not None and pnet.plan.mode is not ProtectionMode.NONE:
+        pos = int(np.searchsorted(protected, index))
+        if pos < protected.size and protected[pos] == index:
+            plain = state.pre[node][:, pos : pos + 1]
+            copies = [plain.copy() for _ in range(1 + EXTRA_COPIES[pnet.plan.mode])]
+            copies[copy] = apply_fault(copies[copy], mask, kind)
+            return merge_node_copies(pnet, node, copies, plain)[:, 0]
+    return apply_fault(column, mask, kind)
+
+
 def faulty_graph_output(
-    g: Graph, state: GraphGolden, node: int, index: int, mask: int, kind: int
-) -> I8:
+    g: Graph | ProtectedNetwork, state: GraphGolden, node: int, index: int, mask: int,
+    kind: int, *, copy: int = 0,
+) -> I8:  # fmt: skip
     """The graph output (the logits) of every image when element ``index`` of node ``node``'s
-    output is hit.
+    output (its copy ``copy``, for a protected neuron) is hit; ``g`` a graph or a protected
+    graph (``state`` is then its protected golden run).
 
     Each changed feature map carries the bounding box of its changed positions; a windowed
     node (convolution, depthwise, pool) computes only the outputs whose windows reach that box,
     on the input region they read (with the padding that region has), and the box of the
     outputs that really changed goes on downstream. Vectors (after MEAN, FC, a RESHAPE to a
     vector) are recomputed whole."""
+    pnet = g if isinstance(g, ProtectedNetwork) else unprotected(g)
+    g = pnet.net
+    guarded = pnet.plan.mode is not ProtectionMode.NONE
     target = g.nodes[node].output
     golden = state.values[target]
     flat = golden.reshape(len(golden), -1)
-    faulty_col = apply_fault(flat[:, index], mask, kind)
+    faulty_col = _faulty_column(pnet, state, node, index, mask, kind, copy)
     live = np.flatnonzero(faulty_col != flat[:, index])
     logits = state.values[g.output].copy()
     if live.size == 0:
@@ -178,7 +225,9 @@ def faulty_graph_output(
     changed: dict[str, tuple[I64, I8, Box | None]] = {
         target: (np.arange(live.size), hit.reshape(-1, *shape), box0)
     }
-    for nd in g.nodes[node + 1 :]:
+    for j in range(node + 1, len(g.nodes)):
+        nd = g.nodes[j]
+        guard = guarded and pnet.plan.for_layer(j) is not None
         hits = [changed[t][0] for t in nd.inputs if t in changed]
         if not hits:
             continue
@@ -196,6 +245,8 @@ def faulty_graph_output(
             region[np.searchsorted(rows, r)] = v[:, :, ya : yb + 1, xa : xb + 1]
             sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
             part = run_node(g, sub, [region])
+            if guard:
+                part = protect_output(pnet, j, sub, [region], part, box=out_box)[0]
             y0, y1, x0, x1 = out_box
             fault_free = state.values[nd.output]
             diff = part != fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1]
@@ -215,6 +266,8 @@ def faulty_graph_output(
                 values[np.searchsorted(rows, r)] = v
             ins.append(values)
         out = run_node(g, nd, ins)
+        if guard:
+            out = protect_output(pnet, j, nd, ins, out)[0]
         diff = out != state.values[nd.output][live[rows]]
         differs = diff.reshape(len(rows), -1).any(axis=1)
         if not differs.any():

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.errors import AccelsimError
 from accelsim.faults.model import Fault
-from accelsim.functional.network import Network
+from accelsim.functional.models import AnyNetwork, layer_sizes
 from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
 
 I64 = npt.NDArray[np.int64]
@@ -97,16 +97,16 @@ class Population:
 
 
 def build_population(
-    net: Network, plan: ProtectionPlan, kind: FaultKind, n_bits: int
+    net: AnyNetwork, plan: ProtectionPlan, kind: FaultKind, n_bits: int
 ) -> Population:
-    """The population of ``net`` protected by ``plan`` (mode none: the network itself)."""
+    """The population of ``net`` (a chain or a graph) protected by ``plan`` (mode none: the
+    network itself)."""
     empty = np.zeros(0, np.int64)
+    sizes = layer_sizes(net)
     return Population(
-        layers=net.neuron_layers,
-        sizes=tuple(int(np.prod(net.layers[i].out_shape)) for i in net.neuron_layers),
-        protected=tuple(
-            empty if (p := plan.for_layer(i)) is None else p for i in net.neuron_layers
-        ),
+        layers=tuple(sizes),
+        sizes=tuple(sizes.values()),
+        protected=tuple(empty if (p := plan.for_layer(i)) is None else p for i in sizes),
         extra_copies=EXTRA_COPIES[plan.mode],
         choices=bit_choices(kind, n_bits),
     )

@@ -116,8 +116,8 @@ class Graph:
         return sum(int(n.weight.size + n.bias.size) for n in self.nodes if n.weight is not None)
 
 
-def _run_node(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
-    p = g.params[node.name]
+def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | None = None) -> I8:
+    p = g.params[node.name] if p is None else p
     ins = [g.tensors[t] for t in node.inputs]
     out = g.tensors[node.output]
     pad = tuple(node.attr("padding", (0, 0, 0, 0)))
@@ -208,9 +208,9 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
     return ref.reshape(xs[0], tuple(node.attr("shape")), order=node.attr("order", "chw"))
 
 
-def _run_fast(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
+def _run_fast(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | None = None) -> I8:
     """``_run_node`` on the fast kernels where the op has one (bit-exact with the reference)."""
-    p = g.params[node.name]
+    p = g.params[node.name] if p is None else p
     zp_in = g.tensors[node.inputs[0]].zero_point
     zp_out = g.tensors[node.output].zero_point
     pad = tuple(node.attr("padding", (0, 0, 0, 0)))
@@ -248,12 +248,21 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8]) -> I8:
             xs[0], size=tuple(node.attr("size")), stride=stride, padding=pad,
             act_range=p["act_range"],
         )  # fmt: skip
-    return _run_node(g, node, xs)
+    return _run_node(g, node, xs, p)
 
 
-def run_node(g: Graph, node: Node, inputs: Sequence[I8], *, reference: bool = False) -> I8:
-    """One node of ``g`` on its input tensors (each (N, ...)): its output tensor."""
-    return (_run_node if reference else _run_fast)(g, node, inputs)
+def run_node(
+    g: Graph,
+    node: Node,
+    inputs: Sequence[I8],
+    *,
+    reference: bool = False,
+    params: Mapping[str, Any] | None = None,
+) -> I8:
+    """One node of ``g`` on its input tensors (each (N, ...)): its output tensor. ``params``
+    replaces what ``g.params`` holds for the node (a split's halves run with a halved
+    multiplier)."""
+    return (_run_node if reference else _run_fast)(g, node, inputs, params)
 
 
 def run_graph(

@@ -29,7 +29,7 @@ def relative_code(code: npt.ArrayLike, zero_point: int) -> npt.NDArray[np.int64]
     return (np.asarray(code, np.int64) - zero_point) & 0xFF
 
 
-def lcu_zp(a: npt.ArrayLike, b: npt.ArrayLike, zero_point: int) -> I8:
+def lcu_zp(a: npt.ArrayLike, b: npt.ArrayLike, zero_point: int, kept: int = 0x7F) -> I8:
     """The LCU of two halves of a neuron whose activation clamps at ``zero_point`` (TFLite's
     asymmetric scheme): on the codes relative to the zero point, ``(ra & rb) & 0x7F``, then back
     to a code. A half holds at most 127 above the zero point, so the relative code's top bit
@@ -37,6 +37,14 @@ def lcu_zp(a: npt.ArrayLike, b: npt.ArrayLike, zero_point: int) -> I8:
     (every RELU / RELU6 output TFLite's converter writes) the relative code is the stored code
     with bit 7 inverted, so a flip of a stored bit is a flip of the same relative bit and every
     guarantee of ``lcu`` carries over (``tables.lcu_zp_table``); with zero point 0 it is ``lcu``
-    with bit 7 in place of bit 6."""
-    r = relative_code(a, zero_point) & relative_code(b, zero_point) & 0x7F
+    with bit 7 in place of bit 6. ``kept``: the relative bits a fault-free half can hold (0x7F
+    for a range of 256 codes above the zero point; ``half_bits`` derives it from the range)."""
+    r = relative_code(a, zero_point) & relative_code(b, zero_point) & kept
     return ((r + zero_point + 128) % 256 - 128).astype(np.int8)
+
+
+def half_bits(zero_point: int, high: int) -> int:
+    """The relative bits a fault-free half of a neuron with codes ``zero_point .. high`` holds:
+    every bit below the top bit of ``high - zero_point`` (0x7F for 255 codes above the zero
+    point, 0x3F for 127: the symmetric LCU's bit 6)."""
+    return (1 << ((high - zero_point).bit_length() - 1)) - 1

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from accelsim import files
 from accelsim.config.workload import ProtectionMode
 from accelsim.errors import AccelsimError, ModelFormatError, ParameterError
-from accelsim.functional.modelio import network_hash
+from accelsim.functional.models import AnyNetwork, layer_name, layer_sizes, model_hash
 from accelsim.functional.network import Network
 
 I64 = npt.NDArray[np.int64]
@@ -63,7 +63,10 @@ def plan_hash(plan: ProtectionPlan) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_layers(net: Network, mode: ProtectionMode, chosen: dict[int, I64]) -> None:
+def _check_layers(net: AnyNetwork, mode: ProtectionMode, chosen: dict[int, I64]) -> None:
+    if not isinstance(net, Network):
+        _check_nodes(net, mode, chosen)
+        return
     for layer, idx in chosen.items():
         rec = net.layers[layer]
         if layer not in net.neuron_layers:
@@ -81,8 +84,38 @@ def _check_layers(net: Network, mode: ProtectionMode, chosen: dict[int, I64]) ->
             )
 
 
+def _check_nodes(g, mode: ProtectionMode, chosen: dict[int, I64]) -> None:
+    from accelsim.protection.graph_protected import check_split_nodes
+
+    sizes = layer_sizes(g)
+    for node, idx in chosen.items():
+        if node not in sizes:
+            name = g.nodes[node].name if 0 <= node < len(g.nodes) else f"#{node}"
+            raise AccelsimError(
+                f"{g.source}: node {name} holds no neurons (only the weighted nodes before the "
+                "classifier can be protected)"
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= sizes[node]):
+            raise AccelsimError(
+                f"{g.source}: node {layer_name(g, node)}: neuron index outside "
+                f"0..{sizes[node] - 1}"
+            )
+    if mode in SPLITS:
+        check_split_nodes(g, chosen)
+
+
+def splittable(net: AnyNetwork, layer: int) -> bool:
+    """Whether the neurons of ``layer`` can be split (a chain: a fused ReLU; a graph: an
+    activation clamping at zero point -128 or 0)."""
+    if isinstance(net, Network):
+        return bool(getattr(net.layers[layer], "relu", False))
+    from accelsim.protection.graph_protected import split_refusal
+
+    return split_refusal(net, layer) is None
+
+
 def plan_from_neurons(
-    net: Network,
+    net: AnyNetwork,
     mode: ProtectionMode,
     neurons: dict[int, npt.ArrayLike],
     *,
@@ -93,16 +126,20 @@ def plan_from_neurons(
     chosen = {k: v for k, v in sorted(chosen.items()) if v.size}
     _check_layers(net, mode, chosen)
     return ProtectionPlan(
-        network_hash(net), mode, tuple(chosen), tuple(chosen.values()), threshold_percent
+        model_hash(net), mode, tuple(chosen), tuple(chosen.values()), threshold_percent
     )
 
 
 def plan_from_nvf(
-    net: Network, mode: ProtectionMode, nvf_by_layer: dict[int, F64], threshold_percent: float
+    net: AnyNetwork, mode: ProtectionMode, nvf_by_layer: dict[int, F64], threshold_percent: float
 ) -> ProtectionPlan:
-    """Protect every neuron with NVF >= threshold (NVF as fractions, per neuron layer)."""
+    """Protect every neuron with NVF >= threshold (NVF as fractions, per neuron layer). A split
+    takes only the layers whose neurons can be split (``splittable``: on a ResNet the
+    convolutions feeding an ADD without an activation are left out)."""
     chosen = {
-        k: np.flatnonzero(v * 100 >= threshold_percent - 1e-12) for k, v in nvf_by_layer.items()
+        k: np.flatnonzero(v * 100 >= threshold_percent - 1e-12)
+        for k, v in nvf_by_layer.items()
+        if mode not in SPLITS or splittable(net, k)
     }
     return plan_from_neurons(net, mode, chosen, threshold_percent=threshold_percent)
 
@@ -122,7 +159,7 @@ def save_plan(plan: ProtectionPlan, path: Path) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def load_plan(path: Path, net: Network) -> ProtectionPlan:
+def load_plan(path: Path, net: AnyNetwork) -> ProtectionPlan:
     """Read a plan and check that it was made for ``net``."""
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -132,7 +169,7 @@ def load_plan(path: Path, net: Network) -> ProtectionPlan:
         neurons = {layer: data[f"neurons_{layer}"] for layer in layers}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelFormatError(path, f"not a readable protection plan ({exc})") from exc
-    if str(data["network_hash"]) != network_hash(net):
+    if str(data["network_hash"]) != model_hash(net):
         raise ModelFormatError(
             path, f"protection plan was made for another network than {net.name}"
         )

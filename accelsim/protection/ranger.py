@@ -18,5 +18,6 @@ def merge_clamp(a: I8, lo: int, hi: int) -> I8:
     return np.clip(a, lo, hi).astype(np.int8)
 
 
-def merge_zero(a: I8, lo: int, hi: int) -> I8:
-    return np.where((a < lo) | (a > hi), 0, a).astype(np.int8)
+def merge_zero(a: I8, lo: int, hi: int, zero: int = 0) -> I8:
+    """``zero``: the code of the real value 0 (the tensor's zero point on graphs)."""
+    return np.where((a < lo) | (a > hi), zero, a).astype(np.int8)

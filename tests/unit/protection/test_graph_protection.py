@@ -1,0 +1,139 @@
+"""Protection on graph networks: campaigns with copies equal a full protected re-inference in
+every mode on residual, depthwise and concatenation graphs; on a chain as a graph they equal
+the chain engine; splits are refused where the LCU does not hold."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from accelsim import FaultKind, ProtectionMode, evaluate_faults, load_dataset, load_network
+from accelsim.errors import AccelsimError
+from accelsim.faults.campaign import CampaignInputs, fault_batch
+from accelsim.faults.graph_campaign import GraphCampaignInputs, faulty_graph_output
+from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.config.workload import FaultSite, FaultSpec
+from accelsim.functional.graph import Graph, graph_from_network
+from accelsim.functional.models import layer_sizes
+from accelsim.functional.network import classify, quantize_images
+from accelsim.protection.graph_protected import (
+    graph_ranges,
+    protected_graph_classes,
+    protected_graph_values,
+)
+from accelsim.protection.plan import plan_from_neurons, plan_from_nvf, splittable
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges
+from tests.unit.faults.test_graph_campaign import concat, inverted, residual, wide
+
+MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
+
+
+def converter_zero_points(g: Graph) -> Graph:
+    """``g`` with every RELU / RELU6 output at zero point -128, as TFLite's converter writes
+    them (the builder draws random zero points)."""
+    tensors = dict(g.tensors)
+    for nd in g.nodes:
+        old_in, old_out = g.tensors[nd.inputs[0]], g.tensors[nd.output]
+        if nd.attr("activation", "none") in ("relu", "relu6"):
+            tensors[nd.output] = dataclasses.replace(old_out, zero_point=-128)
+        elif (old_in.scale, old_in.zero_point) == (old_out.scale, old_out.zero_point):
+            zp = tensors[nd.inputs[0]].zero_point  # ops keeping their input's quantisation
+            tensors[nd.output] = dataclasses.replace(old_out, zero_point=zp)
+    return Graph(g.name, g.dataset, g.input, g.output, tensors, g.nodes)
+
+
+def random_plan(g, mode, rng, share=0.4):
+    chosen = {}
+    for node, size in layer_sizes(g).items():
+        if mode in (ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED) and not splittable(
+            g, node
+        ):
+            continue
+        chosen[node] = rng.choice(size, max(1, int(size * share)), replace=False)
+    return plan_from_neurons(g, mode, chosen)
+
+
+def sampled_faults(net, plan, n, seed, kind=FaultKind.SINGLE_BIT):
+    pop = build_population(net, plan, kind, 1)
+    spec = FaultSpec(FaultSite.NEURON_OUTPUT, kind, 1, min(n, pop.size), 0.01, 0.95, 0.5, seed)
+    return fault_batch(sample_faults(pop, spec, rng=np.random.default_rng(seed)))
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, wide])
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_protected_graph_faults_equal_full_reinference(build, mode, rng) -> None:
+    g = converter_zero_points(build(rng))
+    x = rng.integers(-128, 128, size=(12, *g.input_info.shape)).astype(np.int8)
+    plan = random_plan(g, mode, rng)
+    assert plan.n_protected > 0
+    ranges = graph_ranges(g, x[:6])
+    faults = sampled_faults(g, plan, 120, seed=int(rng.integers(1000)))
+    assert (faults.copy > 0).any() or mode in (ProtectionMode.RANGER, ProtectionMode.ZERO)
+    source = GraphCampaignInputs(g, x, np.zeros(len(x), np.int64), plan, ranges)
+    rows = evaluate_faults(source, faults)
+    pnet = ProtectedNetwork(g, plan, ranges)
+    golden = protected_graph_classes(pnet, x, reference=True)
+    np.testing.assert_array_equal(source.fault_free_classes(), golden)
+    by_id = dict(zip(rows.ids.tolist(), rows.n_changed.tolist(), strict=True))
+    state = source.golden()
+    fault_free = protected_graph_values(pnet, x, reference=True)[0][g.output]
+    moved = 0
+    for k in range(len(faults)):
+        fault = tuple(int(a[k]) for a in (faults.layer, faults.index, faults.copy, faults.mask,
+                                          faults.kind))  # fmt: skip
+        want = protected_graph_values(pnet, x, fault=fault, reference=True)[0][g.output]
+        got = faulty_graph_output(pnet, state, *fault[:2], *fault[3:], copy=fault[2])
+        np.testing.assert_array_equal(got, want, err_msg=str((mode, fault)))
+        changed = int(np.sum(classify(want) != golden))
+        assert by_id[int(faults.ids[k])] == changed, (mode, fault)
+        moved += bool(np.any(want != fault_free))
+    assert moved > 0
+
+
+@pytest.mark.parametrize(
+    "mode", [ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED, ProtectionMode.TMR,
+             ProtectionMode.DMR_AND, ProtectionMode.RANGER, ProtectionMode.ZERO],
+    ids=lambda m: m.value,
+)  # fmt: skip
+def test_a_protected_chain_as_a_graph_equals_the_chain_engine(mode) -> None:
+    """LeNet-5 (zero points 0) protected in the chain engine and, as a graph, in the graph
+    engine: the same faults change the same number of classes."""
+    net = load_network("lenet5")
+    g = graph_from_network(net)
+    data = load_dataset("mnist", "sample", n_images=60)
+    x = quantize_images(net, data.images)
+    labels = data.labels.astype(np.int64)
+    rng = np.random.default_rng(5)
+    neurons = {
+        i: rng.choice(int(np.prod(net.layers[i].out_shape)), 40, replace=False)
+        for i in net.neuron_layers
+    }
+    chain_plan = plan_from_neurons(net, mode, neurons)
+    graph_plan = plan_from_neurons(g, mode, neurons)
+    ranges = profile_ranges(net, x)
+    assert graph_ranges(g, x) == ranges
+    faults = sampled_faults(net, chain_plan, 1500, seed=1)
+    chain = evaluate_faults(CampaignInputs(ProtectedNetwork(net, chain_plan, ranges), x, labels),
+                            faults)  # fmt: skip
+    graph = evaluate_faults(GraphCampaignInputs(g, x, labels, graph_plan, ranges), faults)
+    np.testing.assert_array_equal(graph.ids, chain.ids)
+    np.testing.assert_array_equal(graph.n_changed, chain.n_changed)
+    np.testing.assert_array_equal(graph.n_correct, chain.n_correct)
+    assert chain.n_changed.sum() > 0
+
+
+def test_split_is_refused_where_the_lcu_does_not_hold(rng) -> None:
+    g = residual(rng)  # c1: RELU at a random zero point; c2: no activation
+    with pytest.raises(AccelsimError, match=r"node c2, tensor c2: cannot split.*does not clamp"):
+        plan_from_neurons(g, ProtectionMode.SPLIT, {1: [0]})
+    with pytest.raises(AccelsimError, match=r"node c1, tensor c1: cannot split.*its zero point is -?[1-9]"):
+        plan_from_neurons(g, ProtectionMode.SPLIT, {0: [0]})
+    with pytest.raises(AccelsimError, match=r"node fc holds no neurons"):
+        plan_from_neurons(g, ProtectionMode.TMR, {len(g.nodes) - 1: [0]})
+    fixed = converter_zero_points(g)
+    nvf = {0: np.ones(50), 1: np.ones(50)}
+    plan = plan_from_nvf(fixed, ProtectionMode.SPLIT, nvf, 50.0)
+    assert plan.layers == (0,)  # c2 cannot be split: the sweep leaves it out
+    assert plan_from_nvf(fixed, ProtectionMode.TMR, nvf, 50.0).layers == (0, 1)
