@@ -90,6 +90,7 @@ class LayerTiming:
     weight_bytes: int  # int8 weights + int32 biases held for this layer
     copy_bytes: int  # extra int8 copies of protected neurons held until corrected
     oversized: tuple[str, ...] = ()  # buffers whose peak demand exceeds their capacity
+    held_bytes: int = 0  # graphs: earlier tensors still awaiting a later reader (skip tensors)
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,12 +120,13 @@ class TimingReport:
 
     @property
     def footprint_bytes(self) -> int:
-        """Weights and biases of every layer plus the largest input + output (+ copies) buffer
-        occupancy of any layer."""
+        """Weights and biases of every layer plus the largest input + output (+ copies, + held
+        skip tensors) occupancy of any layer."""
         return self.total("weight_bytes") + max(
-            (t.peak_input_bytes + t.peak_output_bytes + t.copy_bytes for t in self.layers),
+            (t.peak_input_bytes + t.peak_output_bytes + t.copy_bytes + t.held_bytes
+             for t in self.layers),
             default=0,
-        )
+        )  # fmt: skip
 
 
 def _stream_cycles(nbytes: int, buf: BufferSpec, ideal: bool) -> int:
@@ -384,6 +386,7 @@ def _layer_timing(ls: LayerSchedule, st: _Stats, arch: ArchSpec, extra: int) -> 
         weight_bytes=ls.layer_weight_bytes,
         copy_bytes=int(ls.protected.sum()) * extra,
         oversized=_oversized(st, arch),
+        held_bytes=ls.held_bytes,
     )
 
 

@@ -4,8 +4,15 @@ CONV_2D and FULLY_CONNECTED are one GEMM each (``schedule.Gemm``: M output pixel
 channels, K = Cin * KH * KW), as for chains. DEPTHWISE_CONV_2D is what SCALE-Sim v3 does with a
 ``DP`` topology row: one convolution per input channel, each with one input channel and
 ``depth_multiplier`` filters (M output pixels, N = dm, K = KH * KW), run one after another.
-The other ops (ADD, pools, MEAN, CONCATENATION, PAD, RESHAPE) take no array cycles: they run
-on the activation unit (not modelled in cycles yet).
+The other ops take no array cycles: they run on the activation unit between two array
+layers, one element operation per lane per cycle, one lane per array column (the chain's
+pooling convention): ADD reads two operands per output (2 x outputs), a pool reads its window
+(outputs x KH x KW), MEAN its input (H x W per channel), a requantising CONCATENATION its
+requantised parts; PAD, RESHAPE and a CONCATENATION of equally quantised parts are addressing
+only (no cycles, no transfers). ``schedule_graph`` gives the whole graph as a ``Schedule`` for
+the SimPy model (``timing.accelerator``), protected neurons included as for chains; a tensor
+still awaiting a later reader while a node runs (a residual block's skip tensor) is that
+node's ``held_bytes``, part of the memory footprint.
 
 ``graph_topology_csv`` writes the SCALE-Sim topology of a graph's weighted nodes. SCALE-Sim has
 no padding field and computes ``ceil((H - K + S) / S)`` output rows on the input it is given, so
@@ -15,10 +22,23 @@ each row gives the padded input cropped to ``(O - 1) S + K``: exactly O outputs.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
-from accelsim.config.arch import PEArraySpec
+from accelsim.config.arch import ArchSpec, PEArraySpec
+from accelsim.config.workload import ProtectionMode
+from accelsim.errors import AccelsimError
 from accelsim.functional.graph import Graph, Node
-from accelsim.timing.schedule import Gemm, fold_map
+from accelsim.timing.schedule import (
+    ACC_BYTES,
+    Gemm,
+    LayerSchedule,
+    Schedule,
+    fold_map,
+    gemm_schedule,
+    unit_schedule,
+)
+
+I64 = npt.NDArray[np.int64]
 
 
 def node_gemms(g: Graph, node: Node) -> list[Gemm]:
@@ -68,3 +88,76 @@ def graph_topology_csv(g: Graph) -> str:
                 dm = n.attr("depth_multiplier", 1)
                 rows.append(f"{n.name}_DP, {ih}, {iw}, {kh}, {kw}, {c}, {dm}, {s},")
     return "\n".join(rows) + "\n"
+
+
+def _size(g: Graph, t: str) -> int:
+    return int(np.prod(g.tensors[t].shape))
+
+
+def _same_quant(g: Graph, a: str, b: str) -> bool:
+    ta, tb = g.tensors[a], g.tensors[b]
+    return (np.float32(ta.scale), ta.zero_point) == (np.float32(tb.scale), tb.zero_point)
+
+
+def unit_work(g: Graph, nd: Node) -> tuple[int, int, int]:
+    """(element operations on the activation unit, bytes read, bytes written) of a non-weighted
+    node."""
+    out = _size(g, nd.output)
+    if nd.op == "ADD":
+        return 2 * out, sum(_size(g, t) for t in nd.inputs), out
+    if nd.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        kh, kw = nd.attr("size")
+        return out * kh * kw, _size(g, nd.inputs[0]), out
+    if nd.op == "MEAN":
+        return _size(g, nd.inputs[0]), _size(g, nd.inputs[0]), out
+    if nd.op == "CONCATENATION":
+        moved = sum(_size(g, t) for t in nd.inputs if not _same_quant(g, t, nd.output))
+        return moved, moved, moved
+    return 0, 0, 0  # PAD, RESHAPE: addressing
+
+
+def held_bytes(g: Graph) -> list[int]:
+    """Per node, the bytes of earlier tensors (the input included) that a later node still
+    reads and this node does not: a residual block's skip tensor while the block runs."""
+    last: dict[str, int] = {}
+    for i, nd in enumerate(g.nodes):
+        for t in nd.inputs:
+            last[t] = i
+    born = {g.input: -1, **{nd.output: i for i, nd in enumerate(g.nodes)}}
+    return [
+        sum(_size(g, t) for t, b in born.items()
+            if b < i and last.get(t, -1) > i and t not in nd.inputs)
+        for i, nd in enumerate(g.nodes)
+    ]  # fmt: skip
+
+
+def schedule_graph(
+    g: Graph, arch: ArchSpec, *, protected: dict[int, I64] | None = None,
+    extra_copies: int = 0, mode: ProtectionMode = ProtectionMode.NONE,
+) -> Schedule:  # fmt: skip
+    """Every node of ``g`` on ``arch``, in topological order: weighted nodes as folds on the
+    array (a depthwise node's per-channel GEMMs one after another), the others on the
+    activation unit (``unit_work``); ``protected`` maps node index -> protected neurons."""
+    protected = protected or {}
+    pe = arch.pe_array
+    if extra_copies and pe.rows <= extra_copies and pe.cols <= extra_copies:
+        raise AccelsimError(
+            f"{arch.name}: a {pe.rows}x{pe.cols} array cannot place {1 + extra_copies} copies of "
+            "a neuron on different PEs"
+        )
+    held = held_bytes(g)
+    layers: list[LayerSchedule] = []
+    for i, nd in enumerate(g.nodes):
+        gemms = node_gemms(g, nd)
+        if gemms:
+            sizes = (_size(g, nd.inputs[0]), int(nd.weight.size + ACC_BYTES * nd.bias.size),
+                     _size(g, nd.output))  # fmt: skip
+            layers.append(gemm_schedule(i, nd.name, gemms[0], pe, protected.get(i),
+                                        extra_copies, sizes, groups=len(gemms),
+                                        held_bytes=held[i]))  # fmt: skip
+            continue
+        work, read, written = unit_work(g, nd)
+        if work == 0 and read == 0:
+            continue
+        layers.append(unit_schedule(i, nd.name, read, written, -(-work // pe.cols), held[i]))
+    return Schedule(arch, g.name, mode, extra_copies, tuple(layers))

@@ -101,10 +101,11 @@ def fold_map(gemm: Gemm, pe: PEArraySpec) -> FoldMap:
     return FoldMap(sr, sc, t, -(-sr // pe.rows), -(-sc // pe.cols), fold_cycles(pe, t))
 
 
-def neuron_position(layer: Conv2D | Dense, flat_index: npt.ArrayLike) -> tuple[I64, I64]:
-    """GEMM coordinates (m, n) of flat (C-H-W) output indices."""
+def neuron_position(layer: Conv2D | Dense | Gemm, flat_index: npt.ArrayLike) -> tuple[I64, I64]:
+    """GEMM coordinates (m, n) of flat (C-H-W) output indices (of a layer, or of one GEMM
+    whose outputs are laid out channel after channel, M pixels each)."""
     flat = np.asarray(flat_index, np.int64)
-    per_channel = layer.out_size // layer.out_channels
+    per_channel = layer.m if isinstance(layer, Gemm) else layer.out_size // layer.out_channels
     return flat % per_channel, flat // per_channel
 
 
@@ -138,6 +139,7 @@ class LayerSchedule:
     layer_weight_bytes: int  # int8 weights + int32 biases
     layer_output_bytes: int  # the whole output feature map (int8)
     post_cycles: int  # pooling: cycles of the activation/pooling unit
+    held_bytes: int = 0  # graphs: earlier tensors still awaiting a later reader (skip tensors)
 
     def __post_init__(self) -> None:
         for arr in (self.row_fold, self.col_fold, self.copy, self.protected, self.stack):
@@ -179,12 +181,10 @@ def _slice_bytes(gemm: Gemm, fm: FoldMap, pe: PEArraySpec, rf: I64, cf: I64, las
     return rows * cols, gemm.n * rows + ACC_BYTES * gemm.n, cols * gemm.n * out_per  # is
 
 
-def _protected_folds(
-    layer: Conv2D | Dense, fm: FoldMap, pe: PEArraySpec, index: I64
-) -> tuple[I64, I64]:
+def _protected_folds(gemm: Gemm, fm: FoldMap, pe: PEArraySpec, index: I64) -> tuple[I64, I64]:
     """Per fold of the original order: whether it must be re-run for copies, and how many
     protected neurons it finishes (0 unless it is the last reduction fold of their strip)."""
-    m, n = neuron_position(layer, index)
+    m, n = neuron_position(gemm, index)
     rerun = np.zeros((fm.row_folds, fm.col_folds), bool)
     finish = np.zeros((fm.row_folds, fm.col_folds), np.int64)
     if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
@@ -220,19 +220,42 @@ def schedule_layer(
     ws/is, so a strip's partial sums finish together), each followed by its copies."""
     gemm = layer_gemm(layer)
     in_b, w_b, out_b = _layer_bytes(layer)
-    empty = np.zeros(0, np.int64)
     if gemm is None:
-        return LayerSchedule(
-            index,
-            layer.name,
-            None,
-            None,
-            *([empty] * 10),
-            in_b,
-            w_b,
-            out_b,
-            _post_cycles(layer, pe),
-        )
+        return unit_schedule(index, layer.name, in_b, out_b, _post_cycles(layer, pe))
+    return gemm_schedule(index, layer.name, gemm, pe, protected, extra_copies, (in_b, w_b, out_b))
+
+
+def unit_schedule(
+    index: int, name: str, in_b: int, out_b: int, post_cycles: int, held_bytes: int = 0
+) -> LayerSchedule:
+    """A layer on the activation/pooling unit: no folds, ``post_cycles`` of the unit."""
+    empty = np.zeros(0, np.int64)
+    return LayerSchedule(
+        index, name, None, None, *([empty] * 10), in_b, 0, out_b, post_cycles, held_bytes
+    )
+
+
+def gemm_schedule(
+    index: int, name: str, gemm: Gemm, pe: PEArraySpec, protected: I64 | None,
+    extra_copies: int, sizes: tuple[int, int, int], *, groups: int = 1, held_bytes: int = 0,
+) -> LayerSchedule:  # fmt: skip
+    """The folds of ``groups`` GEMMs of one shape run one after another (a depthwise layer:
+    one per input channel), each group's outputs laid out after the previous group's;
+    ``sizes``: the layer's input, weight and output bytes."""
+    if groups > 1:
+        per = gemm.m * gemm.n
+        parts = []
+        for grp in range(groups):
+            idx = None
+            if protected is not None:
+                sel = protected[(protected >= grp * per) & (protected < (grp + 1) * per)]
+                idx = sel - grp * per
+            parts.append(gemm_schedule(index, name, gemm, pe, idx, extra_copies, sizes))
+        cat = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _FOLD_FIELDS}
+        return LayerSchedule(index, name, gemm, parts[0].fold, **cat, layer_input_bytes=sizes[0],
+                             layer_weight_bytes=sizes[1], layer_output_bytes=sizes[2],
+                             post_cycles=0, held_bytes=held_bytes)  # fmt: skip
+    in_b, w_b, out_b = sizes
     fm = fold_map(gemm, pe)
     rf, cf = np.meshgrid(np.arange(fm.row_folds), np.arange(fm.col_folds), indexing="ij")
     if pe.dataflow is not Dataflow.OUTPUT_STATIONARY:  # reduction (row) folds innermost
@@ -243,7 +266,7 @@ def schedule_layer(
     stack = np.ones(rf.size, np.int64)
     offset = np.zeros(rf.size, np.int64)
     if protected is not None and protected.size:
-        rerun, fin = _protected_folds(layer, fm, pe, protected)
+        rerun, fin = _protected_folds(gemm, fm, pe, protected)
         finish = fin[rf, cf]
         want = rerun[rf, cf] & (extra_copies > 0)
         if pe.dataflow is Dataflow.OUTPUT_STATIONARY:
@@ -267,9 +290,15 @@ def schedule_layer(
     out_bytes = np.where(copy > 0, np.where(last_k, finish[order], out_bytes), out_bytes)
     writeback = np.where((copy == 0) & last_k, out_bytes, 0)
     return LayerSchedule(
-        index, layer.name, gemm, fm, rf, cf, copy, done, stack, offset,
-        in_bytes, wt_bytes, out_bytes, writeback, in_b, w_b, out_b, 0,
+        index, name, gemm, fm, rf, cf, copy, done, stack, offset,
+        in_bytes, wt_bytes, out_bytes, writeback, in_b, w_b, out_b, 0, held_bytes,
     )  # fmt: skip
+
+
+_FOLD_FIELDS = (
+    "row_fold", "col_fold", "copy", "protected", "stack", "stack_offset", "input_bytes",
+    "weight_bytes", "output_bytes", "writeback_bytes",
+)  # fmt: skip
 
 
 def schedule_network(

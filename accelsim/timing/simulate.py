@@ -6,17 +6,21 @@ from dataclasses import dataclass
 
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import ProtectionMode
+from accelsim.functional.models import AnyNetwork
 from accelsim.functional.network import Network
 from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan
 from accelsim.timing.accelerator import EventLog, TimingReport, simulate_schedule
+from accelsim.timing.graph_schedule import schedule_graph
 from accelsim.timing.schedule import Schedule, schedule_network
 
 
-def plan_schedule(net: Network, arch: ArchSpec, plan: ProtectionPlan | None = None) -> Schedule:
-    """The folds of ``net`` on ``arch``, with the copies and corrections ``plan`` asks for."""
+def plan_schedule(net: AnyNetwork, arch: ArchSpec, plan: ProtectionPlan | None = None) -> Schedule:
+    """The folds of ``net`` (a chain or a graph) on ``arch``, with the copies and corrections
+    ``plan`` asks for."""
+    schedule = schedule_network if isinstance(net, Network) else schedule_graph
     if plan is None or plan.mode is ProtectionMode.NONE:
-        return schedule_network(net, arch)
-    return schedule_network(
+        return schedule(net, arch)
+    return schedule(
         net,
         arch,
         protected=dict(zip(plan.layers, plan.neurons, strict=True)),
@@ -26,7 +30,7 @@ def plan_schedule(net: Network, arch: ArchSpec, plan: ProtectionPlan | None = No
 
 
 def simulate(
-    net: Network,
+    net: AnyNetwork,
     arch: ArchSpec,
     *,
     plan: ProtectionPlan | None = None,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from accelsim import FaultKind, ProtectionMode, evaluate_faults, load_dataset, load_network
+from accelsim.config.workload import FaultSite, FaultSpec
 from accelsim.errors import AccelsimError
 from accelsim.faults.campaign import CampaignInputs, fault_batch
 from accelsim.faults.graph_campaign import GraphCampaignInputs, faulty_graph_output
 from accelsim.faults.sampling import build_population, sample_faults
-from accelsim.config.workload import FaultSite, FaultSpec
 from accelsim.functional.graph import Graph, graph_from_network
 from accelsim.functional.models import layer_sizes
 from accelsim.functional.network import classify, quantize_images
@@ -47,9 +47,7 @@ def converter_zero_points(g: Graph) -> Graph:
 def random_plan(g, mode, rng, share=0.4):
     chosen = {}
     for node, size in layer_sizes(g).items():
-        if mode in (ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED) and not splittable(
-            g, node
-        ):
+        if mode in (ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED) and not splittable(g, node):
             continue
         chosen[node] = rng.choice(size, max(1, int(size * share)), replace=False)
     return plan_from_neurons(g, mode, chosen)
@@ -128,7 +126,9 @@ def test_split_is_refused_where_the_lcu_does_not_hold(rng) -> None:
     g = residual(rng)  # c1: RELU at a random zero point; c2: no activation
     with pytest.raises(AccelsimError, match=r"node c2, tensor c2: cannot split.*does not clamp"):
         plan_from_neurons(g, ProtectionMode.SPLIT, {1: [0]})
-    with pytest.raises(AccelsimError, match=r"node c1, tensor c1: cannot split.*its zero point is -?[1-9]"):
+    with pytest.raises(
+        AccelsimError, match=r"node c1, tensor c1: cannot split.*its zero point is -?[1-9]"
+    ):
         plan_from_neurons(g, ProtectionMode.SPLIT, {0: [0]})
     with pytest.raises(AccelsimError, match=r"node fc holds no neurons"):
         plan_from_neurons(g, ProtectionMode.TMR, {len(g.nodes) - 1: [0]})
