@@ -24,7 +24,13 @@ from types import ModuleType as _ModuleType
 
 from accelsim import files
 from accelsim.analysis.exhaustive import every_bit_flip
-from accelsim.analysis.graph_nvf import graph_every_bit_flip, graph_exhaustive_nvf
+from accelsim.analysis.graph_nvf import (
+    graph_every_bit_flip,
+    graph_exhaustive_nvf,
+    graph_nvf,
+    graph_nvf_variants,
+)
+from accelsim.analysis.graph_slopes import graph_logit_slopes
 from accelsim.analysis.stats import (
     SetAgreement,
     critical_set_agreement,
@@ -66,6 +72,7 @@ from accelsim.faults.campaign import (
     StoredCampaign,
     campaign_settings,
     evaluate_faults,
+    fault_source,
     neuron_faults,
     run_campaign,
     run_stored,
@@ -103,6 +110,16 @@ from accelsim.functional.graph_quantize import (
 from accelsim.functional.graphio import graph_hash, load_graph, save_graph
 from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
 from accelsim.functional.modelio import ZOO_DIR, load_network, network_hash, save_network
+from accelsim.functional.models import (
+    AnyNetwork,
+    layer_name,
+    layer_sizes,
+    load_model,
+    model_hash,
+    model_logits,
+    model_predict,
+    quantize_inputs,
+)
 from accelsim.functional.network import (
     Accuracy,
     Network,
@@ -117,6 +134,12 @@ from accelsim.functional.network import (
 from accelsim.functional.quantize import float_accuracy, quantize_network, with_tflite_multipliers
 from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
 from accelsim.interop.tflite_file import export_tflite, graph_to_tflite, network_to_tflite
+from accelsim.protection.graph_protected import (
+    graph_ranges,
+    protected_graph_classes,
+    protected_graph_values,
+    split_refusal,
+)
 from accelsim.protection.overhead import NetworkOverhead, network_overhead
 from accelsim.protection.plan import (
     ProtectionPlan,
@@ -124,6 +147,7 @@ from accelsim.protection.plan import (
     plan_from_neurons,
     plan_from_nvf,
     save_plan,
+    splittable,
     threshold_for_top,
 )
 from accelsim.protection.protected import (
@@ -142,7 +166,13 @@ from accelsim.report.tables import (
     format_critical_table,
 )
 from accelsim.timing.accelerator import LayerTiming, TimingReport
-from accelsim.timing.graph_schedule import graph_compute_cycles, graph_topology_csv, node_gemms
+from accelsim.timing.graph_schedule import (
+    graph_compute_cycles,
+    graph_topology_csv,
+    held_bytes,
+    node_gemms,
+    schedule_graph,
+)
 from accelsim.timing.pe_campaign import PeCampaignInputs, pe_fault_batch, pe_population
 from accelsim.timing.pe_faults import PeFault, PeSite, sample_pe_faults
 from accelsim.timing.schedule import Schedule

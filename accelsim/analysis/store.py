@@ -15,19 +15,18 @@ import numpy.typing as npt
 from accelsim import files
 from accelsim.analysis.vulnerability import LayerNvf, Mapping, Method, NvfResult
 from accelsim.errors import ModelFormatError
-from accelsim.functional.modelio import network_hash
-from accelsim.functional.network import Network
+from accelsim.functional.models import AnyNetwork, layer_name, layer_shape, model_hash
 
 FORMAT_VERSION = 1
 _FIELDS = ("nvf", "bit_map", "n_skipped", "half_width")
 
 
 def analysis_key(
-    net: Network, x: npt.NDArray[np.int8], method: Method, mapping: Mapping, gradient_check: bool
+    net: AnyNetwork, x: npt.NDArray[np.int8], method: Method, mapping: Mapping, gradient_check: bool
 ) -> str:
     """Hash of everything the result depends on."""
     h = hashlib.sha256()
-    h.update(f"v{FORMAT_VERSION}|{network_hash(net)}|{method.value}|{mapping.value}|".encode())
+    h.update(f"v{FORMAT_VERSION}|{model_hash(net)}|{method.value}|{mapping.value}|".encode())
     checked = gradient_check and method not in (Method.EXACT_BITS, Method.EXHAUSTIVE)
     h.update(f"{checked}|{x.shape}".encode())
     h.update(np.ascontiguousarray(x).tobytes())
@@ -52,7 +51,7 @@ def save_nvf(result: NvfResult, path: Path, key: str) -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def load_nvf(path: Path, key: str | None = None, net: Network | None = None) -> NvfResult:
+def load_nvf(path: Path, key: str | None = None, net: AnyNetwork | None = None) -> NvfResult:
     """Read a saved result; with ``key``, refuse one computed for something else; with ``net``,
     one whose layers and sizes are not that network's. Anything unreadable (truncated, not an
     npz, missing or malformed arrays) is a :class:`ModelFormatError`, never another error."""
@@ -100,14 +99,15 @@ def _result(data: dict[str, np.ndarray]) -> NvfResult:
     )
 
 
-def _check_against(result: NvfResult, net: Network, path: Path) -> None:
+def _check_against(result: NvfResult, net: AnyNetwork, path: Path) -> None:
     for lay in result.layers:
-        ok = 0 <= lay.layer < len(net.layers) and net.layers[lay.layer].name == lay.name
-        if not ok or int(np.prod(net.layers[lay.layer].out_shape)) != lay.nvf.size:
+        count = len(net.layers) if hasattr(net, "layers") else len(net.nodes)
+        ok = 0 <= lay.layer < count and layer_name(net, lay.layer) == lay.name
+        if not ok or int(np.prod(layer_shape(net, lay.layer))) != lay.nvf.size:
             raise ModelFormatError(path, f"NVF file's layer {lay.name} is not {net.name}'s")
 
 
-def write_csv(result: NvfResult, net: Network, path: Path) -> None:
+def write_csv(result: NvfResult, net: AnyNetwork, path: Path) -> None:
     """One row per neuron: layer, flat index, (c, y, x) or feature, NVF %, half-width, bits."""
     with files.atomic_text(path, newline="") as fh:
         out = csv.writer(fh)
@@ -124,7 +124,7 @@ def write_csv(result: NvfResult, net: Network, path: Path) -> None:
             ]
         )
         for lay in result.layers:
-            shape = net.layers[lay.layer].out_shape
+            shape = layer_shape(net, lay.layer)
             coords = np.unravel_index(np.arange(lay.nvf.size), shape)
             for n in range(lay.nvf.size):
                 c = int(coords[0][n])

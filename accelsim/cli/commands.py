@@ -32,10 +32,12 @@ from accelsim import (
     graph_topology_csv,
     load_dataset,
     load_graph,
+    load_model,
     load_network,
     load_workload,
+    model_hash,
+    model_predict,
     network_hash,
-    predict,
     protect_workload,
     resolve_data_dir,
 )
@@ -123,7 +125,7 @@ def export(args: argparse.Namespace) -> int:
 
 def _workload_source(arg: str) -> tuple[str, str, int | None]:
     """(network, split, n_images) from a workload file or a zoo name."""
-    if arg in ZOO_NAMES and not Path(arg).is_file():
+    if arg in (*ZOO_NAMES, *GRAPH_ZOO_NAMES) and not Path(arg).is_file():
         return arg, "test", None
     spec = load_workload(arg)
     return spec.network, spec.dataset.split, spec.dataset.n_images
@@ -134,18 +136,18 @@ def evaluate(args: argparse.Namespace) -> int:
     split = args.split or split
     check_positive(args, "images", "batch_size")
     n_images = args.images if args.images is not None else n_images
-    net = load_network(network)
+    net = load_model(network)
     data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
     start = time.perf_counter()
     with tqdm(
         total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False
     ) as bar:
-        preds = predict(net, data.images, batch_size=args.batch_size, on_batch=bar.update)
+        preds = model_predict(net, data.images, batch_size=args.batch_size, on_batch=bar.update)
     seconds = time.perf_counter() - start
     correct = int(np.sum(preds == data.labels))
     doc = {
         "network": net.name,
-        "hash": network_hash(net),
+        "hash": model_hash(net),
         "dataset": data.name,
         "split": data.split,
         "images": len(data),
@@ -276,8 +278,8 @@ def protect(args: argparse.Namespace) -> int:
         f"{r.eval_split} images",
         *text_table(headers, table),
         "changed = images whose fault-free class differs from the unprotected network "
-        "(split: rounding of y/2 and the LCU clearing bit 6 of a half equal to 64; ranger/zero: "
-        "activations outside the range profiled on the analysis images)",
+        "(split: rounding of y/2 and the LCU clearing the top bit of a saturated half; "
+        "ranger/zero: activations outside the range profiled on the analysis images)",
         f"plans written under {r.out_dir}",
     ]
     emit(args, doc, lines)

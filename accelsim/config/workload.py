@@ -39,7 +39,7 @@ from accelsim.config.checks import (
 )
 
 ZOO_NAMES = ("lenet5", "mlp7", "alexnet")
-# Graph networks of the zoo (model files version 2); the study runs on chains only so far.
+# Graph networks of the zoo (model files version 2).
 GRAPH_ZOO_NAMES = ("resnet20", "mobilenetv2")
 SPLITS = ("train", "test", "sample")
 DEFAULT_THRESHOLDS = tuple(float(t) for t in range(0, 55, 5))
@@ -127,13 +127,12 @@ def _values(enum_cls: type[enum.Enum]) -> tuple[str, ...]:
 
 def _network(body: Any, ctx: Ctx, base: Path) -> str:
     value = string(body, "network", ctx)
-    if value in ZOO_NAMES:
+    if value in (*ZOO_NAMES, *GRAPH_ZOO_NAMES):
         return value
     path = (base / value).resolve()
     if not path.is_file():
-        ctx.at("network").fail(
-            f"a zoo name {{{', '.join(ZOO_NAMES)}}} or an existing model file", value
-        )
+        names = ", ".join((*ZOO_NAMES, *GRAPH_ZOO_NAMES))
+        ctx.at("network").fail(f"a zoo name {{{names}}} or an existing model file", value)
     return str(path)
 
 

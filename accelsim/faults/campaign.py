@@ -53,8 +53,8 @@ from accelsim.faults.store import (
     read_rows,
     write_rows,
 )
-from accelsim.functional.modelio import network_hash
-from accelsim.functional.network import classify
+from accelsim.functional.models import model_hash
+from accelsim.functional.network import Network, classify
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, protected_logits
 
@@ -73,7 +73,7 @@ class CampaignInputs:
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        h = hashlib.sha256(network_hash(self.pnet.net).encode())
+        h = hashlib.sha256(model_hash(self.pnet.net).encode())
         h.update(plan_hash(self.pnet.plan).encode())
         h.update(repr(sorted(self.pnet.ranges.items())).encode())
         for arr in (self.x, self.labels):
@@ -148,7 +148,7 @@ def campaign_settings(
     other settings): the network, plan and ranges, the fault model, the sample size and the
     images; ``extra`` adds the caller's own keys."""
     return {
-        "network_hash": network_hash(pnet.net),
+        "network_hash": model_hash(pnet.net),
         "protection": pnet.plan.mode.value,
         "plan_hash": plan_hash(pnet.plan),
         "ranges": sorted((int(k), list(v)) for k, v in pnet.ranges.items()),
@@ -301,6 +301,16 @@ class StoredCampaign:
     golden_correct: int
     evaluated: int
     database: Path
+
+
+def fault_source(pnet: ProtectedNetwork, x: I8, labels: I64) -> FaultSource:
+    """The fault source of neuron-output faults in ``pnet``: ``CampaignInputs`` for a chain,
+    ``faults.graph_campaign.GraphCampaignInputs`` for a graph."""
+    if isinstance(pnet.net, Network):
+        return CampaignInputs(pnet, x, labels)
+    from accelsim.faults.graph_campaign import GraphCampaignInputs
+
+    return GraphCampaignInputs(pnet.net, x, labels, pnet.plan, dict(pnet.ranges))
 
 
 def neuron_faults(pnet: ProtectedNetwork, spec: FaultSpec) -> tuple[Population, FaultBatch]:

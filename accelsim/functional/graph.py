@@ -115,6 +115,22 @@ class Graph:
     def n_parameters(self) -> int:
         return sum(int(n.weight.size + n.bias.size) for n in self.nodes if n.weight is not None)
 
+    @property
+    def neuron_layers(self) -> tuple[int, ...]:
+        """Indices (in ``nodes``) of the nodes whose outputs are neurons: the weighted nodes
+        except the one producing the graph output (the classifier)."""
+        return tuple(
+            i
+            for i, n in enumerate(self.nodes)
+            if n.op in graph_check.WEIGHTED and n.output != self.output
+        )
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(
+            int(np.prod(self.tensors[self.nodes[i].output].shape)) for i in self.neuron_layers
+        )
+
 
 def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | None = None) -> I8:
     p = g.params[node.name] if p is None else p

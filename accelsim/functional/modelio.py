@@ -81,8 +81,7 @@ def load_network(source: str | Path) -> Network:
     if isinstance(raw, Mapping) and raw.get("version") == 2:
         raise ModelFormatError(
             path,
-            "a graph network (model file version 2): load_graph reads it; the study, NVF, "
-            "protection and timing take chain networks (version 1) only so far",
+            "a graph network (model file version 2): load_graph or load_model reads it",
         )
     body = only_keys(
         header(raw, ctx, "network"),

@@ -7,17 +7,24 @@ protection plans, fault populations, campaigns, overheads, timing) is keyed by t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.checks import read_yaml
-from accelsim.functional.graph import Graph, quantize_graph_images
-from accelsim.functional.graph_check import WEIGHTED
+from accelsim.functional.graph import Graph, graph_forward, quantize_graph_images
 from accelsim.functional.graphio import graph_hash, load_graph
 from accelsim.functional.modelio import load_network, network_hash, resolve_model_path
-from accelsim.functional.network import Network, quantize_images
+from accelsim.functional.network import (
+    DEFAULT_BATCH,
+    Network,
+    classify,
+    forward,
+    predict,
+    quantize_images,
+)
 
 AnyNetwork = Network | Graph
 I8 = npt.NDArray[np.int8]
@@ -34,9 +41,7 @@ def load_model(source: str | Path) -> AnyNetwork:
 
 def neuron_layers(m: AnyNetwork) -> tuple[int, ...]:
     """Indices of the layers (chain) or nodes (graph) whose outputs are neurons."""
-    if isinstance(m, Network):
-        return m.neuron_layers
-    return tuple(i for i, n in enumerate(m.nodes) if n.op in WEIGHTED and n.output != m.output)
+    return m.neuron_layers
 
 
 def layer_shape(m: AnyNetwork, i: int) -> tuple[int, ...]:
@@ -68,3 +73,28 @@ def quantize_inputs(m: AnyNetwork, images: npt.NDArray[np.uint8]) -> I8:
     if isinstance(m, Network):
         return quantize_images(m, images)
     return quantize_graph_images(m, images)
+
+
+def model_logits(m: AnyNetwork, x: I8) -> I8:
+    """The int8 logits of int8 inputs ``x``."""
+    return forward(m, x) if isinstance(m, Network) else graph_forward(m, x)
+
+
+def model_predict(
+    m: AnyNetwork,
+    images: npt.NDArray[np.uint8],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    on_batch: Callable[[int], None] | None = None,
+) -> npt.NDArray[np.int64]:
+    """Predicted classes of uint8 images (``functional.network.predict`` for chains and
+    graphs); ``on_batch(n)`` after every n images."""
+    if isinstance(m, Network):
+        return predict(m, images, batch_size=batch_size, on_batch=on_batch)
+    preds = []
+    for start in range(0, len(images), batch_size):
+        part = images[start : start + batch_size]
+        preds.append(classify(graph_forward(m, quantize_graph_images(m, part))))
+        if on_batch is not None:
+            on_batch(len(part))
+    return np.concatenate(preds) if preds else np.empty(0, np.int64)

@@ -21,14 +21,13 @@ node index. Per protected neuron of a node with output zero point zp and activat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
-from accelsim.faults.model import apply_fault
 from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.graph_ref import quantized_activation_range
 from accelsim.functional.network import classify
@@ -40,6 +39,7 @@ from accelsim.protection.vote import vote
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
 Box = tuple[int, int, int, int]
+Hit = tuple[int, int, Callable[[I8], I8]]  # (flat neuron index, copy, what the fault does)
 SPLIT_ZERO_POINTS = (-128, 0)
 
 
@@ -141,12 +141,13 @@ def protect_output(
     y: I8,
     *,
     box: Box | None = None,
-    fault: tuple[int, int, int, int] | None = None,
+    fault: Hit | None = None,
 ) -> tuple[I8, I8 | None]:
     """Node ``i``'s output as the next node sees it: ``y`` (computed by ``nd`` on ``ins``; a
     region ``box`` of the feature map when given) with its protected neurons merged, and a
-    fault ``(index, copy, mask, kind)`` in one copy of one neuron applied. Returns the merged
-    output and the protected neurons' copy 0 before the merge (None without protection)."""
+    fault ``(index, copy, apply)`` in one copy of one neuron (``apply`` maps the copy's values
+    to the faulty ones). Returns the merged output and the protected neurons' copy 0 before
+    the merge (None without protection)."""
     index = pnet.plan.for_layer(i)
     shape = tuple(pnet.net.tensors[pnet.net.nodes[i].output].shape)
     out = y.copy()
@@ -162,19 +163,20 @@ def protect_output(
             if pos < which.size and index[which][pos] == fault[0]:
                 hit_protected = True
                 c = fault[1]
-                copies[c][:, pos] = apply_fault(copies[c][:, pos], fault[2], fault[3])
+                copies[c][:, pos] = fault[2](copies[c][:, pos])
         flat[:, cols] = merge_node_copies(pnet, i, copies, y.reshape(len(y), -1)[:, cols])
     if fault is not None and not hit_protected:
-        flat[:, fault[0]] = apply_fault(flat[:, fault[0]], fault[2], fault[3])
+        flat[:, fault[0]] = fault[2](flat[:, fault[0]])
     return out, pre
 
 
 def protected_graph_values(
-    pnet, x: I8, *, fault: tuple[int, int, int, int, int] | None = None, reference: bool = False
-) -> tuple[dict[str, I8], dict[int, I8]]:
+    pnet, x: I8, *, fault: tuple[int, int, int, Callable[[I8], I8]] | None = None,
+    reference: bool = False,
+) -> tuple[dict[str, I8], dict[int, I8]]:  # fmt: skip
     """Every tensor of the protected graph on int8 inputs ``x`` (the input included) and, per
     protected node, its protected neurons' copy 0 before the merge; ``fault``: (node, index,
-    copy, mask, kind) applied where it lands. Node by node on whole tensors: the reference the
+    copy, apply) applied where it lands. Node by node on whole tensors: the reference the
     campaign engine's incremental path is tested against."""
     g = pnet.net
     values: dict[str, I8] = {g.input: x}

@@ -54,8 +54,41 @@ def _next_weighted(net: Network, layer: int) -> Conv2D | Dense | None:
     return None
 
 
-def network_overhead(net: Network, plan: ProtectionPlan) -> NetworkOverhead:
+def _graph_overhead(g, plan: ProtectionPlan) -> tuple[int, int, int, int]:
+    """(param bytes extra in the transform view, base param bytes, activation bytes, neurons)
+    of a graph: a FULLY_CONNECTED neuron's copy has its own weight row and bias (and, for
+    split, a weight column in each FULLY_CONNECTED reader); convolution copies share filters."""
+    from accelsim.functional.models import layer_sizes
+
     extra = EXTRA_COPIES[plan.mode]
+    param_extra = 0
+    for node, idx in zip(plan.layers, plan.neurons, strict=True):
+        nd = g.nodes[node]
+        if nd.op == "FULLY_CONNECTED" and extra:
+            per_copy = nd.weight.shape[1] + 4
+            if plan.mode in SPLITS:
+                per_copy += sum(c.weight.shape[0] for c in g.consumers(nd.output)
+                                if c.op == "FULLY_CONNECTED")  # fmt: skip
+            param_extra += extra * per_copy * idx.size
+    base = sum(int(n.weight.size + 4 * n.bias.size) for n in g.nodes if n.weight is not None)
+    sizes = layer_sizes(g)
+    return param_extra, base, sum(sizes.values()), sum(sizes.values())
+
+
+def network_overhead(net, plan: ProtectionPlan) -> NetworkOverhead:
+    """What ``plan`` costs on ``net`` (a chain ``Network`` or a ``Graph``)."""
+    extra = EXTRA_COPIES[plan.mode]
+    n_prot = plan.n_protected
+    if not isinstance(net, Network):
+        param_extra, base_params, activations, neurons = _graph_overhead(net, plan)
+        return NetworkOverhead(
+            mode=plan.mode, protected=n_prot, neurons=neurons + extra * n_prot,
+            neurons_overhead_percent=100 * extra * n_prot / neurons, param_bytes=base_params,
+            param_bytes_extra=param_extra, param_bytes_shared=0, activation_bytes=activations,
+            activation_bytes_extra=extra * n_prot,
+            correction_ops=0 if plan.mode is ProtectionMode.NONE else n_prot,
+            requant_bytes_extra=_requant_bytes(plan, n_prot),
+        )  # fmt: skip
     n_prot = plan.n_protected
     param_extra = 0
     for layer, idx in zip(plan.layers, plan.neurons, strict=True):

@@ -97,8 +97,7 @@ def _check_nodes(g, mode: ProtectionMode, chosen: dict[int, I64]) -> None:
             )
         if idx.size and (idx.min() < 0 or idx.max() >= sizes[node]):
             raise AccelsimError(
-                f"{g.source}: node {layer_name(g, node)}: neuron index outside "
-                f"0..{sizes[node] - 1}"
+                f"{g.source}: node {layer_name(g, node)}: neuron index outside 0..{sizes[node] - 1}"
             )
     if mode in SPLITS:
         check_split_nodes(g, chosen)

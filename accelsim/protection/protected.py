@@ -66,14 +66,15 @@ class CopyFault:
 
 @dataclass(frozen=True, eq=False)
 class ProtectedNetwork:
-    """A network, a plan, and (ranger/zero) per-layer int8 activation ranges (lo, hi)."""
+    """A network (a chain ``Network`` or a ``Graph``), a plan, and (ranger/zero) per-layer
+    int8 activation ranges (lo, hi)."""
 
     net: Network
     plan: ProtectionPlan
     ranges: dict[int, tuple[int, int]]
 
 
-def unprotected(net: Network) -> ProtectedNetwork:
+def unprotected(net) -> ProtectedNetwork:
     """``net`` with an empty plan (mode none): the baseline every campaign compares against."""
     return ProtectedNetwork(net, plan_from_neurons(net, ProtectionMode.NONE, {}), {})
 
@@ -191,10 +192,17 @@ def protected_layer(
 def protected_logits(
     pnet: ProtectedNetwork, x: I8, *, fault: CopyFault | None = None, batch_size: int = 256
 ) -> I8:
-    """Logits of int8 inputs x through the protected network."""
+    """Logits of int8 inputs x through the protected network (a chain or a graph)."""
     parts = []
+    graph = not isinstance(pnet.net, Network)
+    if graph:
+        from accelsim.protection.graph_protected import protected_graph_values
     for start in range(0, len(x), batch_size):
         h = x[start : start + batch_size]
+        if graph:
+            f = None if fault is None else (fault.layer, fault.neuron, fault.copy, fault.apply)
+            parts.append(protected_graph_values(pnet, h, fault=f)[0][pnet.net.output])
+            continue
         for i in range(len(pnet.net.layers)):
             h = protected_layer(pnet, i, h, fault)
         parts.append(h)
@@ -207,7 +215,12 @@ def protected_predict(
     return classify(protected_logits(pnet, quantize_images(pnet.net, images), fault=fault))
 
 
-def profile_ranges(net: Network, x: I8) -> dict[int, tuple[int, int]]:
-    """Per neuron layer, the (min, max) int8 activation over the profiling inputs x."""
+def profile_ranges(net, x: I8) -> dict[int, tuple[int, int]]:
+    """Per neuron layer (chain) or node (graph), the (min, max) int8 activation over the
+    profiling inputs x."""
+    if not isinstance(net, Network):
+        from accelsim.protection.graph_protected import graph_ranges
+
+        return graph_ranges(net, x)
     outs = forward_all(net, x)
     return {i: (int(outs[i].min()), int(outs[i].max())) for i in net.neuron_layers}

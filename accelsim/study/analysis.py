@@ -16,7 +16,7 @@ import numpy as np
 
 from accelsim.analysis.store import write_csv
 from accelsim.config.workload import WorkloadSpec
-from accelsim.functional.modelio import network_hash
+from accelsim.functional.models import model_hash
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.tables import (
     PAPER_THRESHOLDS,
@@ -47,7 +47,7 @@ class AnalysisResult:
         """The result as one JSON-ready document (what ``analyze --json`` prints)."""
         run, result, net = self.nvf, self.nvf.result, self.nvf.net
         return {
-            "network": net.name, "hash": network_hash(net), "method": result.method.value,
+            "network": net.name, "hash": model_hash(net), "method": result.method.value,
             "mapping": result.mapping.value if result.mapping else None,
             "gradient_check": result.has_gradient_check, "images": result.n_inputs,
             "split": run.data.split, "key": run.stem.name.rsplit("-", 1)[-1],

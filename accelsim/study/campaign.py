@@ -26,9 +26,9 @@ from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, Workl
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ParameterError, positive_int, seed_int
 from accelsim.faults.campaign import (
-    CampaignInputs,
     campaign_settings,
     check_reachable,
+    fault_source,
     neuron_faults,
     run_stored,
 )
@@ -37,8 +37,7 @@ from accelsim.faults.model import FaultBatch, bits_label
 from accelsim.faults.sampling import Population
 from accelsim.faults.store import FaultRows
 from accelsim.files import OutputLock
-from accelsim.functional.modelio import load_network
-from accelsim.functional.network import Network, quantize_images
+from accelsim.functional.models import AnyNetwork, layer_name, load_model, quantize_inputs
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import WorkloadNvf, workload_nvf
 from accelsim.study.options import (
@@ -131,7 +130,7 @@ class CampaignResult:
     (all faults, per layer, per bit choice), the fault-free accuracy, the settings stored with
     the database, the files and the seconds (the golden state included)."""
 
-    network: Network
+    network: AnyNetwork
     tag: str
     fault_spec: FaultSpec
     population: Population
@@ -220,7 +219,7 @@ class Campaign:
         with OutputLock(self.database.parent.parent):
             start = time.perf_counter()
             run = run_stored(
-                CampaignInputs(self.pnet, self.x, self.labels), self.faults, self.database,
+                fault_source(self.pnet, self.x, self.labels), self.faults, self.database,
                 self.settings, resume=o.resume, workers=o.workers, dask_address=o.dask_address,
                 batch_size=o.batch_size, on_progress=on_progress, on_note=on_note,
             )  # fmt: skip
@@ -238,7 +237,7 @@ class Campaign:
         pop = self.population
         overall = summary("all", np.arange(len(rows)), pop.size)
         per_layer = tuple(
-            summary(net.layers[layer].name, sel, int(units) * len(pop.choices))
+            summary(layer_name(net, layer), sel, int(units) * len(pop.choices))
             for layer, units in zip(pop.layers, pop.units_per_layer, strict=True)
             if (sel := np.flatnonzero(rows.layer == layer)).size
         )
@@ -272,7 +271,7 @@ def prepare_campaign(
     if o.dask_address is not None:
         check_reachable(o.dask_address)  # in seconds, before the NVF and the images
     if o.protection is ProtectionMode.NONE:
-        pnet, nvf_info = unprotected(load_network(spec.network)), {}
+        pnet, nvf_info = unprotected(load_model(spec.network)), {}
     else:
         nvf = nvf or workload_nvf(spec, n_images=o.images, split=o.split, data_dir=o.data_dir,
                                   output_dir=o.output_dir, on_progress=on_nvf_progress)  # fmt: skip
@@ -281,7 +280,7 @@ def prepare_campaign(
     n_images = o.test_images if o.test_images is not None else spec.dataset.n_images
     data = load_dataset(net.dataset, o.test_split or spec.dataset.split, data_dir=o.data_dir,
                         n_images=n_images)  # fmt: skip
-    x, labels = quantize_images(net, data.images), data.labels.astype(np.int64)
+    x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     pop, faults = neuron_faults(pnet, fspec)
     settings = campaign_settings(
         pnet, fspec, len(faults), x, labels, network=net.name,
@@ -301,7 +300,7 @@ def run_injection(workload: WorkloadSpec | Path | str = "lenet5", **options: Any
     return prepare_campaign(workload, CampaignOptions(**options)).run()
 
 
-def _write_fault_csv(path: Path, rows: FaultRows, net: Network, n_images: int,
+def _write_fault_csv(path: Path, rows: FaultRows, net: AnyNetwork, n_images: int,
                      golden_correct: int) -> None:  # fmt: skip
     kinds = list(FaultKind)
     with files.atomic_text(path, newline="") as fh:
@@ -313,7 +312,7 @@ def _write_fault_csv(path: Path, rows: FaultRows, net: Network, n_images: int,
         for i in range(len(rows)):
             bits = tuple(b for b in range(8) if rows.mask[i] >> b & 1)
             w.writerow([
-                int(rows.ids[i]), net.layers[int(rows.layer[i])].name, int(rows.neuron[i]),
+                int(rows.ids[i]), layer_name(net, int(rows.layer[i])), int(rows.neuron[i]),
                 int(rows.copy[i]), bits_label(bits), kinds[int(rows.kind[i])].value,
                 int(rows.n_changed[i]), int(rows.n_correct[i]),
                 f"{100 * (golden_correct - int(rows.n_correct[i])) / n_images:.6f}",

@@ -38,8 +38,7 @@ from accelsim.config.workload import (
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
-from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import Network, quantize_images
+from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
@@ -200,7 +199,7 @@ class Study:
     arch: ArchSpec
     spec: WorkloadSpec
     options: StudyOptions
-    net: Network
+    net: AnyNetwork
     out_dir: Path
     result: NvfResult
     x: np.ndarray
@@ -255,7 +254,7 @@ def _analysis(
         if o.scale is Scale.PAPER
         else min(spec.analysis.n_images, QUICK_NVF_IMAGES)
     )
-    net = load_network(spec.network)
+    net = load_model(spec.network)
     split, note = o.nvf_split or spec.analysis.split, None
     try:
         data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
@@ -268,12 +267,12 @@ def _analysis(
         )
         split = "sample"
         data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
-    settings, why = _nvf_settings(spec, o, net, quantize_images(net, data.images))
+    settings, why = _nvf_settings(spec, o, net, quantize_inputs(net, data.images))
     run = workload_nvf(spec, data=data, on_progress=on_progress, **settings)
     return run, note, why
 
 
-def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: Network,
+def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: AnyNetwork,
                   x: np.ndarray) -> tuple[dict[str, Any], str]:  # fmt: skip
     """The ``workload_nvf`` settings ``o.nvf`` asks for, and the sentence that says why."""
     a = spec.analysis
@@ -296,7 +295,7 @@ def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: Network,
                 f"{budget:,.0f} s NVF budget")  # fmt: skip
 
 
-def _test_data(o: StudyOptions, spec: WorkloadSpec, net: Network, nvf_split: str,
+def _test_data(o: StudyOptions, spec: WorkloadSpec, net: AnyNetwork, nvf_split: str,
                nvf_images: int):  # fmt: skip
     """Campaign images: the workload's split, its first 1,000 images in a quick run, the whole
     test split at paper scale; disjoint from the NVF images when both come from the bundled
@@ -346,7 +345,7 @@ def prepare_study(
     net, analysis_data, result = nvf_run.net, nvf_run.data, nvf_run.result
     nvf = result.by_layer
     images, labels, test_desc = _test_data(o, spec, net, analysis_data.split, result.n_inputs)
-    x, labels = quantize_images(net, images), labels.astype(np.int64)
+    x, labels = quantize_inputs(net, images), labels.astype(np.int64)
     faults = o.faults or (spec.faults.samples if o.scale is Scale.PAPER else QUICK_FAULTS)
     seed = spec.faults.seed if o.seed is None else o.seed
     fspec = dataclasses.replace(spec.faults, samples=faults, seed=seed)
@@ -360,7 +359,7 @@ def prepare_study(
     jobs = plan_jobs(net, nvf, points, config)
     meta = {
         "accelsim_version": __version__, "arch": arch.name, "workload": spec.name,
-        "network": net.name, "network_hash": network_hash(net), "seed": seed,
+        "network": net.name, "network_hash": model_hash(net), "seed": seed,
         "scale": o.scale.value, "faults_per_campaign": faults, "fault_kind": fspec.kind.value,
         "test_images": len(x), "test_images_from": test_desc,
         "nvf_method": result.method.value, "nvf_choice": o.nvf.value, "nvf_why": nvf_why,
@@ -370,6 +369,10 @@ def prepare_study(
         "thresholds": [dataclasses.asdict(p) for p in points],
         "table_i": [vars(r) for r in critical_table(result.nvf, PAPER_THRESHOLDS, net.name)],
     }  # fmt: skip
+    split_note = _split_note(net, modes)
+    if split_note:
+        meta["split_note"] = split_note
+        note = split_note if note is None else f"{note}; {split_note}"
     counts = sorted({j.n_faults for j in jobs})
     sizes = f"{counts[0]:,}" + (f"..{counts[-1]:,}" if len(counts) > 1 else "")
     sampling = faults if isinstance(faults, str) else "fixed count"
@@ -381,6 +384,27 @@ def prepare_study(
     )
     return Study(arch, spec, o, net, out_dir, result, x, labels, nvf_run.ranges, config, points,
                  jobs, meta, header, sizes, note, time.perf_counter() - started)  # fmt: skip
+
+
+def _split_note(net: AnyNetwork, modes: tuple[ProtectionMode, ...]) -> str | None:
+    """What a split sweep on a graph leaves out: the neuron nodes whose activation does not
+    clamp at zero point -128 or 0 (a ResNet's convolutions feeding an ADD)."""
+    from accelsim.functional.models import layer_sizes
+    from accelsim.protection.plan import SPLITS, splittable
+
+    if not any(m in SPLITS for m in modes):
+        return None
+    sizes = layer_sizes(net)
+    left = [i for i in sizes if not splittable(net, i)]
+    if not left:
+        return None
+    n_left = sum(sizes[i] for i in left)
+    total = sum(sizes.values())
+    return (
+        f"split rows protect only the splittable nodes' critical neurons: {len(left)} of "
+        f"{len(sizes)} neuron nodes ({n_left:,} of {total:,} neurons) have no activation "
+        "clamping at zero point -128 or 0 and are left unprotected there"
+    )
 
 
 def run_study(

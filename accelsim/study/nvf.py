@@ -18,8 +18,7 @@ from accelsim.analysis.vulnerability import NvfResult, compute_nvf
 from accelsim.config.workload import BitMapping, NvfMethod, ProtectionMode, WorkloadSpec
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ModelFormatError, positive_int
-from accelsim.functional.modelio import load_network
-from accelsim.functional.network import Network, quantize_images
+from accelsim.functional.models import AnyNetwork, load_model, quantize_inputs
 from accelsim.protection.plan import ProtectionPlan, plan_from_nvf, threshold_for_top
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
 from accelsim.study.options import as_enum
@@ -32,7 +31,7 @@ class WorkloadNvf:
     protection recipe derives from it (the one place it is written): plans at an NVF
     threshold, the value ranges profiled on the analysis images, the protected network."""
 
-    net: Network
+    net: AnyNetwork
     data: Dataset
     result: NvfResult
     stem: Path
@@ -43,7 +42,7 @@ class WorkloadNvf:
     def ranges(self) -> dict[int, tuple[int, int]]:
         """Per neuron layer, the (lo, hi) int8 output range on the analysis images (what
         Ranger clamps to and zeroing tests against)."""
-        return profile_ranges(self.net, quantize_images(self.net, self.data.images))
+        return profile_ranges(self.net, quantize_inputs(self.net, self.data.images))
 
     def threshold_for_top(self, top_percent: float) -> float:
         """The NVF threshold (percent) that protects the ``top_percent`` % most vulnerable
@@ -98,10 +97,10 @@ def workload_nvf(
     mapping = as_enum("mapping", BitMapping, mapping) if mapping else a.bit_mapping
     gradient_check = a.has_gradient_check if gradient_check is None else gradient_check
     n_images = a.n_images if n_images is None else positive_int("n_images", n_images)
-    net = load_network(spec.network)
+    net = load_model(spec.network)
     if data is None:
         data = load_dataset(net.dataset, split or a.split, data_dir=data_dir, n_images=n_images)
-    x = quantize_images(net, data.images)
+    x = quantize_inputs(net, data.images)
     key = analysis_key(net, x, method, mapping, gradient_check)
     folder = Path(output_dir or spec.output_dir) / "analysis"
     stem = folder / f"nvf-{net.name}-{method.value}-{key}"

@@ -20,7 +20,8 @@ import numpy as np
 from accelsim.config.workload import ProtectionMode, WorkloadSpec
 from accelsim.datasets import load_dataset
 from accelsim.errors import positive_int
-from accelsim.functional.network import classify, forward, quantize_images
+from accelsim.functional.models import model_logits, quantize_inputs
+from accelsim.functional.network import classify
 from accelsim.protection.overhead import NetworkOverhead, network_overhead
 from accelsim.protection.plan import ProtectionPlan, save_plan
 from accelsim.protection.protected import protected_logits
@@ -109,8 +110,8 @@ def protect_workload(
     out_dir = Path(o.output_dir or spec.output_dir) / "protection"
     data = load_dataset(net.dataset, spec.dataset.split, data_dir=o.data_dir,
                         n_images=o.eval_images or spec.dataset.n_images)  # fmt: skip
-    x = quantize_images(net, data.images)
-    golden = classify(forward(net, x))
+    x = quantize_inputs(net, data.images)
+    golden = classify(model_logits(net, x))
     modes = []
     for mode in o.modes:
         if on_mode is not None:

@@ -26,14 +26,14 @@ from accelsim import files
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultKind, ProtectionMode, WorkloadSpec
 from accelsim.datasets import load_dataset
-from accelsim.errors import positive_int, seed_int
-from accelsim.faults.campaign import CampaignInputs, campaign_settings, images_hash, run_stored
+from accelsim.errors import ParameterError, positive_int, seed_int
+from accelsim.faults.campaign import campaign_settings, fault_source, images_hash, run_stored
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.files import OutputLock
-from accelsim.functional.modelio import load_network, network_hash
-from accelsim.functional.network import Network, quantize_images
+from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
+from accelsim.functional.network import Network
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import workload_nvf
@@ -176,7 +176,7 @@ class SimulationResult:
     NVF), the NVF run (empty when no mode needs it), the PE campaigns and the files written."""
 
     arch: ArchSpec
-    network: Network
+    network: AnyNetwork
     options: SimulationOptions
     threshold: float
     nvf: dict[str, Any]
@@ -192,7 +192,7 @@ class SimulationResult:
         """The result as one JSON-ready document (what ``simulate --json`` prints)."""
         doc: dict[str, Any] = {
             "arch": self.arch.name, "network": self.network.name,
-            "network_hash": network_hash(self.network),
+            "network_hash": model_hash(self.network),
             "dataflow": self.arch.pe_array.dataflow.value,
             "ideal_memory": self.options.ideal_memory, **self.nvf,
             "threshold_percent": self.threshold,
@@ -218,7 +218,13 @@ def simulate_workload(
     faults)`` before each, ``on_progress(n)`` as faults are stored)."""
     o = options or SimulationOptions()
     arch, spec = as_arch(arch), as_workload(workload)
-    net = load_network(spec.network)
+    net = load_model(spec.network)
+    if o.pe_faults and not isinstance(net, Network):
+        raise ParameterError(
+            "pe_faults",
+            f"{{parameter}}: PE-datapath faults are modelled on chain networks only; "
+            f"{net.name} is a graph network (neuron-output faults: inject)",
+        )
     modes = o.modes or spec.protection_modes
     pnets, threshold, nvf_info = _networks(spec, net, modes, o, on_nvf_progress)
     out = Path(o.output_dir or spec.output_dir)
@@ -302,7 +308,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
     """Per mode: PE faults (exposure-weighted) and neuron-output faults (the paper's view)."""
     data = load_dataset(net.dataset, spec.dataset.split, data_dir=o.data_dir,
                         n_images=o.test_images)  # fmt: skip
-    x, labels = quantize_images(net, data.images), data.labels.astype(np.int64)
+    x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     hashed = images_hash(x, labels)
     kind = "stuck" if o.permanent else "flip"
     out = []
@@ -313,7 +319,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
                                   permanent=o.permanent, rng=rng)  # fmt: skip
         batch = pe_fault_batch(faults, run.schedule, r)
         settings = {
-            "network_hash": network_hash(net), "protection": run.mode.value,
+            "network_hash": model_hash(net), "protection": run.mode.value,
             "plan_hash": plan_hash(run.pnet.plan),
             "arch": json.loads(json.dumps(dataclasses.asdict(arch), default=str)),
             "site": o.pe_site.value, "permanent": o.permanent, "faults": len(faults),
@@ -337,7 +343,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
             on_stage(f"neuron faults ({run.mode.value})", len(nfaults))
         nsettings = campaign_settings(run.pnet, fspec, len(nfaults), x, labels, seed=o.seed,
                                       next_to=db.name)  # fmt: skip
-        n_run = run_stored(CampaignInputs(run.pnet, x, labels), nfaults, ndb, nsettings,
+        n_run = run_stored(fault_source(run.pnet, x, labels), nfaults, ndb, nsettings,
                            resume=o.resume, workers=o.workers, dask_address=o.dask_address,
                            on_progress=on_progress)  # fmt: skip
         n_sum = summarize(f"neuron-{run.mode.value}", n_run.rows, n_images=len(x),

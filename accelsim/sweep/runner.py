@@ -15,10 +15,10 @@ import numpy.typing as npt
 
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultSpec, ProtectionMode
-from accelsim.faults.campaign import CampaignInputs, campaign_settings, neuron_faults, run_stored
+from accelsim.faults.campaign import campaign_settings, fault_source, neuron_faults, run_stored
 from accelsim.faults.metrics import Estimate, summarize
 from accelsim.faults.sampling import build_population, sample_size
-from accelsim.functional.network import Network
+from accelsim.functional.models import AnyNetwork
 from accelsim.protection.overhead import network_overhead
 from accelsim.protection.plan import ProtectionPlan, plan_from_neurons, plan_from_nvf
 from accelsim.protection.protected import ProtectedNetwork
@@ -52,7 +52,7 @@ def _interval(e: Estimate) -> Interval:
 
 
 def plan_jobs(
-    net: Network, nvf: dict[int, F64], points: tuple[SweepPoint, ...], config: SweepConfig
+    net: AnyNetwork, nvf: dict[int, F64], points: tuple[SweepPoint, ...], config: SweepConfig
 ) -> list[_Job]:
     """Every campaign of the sweep, unprotected first, with its fault count."""
     none = plan_from_neurons(net, ProtectionMode.NONE, {})
@@ -71,7 +71,7 @@ def _campaign(pnet, x, labels, config, db: Path, resume: bool, on_progress):
     f = config.faults
     pop, faults = neuron_faults(pnet, f)
     settings = campaign_settings(pnet, f, len(faults), x, labels)
-    run = run_stored(CampaignInputs(pnet, x, labels), faults, db, settings, resume=resume,
+    run = run_stored(fault_source(pnet, x, labels), faults, db, settings, resume=resume,
                      workers=config.workers, on_progress=on_progress)  # fmt: skip
     summary = summarize(
         "all", run.rows, n_images=len(x), golden_correct=run.golden_correct,
@@ -131,7 +131,7 @@ def _row(job, net, arch, report, base, summary, golden_correct, population, imag
 
 
 def run_sweep(
-    net: Network,
+    net: AnyNetwork,
     arch: ArchSpec,
     jobs: list[_Job],
     ranges: dict[int, tuple[int, int]],

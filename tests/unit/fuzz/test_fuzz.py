@@ -357,9 +357,9 @@ TEXT_VALUES = st.one_of(
 
 @pytest.mark.parametrize("examples", SIZES)
 def test_command_line_arguments(examples: int, monkeypatch, tmp_path: Path, capsys) -> None:
-    for module, names in ((commands, ("predict",)), (study_protection, ("protected_logits",)),
+    for module, names in ((commands, ("model_predict",)), (study_protection, ("protected_logits",)),
                           (study_nvf, ("compute_nvf",)), (headline, ("run_sweep",)),
-                          (study_campaign, ("CampaignInputs",)),
+                          (study_campaign, ("fault_source",)),
                           (study_simulation, ("simulate", "PeCampaignInputs"))):  # fmt: skip
         for name in names:
             monkeypatch.setattr(module, name, _reached)

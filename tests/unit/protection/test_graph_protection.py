@@ -14,6 +14,7 @@ from accelsim.config.workload import FaultSite, FaultSpec
 from accelsim.errors import AccelsimError
 from accelsim.faults.campaign import CampaignInputs, fault_batch
 from accelsim.faults.graph_campaign import GraphCampaignInputs, faulty_graph_output
+from accelsim.faults.model import apply_fault
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.functional.graph import Graph, graph_from_network
 from accelsim.functional.models import layer_sizes
@@ -81,7 +82,9 @@ def test_protected_graph_faults_equal_full_reinference(build, mode, rng) -> None
     for k in range(len(faults)):
         fault = tuple(int(a[k]) for a in (faults.layer, faults.index, faults.copy, faults.mask,
                                           faults.kind))  # fmt: skip
-        want = protected_graph_values(pnet, x, fault=fault, reference=True)[0][g.output]
+        node, index, copy, mask, kind = fault
+        hit = (node, index, copy, lambda v, m=mask, k=kind: apply_fault(v, m, k))
+        want = protected_graph_values(pnet, x, fault=hit, reference=True)[0][g.output]
         got = faulty_graph_output(pnet, state, *fault[:2], *fault[3:], copy=fault[2])
         np.testing.assert_array_equal(got, want, err_msg=str((mode, fault)))
         changed = int(np.sum(classify(want) != golden))
