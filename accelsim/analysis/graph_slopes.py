@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from accelsim.analysis.kernels import col2im_kernel
 from accelsim.functional.graph import Graph, Node
-from accelsim.functional.graph_check import WEIGHTED
+from accelsim.functional.graph_check import WEIGHTED, channel_scales
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -148,7 +148,7 @@ def backward_node(g: Graph, nd: Node, values: dict[str, I8], g_out: F64) -> list
     s_out = _scale(g, nd.output)
     if nd.op in WEIGHTED:
         s_in = _scale(g, nd.inputs[0])
-        m = s_in * nd.weight_scale.astype(np.float64) / s_out
+        m = s_in * channel_scales(nd) / s_out
         in_shape = tuple(g.tensors[nd.inputs[0]].shape)
         g_acc = g_out * m.reshape(1, 1, -1, *(1,) * (y.ndim - 2))
         if nd.op == "FULLY_CONNECTED":

@@ -54,7 +54,8 @@ class Node:
     ``order`` (chw / hwc: see ``graph_ref.reshape``).
 
     Weighted ops hold ``weight`` (CONV (O, C, KH, KW), DEPTHWISE (C * dm, KH, KW), FC (O, F);
-    int8 in [-127, 127]), ``bias`` (int32, O) and ``weight_scale`` (float64, O: float32 values).
+    int8 in [-127, 127]), ``bias`` (int32, O) and ``weight_scale`` (float64 holding float32
+    values: O per channel, or 1 per tensor).
     """
 
     name: str

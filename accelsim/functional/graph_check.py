@@ -209,12 +209,13 @@ def _check_weights(g: Graph, node: Node, in_shape: Shape) -> None:
             g, node.name, None, f"{node.op} weight must have {want_ndim} axes, got shape {w.shape}"
         )
     o = w.shape[0]
-    if b.shape != (o,) or np.shape(ws) != (o,):
+    if b.shape != (o,) or np.shape(ws) not in ((o,), (1,)):
         raise _fail(
             g,
             node.name,
             None,
-            f"bias and weight_scale must have {o} entries, got {b.shape} and {np.shape(ws)}",
+            f"bias must have {o} entries and weight_scale {o} (per channel) or 1 (per tensor), "
+            f"got {b.shape} and {np.shape(ws)}",
         )
     if np.any(w == -128):
         raise _fail(
@@ -297,6 +298,12 @@ def _check_xnnpack(g: Graph, node: Node) -> None:
                 )
 
 
+def channel_scales(node: Node) -> np.ndarray:
+    """The weight scale of every output channel: a per-tensor scale (one entry) repeated, as
+    TFLite's Prepare does (the multipliers are then equal)."""
+    return np.broadcast_to(np.asarray(node.weight_scale, np.float64), (node.weight.shape[0],))
+
+
 def prepare(g: Graph, node: Node) -> dict[str, Any]:
     out = g.tensors[node.output]
     params: dict[str, Any] = {
@@ -306,14 +313,15 @@ def prepare(g: Graph, node: Node) -> dict[str, Any]:
     }
     if node.op in WEIGHTED:
         s_in = g.tensors[node.inputs[0]].scale
+        scales = channel_scales(node)
         try:
-            pairs = [tflite_multiplier(s_in, float(ws), out.scale) for ws in node.weight_scale]
+            pairs = [tflite_multiplier(s_in, float(ws), out.scale) for ws in scales]
         except ValueError as exc:
             raise _fail(g, node.name, node.output, str(exc)) from None
         params["multiplier"] = np.array([m for m, _ in pairs], np.int64)
         params["shift"] = np.array([s for _, s in pairs], np.int64)
         if g.requantization == "xnnpack":
-            params["multiplier"] = ref.xnnpack_scale(s_in, node.weight_scale, out.scale)
+            params["multiplier"] = ref.xnnpack_scale(s_in, scales, out.scale)
             params["shift"] = None
         if node.op != "DEPTHWISE_CONV_2D":  # what the fast GEMM path reads (graph_kernels)
             params["weight_matrix"] = kernels.gemm_weights(node.weight)

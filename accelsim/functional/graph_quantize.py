@@ -156,9 +156,11 @@ def quantize_graph(
     percentile: float = 100.0,
     accuracy: Accuracy | None = None,
     requantization: str = "tflm",
+    per_tensor: bool = False,
 ) -> Graph:
     """The int8 graph of float ``weights`` (``<node>.weight`` / ``.bias``, PyTorch layouts) of
-    ``arch``, calibrated on uint8 ``calibration`` images (N, C, H, W)."""
+    ``arch``, calibrated on uint8 ``calibration`` images (N, C, H, W); weights symmetric per
+    output channel, or with ``per_tensor`` one scale per weight tensor."""
     if calibration.shape[1:] != tuple(arch["input_shape"]):
         raise ShapeError(
             f"calibration images {calibration.shape} do not fit input {arch['input_shape']}"
@@ -174,7 +176,8 @@ def quantize_graph(
         tensors[nm] = TensorInfo(nm, shapes[nm], *asymmetric_params(*ranges[nm]))
         act = spec.get("activation", "none")
         if spec["op"] in ("conv", "dwconv", "fc"):
-            nodes.append(_weighted(spec, weights, tensors[spec["inputs"][0]].scale, act))
+            s_in = tensors[spec["inputs"][0]].scale
+            nodes.append(_weighted(spec, weights, s_in, act, per_tensor))
         elif spec["op"] == "add":
             nodes.append(Node(nm, "ADD", tuple(spec["inputs"]), nm, {"activation": act}))
         else:
@@ -195,8 +198,9 @@ def quantize_graph(
 
 
 def _weighted(
-    spec: Mapping[str, Any], weights: Mapping[str, np.ndarray], s_in: float, act: str
-) -> Node:
+    spec: Mapping[str, Any], weights: Mapping[str, np.ndarray], s_in: float, act: str,
+    per_tensor: bool = False,
+) -> Node:  # fmt: skip
     nm = spec["name"]
     w = weights[f"{nm}.weight"].astype(np.float64)
     b = weights[f"{nm}.bias"].astype(np.float64)
@@ -204,6 +208,8 @@ def _weighted(
         w = w[:, 0]  # (C, 1, K, K) -> (C, K, K)
     out = w.shape[0]
     absmax = np.abs(w.reshape(out, -1)).max(axis=1)
+    if per_tensor:
+        absmax = absmax.max(keepdims=True)
     w_scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32).astype(np.float64)
     wq = np.clip(np.round(w / w_scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(
         np.int8

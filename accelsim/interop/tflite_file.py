@@ -120,12 +120,13 @@ class _Writer:
 
     def weights(self, node: Node, data: np.ndarray, axis: int) -> tuple[int, int]:
         tt = self.tfl.TensorType
-        o = node.weight.shape[0]
-        w = self.const(f"{node.name}/weight", data, tt.INT8, node.weight_scale, [0] * o, axis)
+        n = np.size(node.weight_scale)  # per channel, or 1: per tensor (axis 0)
+        axis = axis if n > 1 else 0
+        w = self.const(f"{node.name}/weight", data, tt.INT8, node.weight_scale, [0] * n, axis)
         s_in = float(np.float32(self.graph.tensors[node.inputs[0]].scale))
         bias_scales = [s_in * float(np.float32(ws)) for ws in node.weight_scale]
         b = self.const(
-            f"{node.name}/bias", node.bias.astype(np.int32), tt.INT32, bias_scales, [0] * o
+            f"{node.name}/bias", node.bias.astype(np.int32), tt.INT32, bias_scales, [0] * n
         )
         return w, b
 

@@ -32,10 +32,12 @@ class Builder:
         self.tensors[name] = TensorInfo(name, shape, float(np.float32(scale)), zp)
         return name
 
-    def weighted(self, op: str, name: str, src: str, w_shape, out_shape, **attrs) -> str:
+    def weighted(
+        self, op: str, name: str, src: str, w_shape, out_shape, per_tensor=False, **attrs
+    ) -> str:
         w = self.rng.integers(-127, 128, size=w_shape).astype(np.int8)
         o = w_shape[0]
-        ws = np.array([self.scale(0.002, 0.02) for _ in range(o)])
+        ws = np.array([self.scale(0.002, 0.02) for _ in range(1 if per_tensor else o)])
         fan = int(np.prod(w_shape[1:]))
         s_in = self.tensors[src].scale
         # int8 inputs and weights of magnitude ~64: accumulators of ~4096 sqrt(fan); ~40 steps out.
@@ -113,6 +115,31 @@ def test_depthwise_conv2d(rng, dm, stride, act) -> None:
         activation=act,
     )
     check(b.graph("d"), rng)
+
+
+@pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
+def test_per_tensor_weights(rng, op) -> None:
+    """One weight scale for the whole tensor (TFLite's per-tensor quantisation, written with
+    one scale and quantized_dimension 0): TFLite Micro's logits."""
+    b = Builder(rng, (4, 6, 6))
+    if op == "CONV_2D":
+        b.weighted(op, "w", "x", (5, 4, 3, 3), (5, 6, 6), per_tensor=True,
+                   padding=(1, 1, 1, 1), activation="relu")  # fmt: skip
+    elif op == "DEPTHWISE_CONV_2D":
+        b.weighted(op, "w", "x", (8, 3, 3), (8, 4, 4), per_tensor=True, depth_multiplier=2)
+    else:
+        b.op("RESHAPE", "r", ["x"], (144,), shape=(144,), order="hwc")
+        b.weighted(op, "w", "r", (6, 144), (6,), per_tensor=True)
+    g = b.graph("w")
+    assert g.nodes[-1].weight_scale.shape == (1,)
+    check(g, rng)
+    blob = graph_to_tflite(g)
+    from tflite.Model import Model
+
+    sub = Model.GetRootAsModel(blob, 0).Subgraphs(0)
+    weight = next(sub.Tensors(i) for i in range(sub.TensorsLength())
+                  if sub.Tensors(i).Name().decode().endswith("/weight"))  # fmt: skip
+    assert weight.Quantization().ScaleLength() == 1
 
 
 def test_fully_connected_after_an_hwc_reshape(rng) -> None:
