@@ -193,7 +193,8 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             act_range=p["act_range"],
         )
     if node.op == "MEAN":
-        return ref.mean_hw(
+        mean = ref.mean_hw_xnnpack if g.requantization == "xnnpack" else ref.mean_hw
+        return mean(
             xs[0],
             input_scale=ins[0].scale,
             input_zero_point=ins[0].zero_point,
@@ -209,8 +210,9 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             act_range=p["act_range"],
         )
     if node.op == "CONCATENATION":
+        convert = ref.requantize_xnnpack if g.requantization == "xnnpack" else ref.requantize
         parts = [
-            ref.requantize(
+            convert(
                 x,
                 input_scale=t.scale,
                 input_zero_point=t.zero_point,

@@ -288,6 +288,34 @@ def requantize(
     )
 
 
+XNNPACK_CONVERT_RANGE = (2.0**-8, 2.0**7)  # the scale ratios XNNPACK's int8 convert accepts
+
+
+def requantize_xnnpack(
+    x: I8, *, input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int
+) -> I8:
+    """XNNPACK's int8 -> int8 convert (LiteRT's default path for QUANTIZE): a Q8 fixed-point
+    multiplier ``m = rint(256 float32(s_in / s_out))``, ``((x - zp_in) m + 128) >> 8`` (an
+    arithmetic shift: halves round up) ``+ zp_out``, saturated."""
+    if float32(input_scale) == float32(output_scale) and input_zero_point == output_zero_point:
+        return x.copy()
+    m = np.int64(np.rint(np.float32(256.0) * (float32(input_scale) / float32(output_scale))))
+    out = (((x.astype(np.int64) - input_zero_point) * m + 128) >> 8) + output_zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
+def mean_hw_xnnpack(
+    x: I8, *, input_scale: float, input_zero_point: int, output_scale: float, output_zero_point: int
+) -> I8:
+    """XNNPACK's MEAN over H and W: ``rint(float32(sum - zp_in n) * scale) + zp_out`` with
+    ``scale = float32(s_in / s_out) * float32(1 / n)`` in float32, saturated."""
+    count = x.shape[2] * x.shape[3]
+    acc = x.astype(np.int64).sum(axis=(2, 3)) - input_zero_point * count
+    scale = (float32(input_scale) / float32(output_scale)) * (np.float32(1.0) / np.float32(count))
+    out = np.rint(acc.astype(np.float32) * np.float32(scale)) + output_zero_point
+    return np.clip(out, -128, 127).astype(np.int8)
+
+
 def pad(x: I8, *, padding: Padding, value: int) -> I8:
     """PAD of H and W with ``value`` (the output zero point)."""
     return _pad_input(x, padding, value).astype(np.int8)

@@ -94,14 +94,65 @@ def test_residual_add_pools_pad(rng) -> None:
     check(b.graph("cat", "xnnpack"), rng)
 
 
-def test_xnnpack_refuses_what_it_does_not_model(rng) -> None:
-    b = Builder(rng, (4, 5, 5))
-    b.op("MEAN", "m", ["x"], (4,), scale=0.01, zp=0)
-    with pytest.raises(
-        GraphError,
-        match="node 'm', tensor 'm': requantization xnnpack does not model XNNPACK's MEAN",
-    ):
-        b.graph("m", "xnnpack")
+def _differs_from_tflm(g: Graph, rng: np.random.Generator) -> bool:
+    x = rng.integers(-128, 128, size=(256, *g.tensors[g.input].shape)).astype(np.int8)
+    tflm = Graph(g.name, g.dataset, g.input, g.output, g.tensors, g.nodes, requantization="tflm")
+    return not np.array_equal(graph_forward(tflm, x), graph_forward(g, x))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mean(seed) -> None:
+    """XNNPACK's MEAN (fp32 scale s_in / s_out x 1 / n): LiteRT's outputs, which TFLite's
+    fixed-point MEAN misses on some inputs."""
+    rng = np.random.default_rng(seed)
+    c, h, w = (int(v) for v in rng.integers(1, 12, size=3))
+    b = Builder(rng, (c, h, w))
+    b.op("MEAN", "m", ["x"], (c,), scale=b.tensors["x"].scale * rng.uniform(0.2, 2),
+         zp=int(rng.integers(-60, 60)))  # fmt: skip
+    g = b.graph("m", "xnnpack")
+    check(g, rng, n=256)
+
+
+def test_mean_differs_from_tflm_somewhere(rng) -> None:
+    found = 0
+    for seed in range(6):
+        r = np.random.default_rng(seed)
+        c, h, w = (int(v) for v in r.integers(1, 12, size=3))
+        b = Builder(r, (c, h, w))
+        b.op("MEAN", "m", ["x"], (c,), scale=b.tensors["x"].scale * r.uniform(0.2, 2),
+             zp=int(r.integers(-60, 60)))  # fmt: skip
+        found += _differs_from_tflm(b.graph("m", "xnnpack"), r)
+    assert found > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_requantising_concatenation(seed) -> None:
+    """A CONCATENATION of another quantisation: XNNPACK's int8 convert (Q8 multiplier, halves
+    up) on the requantised part, as LiteRT runs its QUANTIZE."""
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(1, 5))
+    b = Builder(rng, (c, 4, 4))
+    b.weighted("CONV_2D", "k", "x", (c, c, 1, 1), (c, 4, 4))
+    b.op(
+        "CONCATENATION",
+        "cat",
+        ["k", "x"],
+        (2 * c, 4, 4),
+        axis=0,
+        scale=b.tensors["k"].scale * rng.uniform(0.3, 3),
+        zp=int(rng.integers(-60, 60)),
+    )
+    g = b.graph("cat", "xnnpack")  # fmt: skip
+    check(g, rng, n=256)
+
+
+def test_xnnpack_refuses_a_convert_it_does_not_take(rng) -> None:
+    b = Builder(rng, (2, 4, 4))
+    b.op("MAX_POOL_2D", "p", ["x"], (2, 4, 4), size=(1, 1), stride=1)
+    b.op("CONCATENATION", "cat", ["x", "p"], (4, 4, 4), axis=0,
+         scale=b.tensors["x"].scale * 1000, zp=0)  # fmt: skip
+    with pytest.raises(GraphError, match=r"node 'cat', tensor 'x'.*scale ratios in \[2\^-8"):
+        b.graph("cat", "xnnpack")
 
 
 @pytest.mark.integration
