@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from accelsim.faults.kernels import POST_CLAMP, POST_PLAIN
+from accelsim.faults.kernels_layers import POST_CLAMP, POST_PLAIN
 from accelsim.functional.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D
 
 F64 = npt.NDArray[np.float64]
@@ -122,7 +122,7 @@ def layer_bounds(
     layers: tuple[Layer, ...], post: tuple[npt.NDArray[np.uint8], ...]
 ) -> tuple[LayerBound | None, ...]:
     """Bounds for the output of every layer (None where none holds, and for the logits);
-    ``post``: each layer's post-requantisation codes (``kernels.POST_*``)."""
+    ``post``: each layer's post-requantisation codes (``kernels_layers.POST_*``)."""
     n_cls = int(np.prod(layers[-1].out_shape))
     out: list[LayerBound | None] = [None] * len(layers)
     after = LayerBound(np.eye(n_cls), np.zeros((n_cls, n_cls)), np.zeros(n_cls))

@@ -18,15 +18,14 @@ from threadpoolctl import threadpool_limits
 
 from accelsim.config.workload import ProtectionMode
 from accelsim.faults.bounds import LayerBound, layer_bounds
-from accelsim.faults.kernels import (
+from accelsim.faults.kernels_layers import (
     POST_CLAMP,
     POST_PLAIN,
     POST_SPLIT,
     POST_SPLIT_CLAMPED,
     POST_ZERO,
-    pooled_bounds_kernel,
-    rounding_slack_kernel,
 )
+from accelsim.faults.kernels_slack import pooled_bounds_kernel, rounding_slack_kernel
 from accelsim.functional import kernels
 from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
 from accelsim.functional.network import classify
@@ -241,11 +240,13 @@ def rounding_slack(
     lo, hi = np.empty(acc.shape, np.int16), np.empty(acc.shape, np.int16)
     bias, mult = rec.bias.astype(np.int64), rec.multiplier.astype(np.int64)
     shift, relu_lo = rec.shift.astype(np.int64), 0 if rec.relu else -128
+    requant = (bias, mult, shift, relu_lo)
+    halved = np.isin(post, (POST_SPLIT, POST_SPLIT_CLAMPED)).astype(np.uint8)
 
     def rows(start: int) -> None:  # a block of images (the kernel releases the GIL)
         r = slice(start, start + _BATCH)
         c, f = (ceiling[r], free[r]) if ceiling.size else (ceiling, free)
-        rounding_slack_kernel(acc[r], bias, mult, shift, relu_lo, post, chan, c, f, lo[r], hi[r])
+        rounding_slack_kernel(acc[r], requant, halved, chan, (c, f), lo[r], hi[r])
 
     with ThreadPoolExecutor(_threads()) as pool:
         list(pool.map(rows, range(0, len(acc), _BATCH)))

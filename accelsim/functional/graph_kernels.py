@@ -18,10 +18,22 @@ from numba import njit
 
 from accelsim.functional import kernels
 from accelsim.functional.graph_ref import Padding, add_params
-from accelsim.functional.kernels import scale_by_multiplier
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
+# ``functional.kernels.scale_by_multiplier``, copied here so that numba's cache, which sees only
+# this file, stays valid when it changes (tests/unit/test_numba_rules.py holds them equal).
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@njit(cache=True, inline="always")
+def _scale_by_multiplier(x, m, r, mask, half):
+    x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
+    ab = np.int64(x32) * m
+    nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+    high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31
+    threshold = half + ((high >> 63) & 1)
+    return (high >> r) + np.int64((high & mask) > threshold)
 
 
 @njit(cache=True, nogil=True)
@@ -36,7 +48,7 @@ def _requant_zp_kernel(acc, bias, multiplier, left, right, zero_point, lo, hi, o
         half = mask >> 1
         for n in range(n_img):
             for p in range(n_pix):
-                y = scale_by_multiplier((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
+                y = _scale_by_multiplier((np.int64(acc[o, n, p]) + b) << sh, m, r, mask, half)
                 out[n, o, p] = min(max(y + zero_point, lo), hi)
 
 
@@ -256,16 +268,21 @@ def average_pool2d(
 
 
 @njit(cache=True, nogil=True)
-def _add_kernel(a, b, zp_a, zp_b, zp_out, m1, l1, r1, m2, l2, r2, mo, lo_, ro, lo, hi, out):
-    """TFLite's int8 ADD element by element (``AddFunc``) on flat arrays."""
+def _add_kernel(a, b, zero_points, params, act_range, out):
+    """TFLite's int8 ADD element by element (``AddFunc``) on flat arrays; ``zero_points`` (a,
+    b, out), ``params`` the (multiplier, left, right) of input 1, input 2 and the output,
+    ``act_range`` (lo, hi)."""
+    zp_a, zp_b, zp_out = zero_points
+    m1, l1, r1, m2, l2, r2, mo, lo_, ro = params
+    lo, hi = act_range
     k1, k2, ko = (np.int64(1) << r1) - 1, (np.int64(1) << r2) - 1, (np.int64(1) << ro) - 1
     for i in range(a.size):
         x1 = (np.int64(a[i]) - zp_a) << 20
         x2 = (np.int64(b[i]) - zp_b) << 20
-        s = scale_by_multiplier(x1 << l1, m1, r1, k1, k1 >> 1) + scale_by_multiplier(
+        s = _scale_by_multiplier(x1 << l1, m1, r1, k1, k1 >> 1) + _scale_by_multiplier(
             x2 << l2, m2, r2, k2, k2 >> 1
         )
-        y = scale_by_multiplier(s << lo_, mo, ro, ko, ko >> 1) + zp_out
+        y = _scale_by_multiplier(s << lo_, mo, ro, ko, ko >> 1) + zp_out
         out[i] = min(max(y, lo), hi)
 
 
@@ -284,6 +301,7 @@ def add(
     out = np.empty(a.size, np.int8)
     _add_kernel(
         np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
-        zero_points[0], zero_points[1], zero_points[2], *params, act_range[0], act_range[1], out,
+        tuple(int(z) for z in zero_points), tuple(int(p) for p in params),
+        (int(act_range[0]), int(act_range[1])), out,
     )  # fmt: skip
     return out.reshape(a.shape)

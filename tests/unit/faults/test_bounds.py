@@ -12,8 +12,8 @@ from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.datasets import load_dataset
 from accelsim.faults.bounds import layer_bounds
 from accelsim.faults.golden import compute_golden, pooled_bounds
-from accelsim.faults.kernels import NO_CEILING, SLACK_LIMIT
-from accelsim.faults.propagate import Changes, provably_unchanged
+from accelsim.faults.kernels_slack import NO_CEILING, SLACK_LIMIT
+from accelsim.faults.sparse import Changes, provably_unchanged
 from accelsim.functional.layers import Conv2D, Dense
 from accelsim.functional.network import forward, quantize_images
 from accelsim.functional.reference import requantize_ref

@@ -7,11 +7,12 @@ import pytest
 
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.config.workload import ProtectionMode as Mode
-from accelsim.faults import propagate
+from accelsim.faults import propagate, sparse
 from accelsim.faults.golden import compute_golden
 from accelsim.faults.model import Fault, fault_batch
-from accelsim.faults.propagate import Changes, dense_step, faulty_classes, sparse_step
+from accelsim.faults.propagate import dense_step, faulty_classes
 from accelsim.faults.sampling import build_population, sample_faults
+from accelsim.faults.sparse import Changes, fuses_pool, provably_unchanged, sparse_step
 from accelsim.functional.layers import Conv2D, Dense, MaxPool2D
 from accelsim.functional.network import Network, classify, quantize_images
 from accelsim.protection.plan import plan_from_neurons
@@ -120,14 +121,14 @@ def test_kernels_equal_their_numpy_reference(
                 continue
             ch = _random_changes(state, layer, rng, 200)
             expected = dense_step(state, layer, ch)
-            if propagate.fuses_pool(state, layer):  # the conv + max-pool kernel, pooled slacks
+            if fuses_pool(state, layer):  # the conv + max-pool kernel, pooled slacks
                 fused += 1
                 pooled = dense_step(state, layer + 1, expected)
                 assert _as_sets(sparse_step(state, layer, ch, pooled=True)) == _as_sets(pooled)
                 continue
             assert _as_sets(sparse_step(state, layer, ch)) == _as_sets(expected)
             if isinstance(rec, Dense):  # the bound applied in the kernel: those pairs emptied
-                safe = propagate.provably_unchanged(state, layer, expected)
+                safe = provably_unchanged(state, layer, expected)
                 bounded += int(safe.sum())
                 want = [{} if s else c for s, c in zip(safe, _as_sets(expected), strict=True)]
                 assert _as_sets(sparse_step(state, layer, ch, bounded=True)) == want
@@ -173,7 +174,7 @@ def test_kernel_output_buffers_grow(
     state = compute_golden(pnet, x, np.zeros(len(x), np.int64))
     ch = _random_changes(state, 2, rng, 300)
     calls = []
-    original = propagate._run_kernel
+    original = sparse._run_kernel
 
     def tiny_capacity(call, n_pairs, capacity):
         calls.append(capacity)
@@ -182,7 +183,7 @@ def test_kernel_output_buffers_grow(
     expected = dense_step(state, 2, ch)
     if pooled:
         expected = dense_step(state, 3, expected)
-    monkeypatch.setattr(propagate, "_run_kernel", tiny_capacity)
+    monkeypatch.setattr(sparse, "_run_kernel", tiny_capacity)
     assert _as_sets(sparse_step(state, 2, ch, pooled)) == _as_sets(expected)
     assert calls
 
@@ -271,7 +272,7 @@ def test_locality_order_puts_each_pool_window_together(tiny_net, rng) -> None:
 def test_changed_pairs_kernel_equals_numpy(rng) -> None:
     """The (image, fault) pairs whose faulty value differs from golden, image-major, as numpy's
     nonzero gives them."""
-    from accelsim.faults.kernels import changed_pairs_kernel
+    from accelsim.faults.kernels_sparse import changed_pairs_kernel
 
     golden = rng.integers(-128, 128, (40, 30)).astype(np.int8)
     index = rng.integers(0, 30, 7)

@@ -189,5 +189,5 @@ def test_a_cycle_is_refused() -> None:
 def test_a_mean_whose_multiplier_int32_cannot_hold_is_refused() -> None:
     t = {"x": TensorInfo("x", (2, 3, 3), 1.0, 0), "m": TensorInfo("m", (2,), 1e-12, 0)}
     mean = Node("gap", "MEAN", ("x",), "m", {})
-    with pytest.raises(GraphError, match="small.yaml: node 'gap', tensor 'm': .*too large"):
+    with pytest.raises(GraphError, match=r"small.yaml: node 'gap', tensor 'm': .*too large"):
         Graph("small", "mnist", "x", "m", t, (mean,), source="small.yaml")

@@ -34,12 +34,12 @@ def test_figures_need_no_backend_and_no_pyplot(tmp_path) -> None:
 def test_per_layer_tables_are_bounded(tiny_net) -> None:
     import dataclasses
 
-    from accelsim.faults import propagate
+    from accelsim.faults import sparse
 
     dense = tiny_net.layers[-1]
-    for i in range(3 * propagate.LAYER_CACHE):
-        propagate._kernel_weights(dataclasses.replace(dense, name=f"d{i}"))
-    assert propagate._kernel_weights.cache_info().currsize <= propagate.LAYER_CACHE
+    for i in range(3 * sparse.LAYER_CACHE):
+        sparse._kernel_weights(dataclasses.replace(dense, name=f"d{i}"))
+    assert sparse._kernel_weights.cache_info().currsize <= sparse.LAYER_CACHE
 
 
 def test_import_accelsim_does_not_load_matplotlib_until_the_study_is_used() -> None:

@@ -1,22 +1,25 @@
-"""numba kernels that carry sparse changes of one layer's input to its output, per (fault, image).
+"""numba kernels that carry sparse changes of a convolution's or dense layer's input to its
+output, per (fault, image) pair, and the class bound that settles pairs early.
 
 A batch of P "pairs" (one fault on one image) is held in CSR form: pair p changed the layer
 input at flat positions ``pos[ptr[p]:ptr[p + 1]]`` to ``val[...]``; ``img[p]`` says which golden
-image it departs from. Each kernel writes the changed outputs of every pair in the same form,
-computing only what the changed inputs reach and leaving out outputs equal to the golden ones:
+image it departs from. The kernels take their arrays as a few records (tuples): ``pairs`` =
+(img, ptr, pos, val), ``golden`` = (acc, slo, shi, yout), ``layer`` = (wt, rq, lo, post, rlo,
+rhi), tables, scratch buffers and ``out`` = (out_ptr, out_pos, out_val, progress). Each writes
+the changed outputs of every pair in the same form, computing only what the changed inputs
+reach and leaving out outputs equal to the golden ones:
 
 - convolution: accumulator deltas ``d * w`` over the receptive fields of the changed inputs,
   then requantisation (and the protection's post-operation) of the outputs whose move leaves
   their rounding slack; with the max-pool after it in the same kernel, the pool's changes;
 - dense: deltas ``d * w[:, j]`` for each changed input j, then the outputs that moved; where a
-  class bound holds, pairs it proves harmless are written with no changes;
-- max-pool: the windows holding a changed input, re-reduced with the changes laid over;
-- the classifier: argmax of the golden logits with the changes laid over.
+  class bound holds, pairs it proves harmless are written with no changes.
 
-Kernels write into ``out_*`` and never allocate: when ``out_pos`` is full they stop before the
+Kernels write into ``out`` and never allocate: when ``out_pos`` is full they stop before the
 pair that does not fit and record in ``progress`` (pairs done, entries used) where to go on; the
-wrapper (``propagate.py``) grows the buffers and calls again. The numpy reference is
-``propagate.dense_step``: the whole protected layer on the overlaid input.
+wrapper (``sparse.py``) grows the buffers and calls again. The numpy reference is
+``propagate.dense_step``: the whole protected layer on the overlaid input. Every jitted helper
+they call is defined in this file (numba's cache sees one file).
 """
 
 from __future__ import annotations
@@ -24,7 +27,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from accelsim.functional.kernels import requant_one, scale_by_multiplier
+# The requantisation steps of ``functional.kernels`` (``scale_by_multiplier``, ``requant_one``),
+# copied here so that numba's cache, which sees only this file, stays valid when they change
+# (tests/unit/test_numba_rules.py holds every copy equal to the original).
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@njit(cache=True, inline="always")
+def _scale_by_multiplier(x, m, r, mask, half):
+    x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
+    ab = np.int64(x32) * m
+    nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+    high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31
+    threshold = half + ((high >> 63) & 1)
+    return (high >> r) + np.int64((high & mask) > threshold)
+
+
+@njit(cache=True)
+def _requant_one(acc, multiplier, shift, lo):
+    left, r = max(shift, 0), max(-shift, 0)
+    mask = (np.int64(1) << r) - 1
+    y = _scale_by_multiplier(np.int64(acc) << left, np.int64(multiplier), r, mask, mask >> 1)
+    return min(max(y, lo), 127)
+
 
 # What follows requantisation for an output element (see protection/protected.py): nothing,
 # split (2 x LCU of two halves), ranger's clamp, zeroing outside the range, or split with its
@@ -40,15 +65,15 @@ def _post_value(a, code, b, m, sh, left, right, mask, half, lo, rlo, rhi):
     arguments cost reference counting on every call from a kernel's innermost loop (1.4x on
     the convolution kernel)."""
     if code == POST_PLAIN:  # TFLite's steps with the channel's shifts and masks precomputed
-        y = scale_by_multiplier((a + b) << left, m, right, mask, half)
+        y = _scale_by_multiplier((a + b) << left, m, right, mask, half)
         return min(max(y, lo), 127)
     if code == POST_SPLIT:
-        h = requant_one(a + b, m, sh - 1, lo)
+        h = _requant_one(a + b, m, sh - 1, lo)
         return 2 * (h & 0xBF)
     if code == POST_SPLIT_CLAMPED:
-        h = min(requant_one(a + b, m, sh - 1, lo), 63)
+        h = min(_requant_one(a + b, m, sh - 1, lo), 63)
         return 2 * (h & 0xBF)
-    y = requant_one(a + b, m, sh, lo)
+    y = _requant_one(a + b, m, sh, lo)
     if code == POST_CLAMP:
         return min(max(y, rlo), rhi)
     if code == POST_ZERO and (y < rlo or y > rhi):
@@ -66,118 +91,14 @@ def requant_table(bias, multiplier, shift):
     return np.ascontiguousarray(np.stack([np.asarray(c, np.int64) for c in cols], axis=1))
 
 
-# Slacks are capped here and stored as int16 (half the memory and cache of int32): still
-# exact, since a move beyond the cap only costs a requantisation that finds the output
-# unchanged; one change moves an accumulator by at most 255 * 127 < SLACK_LIMIT.
-SLACK_LIMIT = (1 << 15) - 1
-
-
-NO_CEILING = -(1 << 15)
-
-
 @njit(cache=True, nogil=True)
-def pooled_bounds_kernel(y, top, win, monotone, ceiling, free):
-    """``golden.pooled_bounds`` per image: y (N, size) a convolution's output, top (N, P) the
-    max-pool's, win (P, window) each window's inputs, monotone (size,) uint8; writes ceiling
-    (N, size) int16 and free (N, size) uint8."""
-    size = y.shape[1]
-    lowest = np.empty(size, np.int64)
-    holds = np.empty(size, np.uint8)
-    for n in range(y.shape[0]):
-        lowest[:] = 127  # in no window: anything goes
-        holds[:] = 0
-        for po in range(win.shape[0]):
-            t = np.int64(top[n, po])
-            for i in range(win.shape[1]):
-                q = win[po, i]
-                lowest[q] = min(lowest[q], t)
-                holds[q] |= np.int64(y[n, q]) == t
-        for q in range(size):
-            f = monotone[q] & (holds[q] ^ 1)
-            free[n, q] = f
-            ceiling[n, q] = lowest[q] if f else NO_CEILING
+def conv_changes_kernel(pairs, xin, golden, layer, tables, pool, scratch, out):
+    """Records: ``pairs``, ``golden``, ``layer``, ``out`` as the module says; ``tables`` =
+    (chan_of, pix_of, map_ptr, map_sp, map_ij, ohw); ``pool`` = (pool_ptr, pool_out, pool_win,
+    pool_acc, pool_ch, pool_y); ``scratch`` = (accd, mark, touched, sel, over, is_over, is_pout,
+    ptouched, cpos, wbest).
 
-
-@njit(cache=True)
-def _within(a, m, sh, lo, y0, up):
-    y = requant_one(a, m, sh, lo)
-    return y0 <= y <= up
-
-
-@njit(cache=True, nogil=True)
-def rounding_slack_kernel(acc, bias, mult, shift, lo, post, chan, ceiling, free, out_lo, out_hi):
-    """For every accumulator acc[n, k] (without bias; channel chan[k]): the largest moves
-    out_lo[n, k] <= 0 <= out_hi[n, k] (int16) that leave its requantised value unchanged,
-    capped at SLACK_LIMIT. Requantisation is monotone in the accumulator, so every move in between
-    leaves the output, and whatever post-operation follows, unchanged: the kernels below skip
-    those outputs with two comparisons instead of a requantisation.
-
-    With ceiling and free non-empty (N, size): upward, the largest move that keeps the value at
-    or below ceiling[n, k] (unless ceiling[n, k] is NO_CEILING); downward unlimited where
-    free[n, k] (``golden.pooled_bounds``)."""
-    n_img, size = acc.shape
-    k_b, k_m = np.empty(size, np.int64), np.empty(size, np.int64)
-    k_sh, k_mr = np.empty(size, np.int64), np.empty(size, np.float64)
-    for k in range(size):
-        o = chan[k]
-        k_b[k], k_m[k] = bias[o], mult[o]
-        halved = post[k] == POST_SPLIT or post[k] == POST_SPLIT_CLAMPED
-        k_sh[k] = shift[o] - (1 if halved else 0)  # split: the half's boundaries
-        k_mr[k] = np.float64(mult[o]) * 2.0 ** (k_sh[k] - 31)
-    for n in range(n_img):
-        for k in range(size):
-            b, m, sh, m_real = k_b[k], k_m[k], k_sh[k], k_mr[k]
-            a0 = np.int64(acc[n, k])
-            y0 = requant_one(a0 + b, m, sh, lo)
-            up = y0  # the largest value a move up may reach
-            if ceiling.size and ceiling[n, k] != NO_CEILING:
-                up = max(y0, np.int64(ceiling[n, k]))
-            for direction in (1, -1):
-                # a move of x is fine while the value stays within [y0, up] (monotone in x)
-                limit = up if direction == 1 else y0
-                if (direction == 1 and up >= 127) or (
-                    direction == -1 and (y0 <= lo or (free.size and free[n, k]))
-                ):
-                    good = SLACK_LIMIT  # saturated (or ReLU zero, or free): nothing to find
-                else:
-                    # the next value starts near acc + bias = (limit +- 0.5) / M: start there,
-                    # gallop to bracket the exact boundary (two roundings), bisect the bracket
-                    edge = (limit + 0.5 * direction) / m_real - b - a0
-                    good = np.int64(min(max(np.ceil(abs(edge)) - 1, 0), SLACK_LIMIT))
-                    bad = good + 1
-                    if _within(a0 + direction * good + b, m, sh, lo, y0, up):
-                        while bad <= SLACK_LIMIT:
-                            if not _within(a0 + direction * bad + b, m, sh, lo, y0, up):
-                                break
-                            good, bad = bad, bad + 2 * (bad - good)
-                    else:
-                        bad, good = good, good - 1
-                        while good > 0:
-                            if _within(a0 + direction * good + b, m, sh, lo, y0, up):
-                                break
-                            bad, good = good, max(good - 2 * (bad - good), 0)
-                    bad = min(bad, SLACK_LIMIT + 1)
-                    while bad - good > 1:
-                        mid = (good + bad) // 2
-                        if _within(a0 + direction * mid + b, m, sh, lo, y0, up):
-                            good = mid
-                        else:
-                            bad = mid
-                    good = min(good, SLACK_LIMIT)
-                if direction == 1:
-                    out_hi[n, k] = good
-                else:
-                    out_lo[n, k] = -good
-
-
-@njit(cache=True, nogil=True)
-def conv_changes_kernel(
-    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw, accd, mark, touched, sel,
-    pool_ptr, pool_out, pool_win, pool_acc, pool_ch, pool_y, over, is_over, is_pout, ptouched,
-    cpos, wbest, out_ptr, out_pos, out_val, progress,
-):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH * KW, O) int8.
+    slo, shi: ``rounding_slack_kernel`` of acc, channels-last; wt (C, KH * KW, O) int8.
     Tables instead of index arithmetic (64-bit divisions by the stride dominated): input q is
     pixel pix_of[q] of channel chan_of[q]; pixel y feeds output pixels
     map_sp[map_ptr[y]:map_ptr[y + 1]] through kernel taps map_ij[...]. Scratch accd
@@ -194,6 +115,13 @@ def conv_changes_kernel(
     window where one rises above the maximum takes the largest such value; a window whose
     maximum dropped is re-reduced exactly. Scratch sized like the pool's output: is_pout uint8,
     ptouched int64, wbest int64 filled with -129."""
+    img, ptr, pos, val = pairs
+    acc, slo, shi, yout = golden
+    wt, rq, lo, post, rlo, rhi = layer
+    chan_of, pix_of, map_ptr, map_sp, map_ij, ohw = tables
+    pool_ptr, pool_out, pool_win, pool_acc, pool_ch, pool_y = pool
+    accd, mark, touched, sel, over, is_over, is_pout, ptouched, cpos, wbest = scratch
+    out_ptr, out_pos, out_val, progress = out
     n_out = wt.shape[2]
     pooled = pool_win.shape[0] > 0
     window = pool_win.shape[1]
@@ -322,12 +250,11 @@ def conv_changes_kernel(
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})  # float sums vectorise
-def dense_changes_kernel(
-    img, ptr, pos, val, xin, acc, slo, shi, yout, wt, rq, lo, post, rlo, rhi,
-    lin, field, cap, top, cap_top, blind, logits, classes, accd, sel, bacc, bfs,
-    out_ptr, out_pos, out_val, progress,
-):  # fmt: skip
-    """slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
+def dense_changes_kernel(pairs, xin, golden, layer, bound, scratch, out):
+    """Records: ``pairs``, ``golden``, ``layer``, ``out`` as the module says; ``bound`` = (lin,
+    field, cap, top, cap_top, blind, logits, classes); ``scratch`` = (accd, sel, bacc, bfs).
+
+    slo, shi: ``rounding_slack_kernel`` of acc; wt (I, O) int8; scratch accd (O,) int32 zeros,
     sel (O,) int64. Where the layer's output has a ``bounds.LayerBound`` (lin non-empty; logits
     and classes golden) a pair whose changes provably keep its class is written with none, so
     that it stops here without a pass of ``cannot_change_kernel``; scratch bacc, bfs (K,).
@@ -336,6 +263,12 @@ def dense_changes_kernel(
     M top[:, 0], rounding top[:, 0] and top[:, 1], so that the bound is a sum over the outputs
     past their slack, one vectorised pass (reassociated float sums: the error is far below the
     bound's 1e-6); blind empty where the layer's outputs may jump (split, zeroing)."""
+    img, ptr, pos, val = pairs
+    acc, slo, shi, yout = golden
+    wt, rq, lo, post, rlo, rhi = layer
+    lin, _, _, _, cap_top, blind, logits, classes = bound
+    accd, sel, bacc, bfs = scratch
+    out_ptr, out_pos, out_val, progress = out
     n_out = wt.shape[1]
     bounded = lin.shape[0] > 0
     bounded_blind = blind.shape[1] > 0
@@ -389,10 +322,11 @@ def dense_changes_kernel(
             out_val[used] = v
             used += v != yout[n, o]
         accd[:] = 0
-        if bounded and used > start and _keeps_class(
-            n, out_pos[start:used], out_val[start:used], yout, lin, field, cap, top, cap_top,
-            logits, classes, bacc, bfs,
-        ):  # fmt: skip
+        if (
+            bounded
+            and used > start
+            and _keeps_class(n, out_pos[start:used], out_val[start:used], yout, bound, bacc, bfs)
+        ):
             used = start
         out_ptr[p + 1] = used
     progress[0] = img.size
@@ -400,80 +334,12 @@ def dense_changes_kernel(
 
 
 @njit(cache=True, nogil=True)
-def maxpool_changes_kernel(
-    img, ptr, pos, val, xin, yout, map_ptr, map_out, win, over, is_over, is_out, touched,
-    out_ptr, out_pos, out_val, progress,
-):  # fmt: skip
-    """Tables instead of index arithmetic (64-bit divisions dominated this kernel): input q
-    feeds outputs map_out[map_ptr[q]:map_ptr[q + 1]], output k's window is the input indices
-    win[k, :]. Scratch over (C*H*W) int64, is_over (C*H*W) and is_out (C*OH*OW) uint8 zeros,
-    touched (C*OH*OW) int64."""
-    used = progress[1]
-    window = win.shape[1]
-    for p in range(progress[0], img.size):
-        n = img[p]
-        for e in range(ptr[p], ptr[p + 1]):
-            is_over[pos[e]] = 1
-            over[pos[e]] = val[e]
-        nt = 0
-        for e in range(ptr[p], ptr[p + 1]):
-            q = pos[e]
-            for m in range(map_ptr[q], map_ptr[q + 1]):
-                k = map_out[m]
-                if is_out[k] == 0:
-                    is_out[k] = 1
-                    touched[nt] = k
-                    nt += 1
-        if used + nt > out_pos.size:
-            for t in range(nt):
-                is_out[touched[t]] = 0
-            for e in range(ptr[p], ptr[p + 1]):
-                is_over[pos[e]] = 0
-            progress[0] = p
-            progress[1] = used
-            return
-        for t in range(nt):
-            k = touched[t]
-            is_out[k] = 0
-            best = np.int64(-129)
-            for i in range(window):
-                q = win[k, i]
-                v = over[q] if is_over[q] else np.int64(xin[n, q])
-                best = max(best, v)
-            if best != yout[n, k]:
-                out_pos[used] = k
-                out_val[used] = best
-                used += 1
-        for e in range(ptr[p], ptr[p + 1]):
-            is_over[pos[e]] = 0
-        out_ptr[p + 1] = used
-    progress[0] = img.size
-    progress[1] = used
-
-
-@njit(cache=True, nogil=True)
-def classify_changes_kernel(img, ptr, pos, val, logits, row, out_class):
-    """Class of each pair: argmax (first maximum) of the golden logits with its changes; scratch
-    row (K,) int64."""
-    n_cls = logits.shape[1]
-    for p in range(img.size):
-        n = img[p]
-        for k in range(n_cls):
-            row[k] = logits[n, k]
-        for e in range(ptr[p], ptr[p + 1]):
-            row[pos[e]] = val[e]
-        best = 0
-        for k in range(1, n_cls):
-            if row[k] > row[best]:
-                best = k
-        out_class[p] = best
-
-
-@njit(cache=True, nogil=True)
-def _keeps_class(n, pos, val, golden, lin, field, cap, top, cap_top, logits, classes, acc, fs):
+def _keeps_class(n, pos, val, golden, bound, acc, fs):
     """Whether changes pos -> val of image n's layer output (golden) provably keep its class
-    (``bounds``); scratch acc, fs (K,). First the class-blind bound (``LayerBound.top``), which
-    settles most pairs, then the bound per class."""
+    (``bounds``; ``bound`` as ``dense_changes_kernel``'s); scratch acc, fs (K,). First the
+    class-blind bound (``LayerBound.top``), which settles most pairs, then the bound per
+    class."""
+    lin, field, cap, top, cap_top, _, logits, classes = bound
     n_cls = lin.shape[1]
     c = classes[n]
     lg = logits[n]
@@ -506,40 +372,11 @@ def _keeps_class(n, pos, val, golden, lin, field, cap, top, cap_top, logits, cla
 
 
 @njit(cache=True, nogil=True)
-def cannot_change_kernel(
-    img, ptr, pos, val, golden, lin, field, cap, top, cap_top, logits, classes, acc, fs, out
-):
-    """out[p] = 1 when pair p's changes provably keep the golden class; scratch acc, fs (K,)."""
+def cannot_change_kernel(pairs, golden, bound, scratch, out):
+    """out[p] = 1 when pair p's changes provably keep the golden class; ``bound`` as
+    ``dense_changes_kernel``'s, scratch (acc, fs), each (K,)."""
+    img, ptr, pos, val = pairs
+    acc, fs = scratch
     for p in range(img.size):
         a, b = ptr[p], ptr[p + 1]
-        out[p] = _keeps_class(
-            img[p], pos[a:b], val[a:b], golden, lin, field, cap, top, cap_top, logits, classes,
-            acc, fs,
-        )  # fmt: skip
-
-
-@njit(cache=True, nogil=True)
-def take_pairs_kernel(ptr, pos, val, rows, out_ptr, out_pos, out_val):
-    """Copy the changes of pairs ``rows`` into out_pos/out_val at out_ptr (already summed)."""
-    for r in range(rows.size):
-        src = ptr[rows[r]]
-        dst = out_ptr[r]
-        for e in range(out_ptr[r + 1] - dst):
-            out_pos[dst + e] = pos[src + e]
-            out_val[dst + e] = val[src + e]
-
-
-@njit(cache=True, nogil=True)
-def changed_pairs_kernel(vals, golden, index, out_img, out_fault, out_val):
-    """The (image, fault) pairs where faulty value vals[f, n] (F, N) of neuron index[f] differs
-    from golden[n, index[f]], image-major (the pairs of one image back to back: the kernels then
-    find its golden rows in cache); returns their number."""
-    count = 0
-    for n in range(vals.shape[1]):
-        for f in range(vals.shape[0]):
-            v = vals[f, n]
-            out_img[count] = n
-            out_fault[count] = f
-            out_val[count] = v
-            count += v != golden[n, index[f]]
-    return count
+        out[p] = _keeps_class(img[p], pos[a:b], val[a:b], golden, bound, acc, fs)
