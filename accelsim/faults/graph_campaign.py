@@ -190,6 +190,63 @@ def _faulty_column(
     return apply_fault(column, mask, kind)
 
 
+def _overlay(region: I8, origin: Box, values: I8, box: Box) -> None:
+    """Write ``values`` (a changed box of a feature map) into ``region`` (the part of the map
+    at ``origin``), where the two overlap."""
+    y0, y1 = max(origin[0], box[0]), min(origin[1], box[1])
+    x0, x1 = max(origin[2], box[2]), min(origin[3], box[3])
+    if y0 > y1 or x0 > x1:
+        return
+    region[:, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1] = values[
+        :, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1
+    ]
+
+
+Entry = tuple[I64, I8, Box | None]  # rows of ``live`` that differ, their values, their box
+
+
+def _read(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry | None,
+          region: Box | None) -> I8:  # fmt: skip
+    """Tensor ``t`` of images ``live[rows]``: the fault-free values with the changed ones laid
+    over, whole or only ``region`` of a feature map."""
+    golden = state.values[t]
+    if region is None:
+        out = golden[live[rows]]
+    else:
+        y0, y1, x0, x1 = region
+        out = golden[live[rows], :, y0 : y1 + 1, x0 : x1 + 1]
+    if entry is not None:
+        r, v, box = entry
+        at = np.searchsorted(rows, r)
+        if box is None:
+            out[at] = v if region is None else v[:, :, y0 : y1 + 1, x0 : x1 + 1]
+        else:
+            part = out[at]
+            _overlay(part, region or (0, golden.shape[2] - 1, 0, golden.shape[3] - 1), v, box)
+            out[at] = part
+    return out
+
+
+def _changed(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:
+    """The entry of a node's output ``out`` (rows, whole or the ``box`` region) against its
+    fault-free values there: the rows that differ, their values in the box of what differs."""
+    diff = out != fault_free
+    differs = diff.reshape(len(rows), -1).any(axis=1)
+    if not differs.any():
+        return None
+    if out.ndim != 4:
+        return rows[differs], out[differs], None
+    origin = box or (0, out.shape[2] - 1, 0, out.shape[3] - 1)
+    y0, y1, x0, x1 = _differing_box(diff[differs], origin)
+    sub = out[differs][
+        :, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1
+    ]
+    return rows[differs], sub, (y0, y1, x0, x1)
+
+
+ELEMENTWISE = ("ADD", "CONCATENATION")  # outputs change only where an input changed
+
+
 def faulty_graph_output(
     g: Graph | ProtectedNetwork, state: GraphGolden, node: int, index: int, mask: int,
     kind: int, *, copy: int = 0,
@@ -198,11 +255,13 @@ def faulty_graph_output(
     output (its copy ``copy``, for a protected neuron) is hit; ``g`` a graph or a protected
     graph (``state`` is then its protected golden run).
 
-    Each changed feature map carries the bounding box of its changed positions; a windowed
-    node (convolution, depthwise, pool) computes only the outputs whose windows reach that box,
-    on the input region they read (with the padding that region has), and the box of the
-    outputs that really changed goes on downstream. Vectors (after MEAN, FC, a RESHAPE to a
-    vector) are recomputed whole."""
+    Each changed feature map carries only its changed images and the bounding box of its
+    changed positions (a fault starts as one position); a windowed node (convolution,
+    depthwise, pool) computes only the outputs whose windows reach that box, on the input
+    region they read (with the padding that region has); ADD and CONCATENATION compute only
+    the union of their inputs' boxes, PAD shifts the box; the box of the outputs that really
+    changed goes on downstream. Vectors (after MEAN, FC, a RESHAPE to a vector) are recomputed
+    whole."""
     pnet = g if isinstance(g, ProtectedNetwork) else unprotected(g)
     g = pnet.net
     guarded = pnet.plan.mode is not ProtectionMode.NONE
@@ -214,70 +273,63 @@ def faulty_graph_output(
     logits = state.values[g.output].copy()
     if live.size == 0:
         return logits
-    hit = flat[live].copy()
-    hit[:, index] = faulty_col[live]
     shape = golden.shape[1:]
-    box0: Box | None = None
+    changed: dict[str, Entry] = {}
     if len(shape) == 3:
-        _, y, x = np.unravel_index(index, shape)
-        box0 = (int(y), int(y), int(x), int(x))
-    # changed[t] = (rows of ``live`` where t differs, t's faulty values there, changed box)
-    changed: dict[str, tuple[I64, I8, Box | None]] = {
-        target: (np.arange(live.size), hit.reshape(-1, *shape), box0)
-    }
+        c, y, x = (int(v) for v in np.unravel_index(index, shape))
+        box0 = (y, y, x, x)
+        values = golden[live][:, :, y : y + 1, x : x + 1].copy()
+        values[:, c, 0, 0] = faulty_col[live]
+        changed[target] = (np.arange(live.size), values, box0)
+    else:
+        hit = flat[live].copy()
+        hit[:, index] = faulty_col[live]
+        changed[target] = (np.arange(live.size), hit.reshape(-1, *shape), None)
     for j in range(node + 1, len(g.nodes)):
         nd = g.nodes[j]
-        guard = guarded and pnet.plan.for_layer(j) is not None
-        hits = [changed[t][0] for t in nd.inputs if t in changed]
+        entries = [changed.get(t) for t in nd.inputs]
+        hits = [e[0] for e in entries if e is not None]
         if not hits:
             continue
         rows = np.unique(np.concatenate(hits))
-        in_box = _union([changed[t][2] for t in nd.inputs if t in changed])
-        out_box: Box | None = None
+        guard = guarded and pnet.plan.for_layer(j) is not None
+        in_box = _union([e[2] for e in entries if e is not None])
+        fault_free = state.values[nd.output]
+        entry: Entry | None
         if nd.op in WINDOWED and in_box is not None:
             out_box = _window_box(g, nd, in_box)
             if out_box is None:
                 continue
             src = nd.inputs[0]
-            (ya, yb, xa, xb), pad = _windowed_region(nd, *g.tensors[src].shape[1:], out_box)
-            region = state.values[src][live[rows], :, ya : yb + 1, xa : xb + 1]
-            r, v, _ = changed[src]
-            region[np.searchsorted(rows, r)] = v[:, :, ya : yb + 1, xa : xb + 1]
+            region, pad = _windowed_region(nd, *g.tensors[src].shape[1:], out_box)
+            x_in = _read(state, src, live, rows, entries[0], region)
             sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
-            part = run_node(g, sub, [region])
+            part = run_node(g, sub, [x_in])
             if guard:
-                part = protect_output(pnet, j, sub, [region], part, box=out_box)[0]
+                part = protect_output(pnet, j, sub, [x_in], part, box=out_box)[0]
             y0, y1, x0, x1 = out_box
-            fault_free = state.values[nd.output]
-            diff = part != fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1]
-            differs = diff.reshape(len(rows), -1).any(axis=1)
-            if not differs.any():
-                continue
-            out = fault_free[live[rows[differs]]]
-            out[:, :, y0 : y1 + 1, x0 : x1 + 1] = part[differs]
-            out_box = _differing_box(diff[differs], out_box)
-            changed[nd.output] = (rows[differs], out, out_box)
-            continue
-        ins = []
-        for t in nd.inputs:
-            values = state.values[t][live[rows]]
-            if t in changed:
-                r, v, _ = changed[t]
-                values[np.searchsorted(rows, r)] = v
-            ins.append(values)
-        out = run_node(g, nd, ins)
-        if guard:
-            out = protect_output(pnet, j, nd, ins, out)[0]
-        diff = out != state.values[nd.output][live[rows]]
-        differs = diff.reshape(len(rows), -1).any(axis=1)
-        if not differs.any():
-            continue
-        if out.ndim == 4 and in_box is not None and nd.op in ("ADD", "CONCATENATION"):
-            out_box = _differing_box(diff[differs], (0, 0, 0, 0))
-        elif out.ndim == 4 and in_box is not None and nd.op == "PAD":
+            entry = _changed(part, fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1], rows,
+                             out_box)  # fmt: skip
+        elif nd.op in ELEMENTWISE and in_box is not None:
+            pairs = zip(nd.inputs, entries, strict=True)
+            ins = [_read(state, t, live, rows, e, in_box) for t, e in pairs]
+            part = run_node(g, nd, ins)
+            y0, y1, x0, x1 = in_box
+            entry = _changed(part, fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1], rows,
+                             in_box)  # fmt: skip
+        elif nd.op == "PAD" and in_box is not None:
             t, _, left, _ = nd.attr("padding")
-            out_box = (in_box[0] + t, in_box[1] + t, in_box[2] + left, in_box[3] + left)
-        changed[nd.output] = (rows[differs], out[differs], out_box)
+            r, v, b = entries[0]
+            entry = (r, v, (b[0] + t, b[1] + t, b[2] + left, b[3] + left))
+        else:
+            pairs = zip(nd.inputs, entries, strict=True)
+            ins = [_read(state, t, live, rows, e, None) for t, e in pairs]
+            out = run_node(g, nd, ins)
+            if guard:
+                out = protect_output(pnet, j, nd, ins, out)[0]
+            entry = _changed(out, fault_free[live[rows]], rows, None)
+        if entry is not None:
+            changed[nd.output] = entry
     if g.output in changed:
         r, v, _ = changed[g.output]
         logits[live[r]] = v
