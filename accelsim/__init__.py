@@ -27,7 +27,6 @@ from accelsim.analysis.exhaustive import every_bit_flip
 from accelsim.analysis.graph_nvf import (
     graph_every_bit_flip,
     graph_exhaustive_nvf,
-    graph_nvf,
     graph_nvf_variants,
 )
 from accelsim.analysis.graph_slopes import graph_logit_slopes

@@ -107,22 +107,3 @@ def graph_nvf_variants(
         if on_progress is not None:
             on_progress(len(xb))
     return tuple(t.result(names, method, v, len(x)) for t, v in zip(totals, variants, strict=True))
-
-
-def graph_nvf(
-    g: Graph,
-    x: I8,
-    *,
-    method: Method = Method.LINEAR,
-    mapping: Mapping = Mapping.LOG2,
-    gradient_check: bool = True,
-    workers: int = 1,
-    on_progress: Callable[[int], None] | None = None,
-) -> NvfResult:
-    """The NVF of every neuron of graph ``g`` over int8 inputs ``x`` (``compute_nvf`` for
-    graphs; ``workers`` applies to ``exhaustive``)."""
-    if method is Method.EXHAUSTIVE:
-        return graph_exhaustive_nvf(g, x, workers=workers, on_progress=on_progress)
-    return graph_nvf_variants(
-        g, x, method=method, variants=((mapping, gradient_check),), on_progress=on_progress
-    )[0]

@@ -26,13 +26,13 @@ import numpy.typing as npt
 
 from accelsim.config.arch import ArchSpec, PEArraySpec
 from accelsim.config.workload import ProtectionMode
-from accelsim.errors import AccelsimError
 from accelsim.functional.graph import Graph, Node
 from accelsim.timing.schedule import (
     ACC_BYTES,
     Gemm,
     LayerSchedule,
     Schedule,
+    check_copies_fit,
     fold_map,
     gemm_schedule,
     unit_schedule,
@@ -140,11 +140,7 @@ def schedule_graph(
     activation unit (``unit_work``); ``protected`` maps node index -> protected neurons."""
     protected = protected or {}
     pe = arch.pe_array
-    if extra_copies and pe.rows <= extra_copies and pe.cols <= extra_copies:
-        raise AccelsimError(
-            f"{arch.name}: a {pe.rows}x{pe.cols} array cannot place {1 + extra_copies} copies of "
-            "a neuron on different PEs"
-        )
+    check_copies_fit(arch, extra_copies)
     held = held_bytes(g)
     layers: list[LayerSchedule] = []
     for i, nd in enumerate(g.nodes):

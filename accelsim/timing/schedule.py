@@ -301,6 +301,16 @@ _FOLD_FIELDS = (
 )  # fmt: skip
 
 
+def check_copies_fit(arch: ArchSpec, extra_copies: int) -> None:
+    """Refuse an array too small to hold every copy of a neuron on its own PE."""
+    pe = arch.pe_array
+    if extra_copies and pe.rows <= extra_copies and pe.cols <= extra_copies:
+        raise AccelsimError(
+            f"{arch.name}: a {pe.rows}x{pe.cols} array cannot place {1 + extra_copies} copies of "
+            "a neuron on different PEs"
+        )
+
+
 def schedule_network(
     net: Network, arch: ArchSpec, *, protected: dict[int, I64] | None = None,
     extra_copies: int = 0, mode: ProtectionMode = ProtectionMode.NONE,
@@ -308,11 +318,7 @@ def schedule_network(
     """Every layer's folds on ``arch``; ``protected`` maps layer index -> protected neurons."""
     protected = protected or {}
     pe = arch.pe_array
-    if extra_copies and pe.rows <= extra_copies and pe.cols <= extra_copies:
-        raise AccelsimError(
-            f"{arch.name}: a {pe.rows}x{pe.cols} array cannot place {1 + extra_copies} copies of "
-            "a neuron on different PEs"
-        )
+    check_copies_fit(arch, extra_copies)
     layers = tuple(
         schedule_layer(layer, i, pe, protected.get(i), extra_copies)
         for i, layer in enumerate(net.layers)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from accelsim import BitMapping, NvfMethod, compute_nvf, load_network
-from accelsim.analysis.graph_nvf import graph_nvf, graph_nvf_variants
+from accelsim.analysis.graph_nvf import graph_nvf_variants
 from accelsim.analysis.graph_slopes import graph_logit_slopes
 from accelsim.functional.graph import Graph, graph_from_network, run_graph
 from accelsim.functional.graph_check import WEIGHTED
@@ -155,7 +155,7 @@ def test_graph_linear_nvf_of_a_chain_equals_the_chain_nvf() -> None:
     x = rng.integers(-128, 128, size=(12, *net.input_shape)).astype(np.int8)
     for mapping, check in ((BitMapping.LOG2, True), (BitMapping.VALUE, False)):
         want = compute_nvf(net, x, mapping=mapping, gradient_check=check)
-        got = graph_nvf(g, x, mapping=mapping, gradient_check=check)
+        got = compute_nvf(g, x, mapping=mapping, gradient_check=check)
         assert [lay.layer for lay in got.layers] == [lay.layer for lay in want.layers]
         np.testing.assert_array_equal(got.nvf, want.nvf)
 
@@ -177,7 +177,7 @@ def test_graph_linear_nvf_tracks_the_exhaustive_ground_truth() -> None:
     rng = np.random.default_rng(0)
     g = inverted(rng)
     x = rng.integers(-128, 128, size=(40, *g.input_info.shape)).astype(np.int8)
-    truth = graph_nvf(g, x, method=NvfMethod.EXHAUSTIVE).nvf
+    truth = compute_nvf(g, x, method=NvfMethod.EXHAUSTIVE).nvf
     for mapping in (BitMapping.VALUE, BitMapping.LOG2):
         linear = graph_nvf_variants(g, x, variants=((mapping, False),))[0].nvf
         assert truth.max() > 0
@@ -189,4 +189,4 @@ def test_graph_nvf_refuses_the_exact_searches(rng) -> None:
     from accelsim.errors import ParameterError
 
     with pytest.raises(ParameterError, match="linear and exhaustive"):
-        graph_nvf(residual(rng), np.zeros((1, 2, 5, 5), np.int8), method=NvfMethod.EXACT)
+        compute_nvf(residual(rng), np.zeros((1, 2, 5, 5), np.int8), method=NvfMethod.EXACT)
