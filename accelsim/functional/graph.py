@@ -202,7 +202,8 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             output_zero_point=out.zero_point,
         )
     if node.op == "ADD":
-        return ref.add(
+        add = ref.add_xnnpack if g.requantization == "xnnpack" else ref.add
+        return add(
             xs[0],
             xs[1],
             scales=(ins[0].scale, ins[1].scale, out.scale),
@@ -252,7 +253,7 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             depth_multiplier=node.attr("depth_multiplier", 1), input_zero_point=zp_in,
             output_zero_point=zp_out, act_range=p["act_range"],
         )  # fmt: skip
-    if node.op == "ADD":
+    if node.op == "ADD" and g.requantization != "xnnpack":  # XNNPACK's ADD: the reference
         a, b = (g.tensors[t] for t in node.inputs)
         out = g.tensors[node.output]
         return graph_kernels.add(

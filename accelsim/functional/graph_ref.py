@@ -288,6 +288,33 @@ def requantize(
     )
 
 
+def add_xnnpack_params(s1: float, s2: float, s_out: float) -> tuple[int, int, int]:
+    """XNNPACK's int8 ADD parameters (``xnn_init_qs8_add_minmax_scalar_params``): the input
+    scales over the output's in float32, a shift of 20 minus the larger one's binary exponent,
+    each multiplier ``rint(scale 2^shift)``; (a multiplier, b multiplier, shift)."""
+    a = np.float32(float32(s1) / float32(s_out))
+    b = np.float32(float32(s2) / float32(s_out))
+    exponent = int(np.frexp(max(a, b))[1]) - 1  # the float's unbiased exponent
+    shift = 20 - exponent
+    return int(np.rint(a * np.float32(2.0**shift))), int(np.rint(b * np.float32(2.0**shift))), shift
+
+
+def add_xnnpack(
+    a: I8,
+    b: I8,
+    *,
+    scales: tuple[float, float, float],
+    zero_points: tuple[int, int, int],
+    act_range: tuple[int, int],
+) -> I8:
+    """XNNPACK's int8 ADD (LiteRT's default path): ``(bias + a m_a + b m_b) >> shift + zp_out``
+    (an arithmetic shift) with ``bias = 2^(shift - 1) - m_a zp_a - m_b zp_b``, clamped."""
+    m_a, m_b, shift = add_xnnpack_params(*scales)
+    bias = (1 << (shift - 1)) - m_a * zero_points[0] - m_b * zero_points[1]
+    acc = bias + a.astype(np.int64) * m_a + b.astype(np.int64) * m_b
+    return np.clip((acc >> shift) + zero_points[2], *act_range).astype(np.int8)
+
+
 XNNPACK_CONVERT_RANGE = (2.0**-8, 2.0**7)  # the scale ratios XNNPACK's int8 convert accepts
 
 

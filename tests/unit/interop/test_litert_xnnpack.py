@@ -146,6 +146,21 @@ def test_requantising_concatenation(seed) -> None:
     check(g, rng, n=256)
 
 
+def test_add_in_xnnpacks_arithmetic() -> None:
+    """XNNPACK's ADD (multipliers rint(s 2^shift), shift 20 minus the larger scale's exponent,
+    an arithmetic shift) against LiteRT on 20 random conv + ADD graphs x 256 inputs; TFLite's
+    ADD arithmetic missed LiteRT on 10 of 1,769,472 outputs of 60 such graphs (measured)."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        c = int(rng.integers(1, 6))
+        b = Builder(rng, (c, 6, 6))
+        b.weighted("CONV_2D", "k", "x", (c, c, 1, 1), (c, 6, 6))
+        scale = max(b.tensors["k"].scale, b.tensors["x"].scale) * rng.uniform(0.6, 2.5)
+        b.op("ADD", "a", ["k", "x"], (c, 6, 6), scale=scale, zp=int(rng.integers(-60, 60)),
+             activation=["none", "relu", "relu6"][seed % 3])  # fmt: skip
+        check(b.graph("a", "xnnpack"), rng, n=256)
+
+
 def test_xnnpack_refuses_a_convert_it_does_not_take(rng) -> None:
     b = Builder(rng, (2, 4, 4))
     b.op("MAX_POOL_2D", "p", ["x"], (2, 4, 4), size=(1, 1), stride=1)
