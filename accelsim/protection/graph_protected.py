@@ -111,10 +111,9 @@ def node_copies(pnet, i: int, nd: Node, ins: Sequence[I8], y: I8, cols: I64) -> 
     return [plain.copy() for _ in range(1 + EXTRA_COPIES[mode])]
 
 
-def merge_node_copies(pnet, i: int, copies: list[I8], plain: I8, pos: I64 | None = None) -> I8:
-    """What the next node sees of the copies; ``plain``: the fault-free value (dmr_recompute's
-    recomputation); ``pos``: the protected neurons' positions in the plan (ranger's range is
-    per node, so only split needs nothing else)."""
+def merge_node_copies(pnet, i: int, copies: list[I8], plain: I8) -> I8:
+    """What the next node sees of the copies (N, n) of node ``i``'s protected neurons;
+    ``plain``: their fault-free value (dmr_recompute's recomputation)."""
     g, mode = pnet.net, pnet.plan.mode
     zp, lo, hi = _code_range(g, i)
     if mode in SPLITS:

@@ -39,6 +39,7 @@ from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
 from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
+from accelsim.functional.network import Network
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
@@ -282,6 +283,12 @@ def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: AnyNetwork,
     if o.nvf is NvfChoice.WORKLOAD:
         return {}, f"{own} (nvf=workload)"
     if o.nvf is NvfChoice.PAPER:
+        if not isinstance(net, Network):
+            raise ParameterError(
+                "nvf",
+                f"{{parameter}}: the paper's setting searches critical deltas exactly, which "
+                f"graph networks ({net.name}) do not support; use workload or exhaustive",
+            )
         paper = {"method": NvfMethod.EXACT, "mapping": BitMapping.PAPER, "gradient_check": True}
         return paper, "the paper's setting: exact search, Algorithm 1's bit mapping, gradient check"
     if o.nvf is NvfChoice.EXHAUSTIVE:

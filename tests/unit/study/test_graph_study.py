@@ -78,3 +78,11 @@ def test_run_on_mobilenet_end_to_end(tmp_path) -> None:
     assert result.rows[1].critical_neurons > 0
     assert result.rows[1].cycles >= result.rows[0].cycles
     assert (tmp_path / "figures" / "fig4.png").is_file()
+
+
+def test_the_papers_nvf_setting_is_refused_on_graphs(tmp_path) -> None:
+    from accelsim import ParameterError, StudyOptions, prepare_study
+
+    options = StudyOptions(nvf="paper", nvf_images=4, out_dir=tmp_path, data_dir=data_dir_or_fail())
+    with pytest.raises(ParameterError, match="graph networks .resnet20. do not support"):
+        prepare_study("pe16x16", "resnet20", options)
