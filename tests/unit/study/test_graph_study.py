@@ -84,5 +84,5 @@ def test_the_papers_nvf_setting_is_refused_on_graphs(tmp_path) -> None:
     from accelsim import ParameterError, StudyOptions, prepare_study
 
     options = StudyOptions(nvf="paper", nvf_images=4, out_dir=tmp_path, data_dir=data_dir_or_fail())
-    with pytest.raises(ParameterError, match="graph networks .resnet20. do not support"):
+    with pytest.raises(ParameterError, match=r"graph networks \(resnet20\) do not support"):
         prepare_study("pe16x16", "resnet20", options)
