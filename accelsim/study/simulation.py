@@ -26,14 +26,13 @@ from accelsim import files
 from accelsim.config.arch import ArchSpec
 from accelsim.config.workload import FaultKind, ProtectionMode, WorkloadSpec
 from accelsim.datasets import load_dataset
-from accelsim.errors import ParameterError, positive_int, seed_int
+from accelsim.errors import positive_int, seed_int
 from accelsim.faults.campaign import campaign_settings, fault_source, images_hash, run_stored
 from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.files import OutputLock
 from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
-from accelsim.functional.network import Network
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import workload_nvf
@@ -49,9 +48,9 @@ from accelsim.study.options import (
 from accelsim.timing.accelerator import LayerTiming, TimingReport
 from accelsim.timing.pe_campaign import (
     IDLE,
-    PeCampaignInputs,
     pe_fault_batch,
     pe_population,
+    pe_source,
 )
 from accelsim.timing.pe_faults import PeSite, sample_pe_faults
 from accelsim.timing.schedule import Schedule
@@ -219,12 +218,6 @@ def simulate_workload(
     o = options or SimulationOptions()
     arch, spec = as_arch(arch), as_workload(workload)
     net = load_model(spec.network)
-    if o.pe_faults and not isinstance(net, Network):
-        raise ParameterError(
-            "pe_faults",
-            f"{{parameter}}: PE-datapath faults are modelled on chain networks only; "
-            f"{net.name} is a graph network (neuron-output faults: inject)",
-        )
     modes = o.modes or spec.protection_modes
     pnets, threshold, nvf_info = _networks(spec, net, modes, o, on_nvf_progress)
     out = Path(o.output_dir or spec.output_dir)
@@ -328,7 +321,7 @@ def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag
         db = folder / f"pe-{tag}-{run.mode.value}-{o.pe_site.value}-{kind}.sqlite"
         if on_stage is not None:
             on_stage(f"PE faults ({run.mode.value})", len(faults))
-        pe_run = run_stored(PeCampaignInputs(run.schedule, r, run.pnet, x, labels, o.pe_site),
+        pe_run = run_stored(pe_source(run.schedule, r, run.pnet, x, labels, o.pe_site),
                             batch, db, settings, resume=o.resume, workers=o.workers,
                             dask_address=o.dask_address, on_progress=on_progress)  # fmt: skip
         population = pe_population(run.schedule, r, o.pe_site, permanent=o.permanent)

@@ -131,6 +131,25 @@ class PeCampaignInputs:
         return classify(h)
 
 
+def pe_source(
+    schedule: Schedule,
+    report: TimingReport,
+    pnet: ProtectedNetwork,
+    x: I8,
+    labels: I64,
+    site: PeSite,
+):  # -> PeCampaignInputs | graph_values.GraphPeCampaignInputs
+    """The PE fault source of a chain (``PeCampaignInputs``) or a graph network
+    (``graph_values.GraphPeCampaignInputs``)."""
+    from accelsim.functional.network import Network
+
+    if isinstance(pnet.net, Network):
+        return PeCampaignInputs(schedule, report, pnet, x, labels, site)
+    from accelsim.timing.graph_values import GraphPeCampaignInputs
+
+    return GraphPeCampaignInputs(schedule, report, pnet, x, labels, site)
+
+
 def pe_population(schedule: Schedule, report: TimingReport, site: PeSite, *,
                   permanent: bool) -> int:  # fmt: skip
     """PE x bit x cycle of the run (transient), or PE x bit x stuck value (permanent)."""

@@ -140,8 +140,12 @@ class LayerSchedule:
     layer_output_bytes: int  # the whole output feature map (int8)
     post_cycles: int  # pooling: cycles of the activation/pooling unit
     held_bytes: int = 0  # graphs: earlier tensors still awaiting a later reader (skip tensors)
+    group: I64 | None = None  # graphs: the depthwise channel group of each fold (None: all 0)
 
     def __post_init__(self) -> None:
+        if self.group is None:
+            object.__setattr__(self, "group", np.zeros(self.row_fold.size, np.int64))
+        self.group.setflags(write=False)
         for arr in (self.row_fold, self.col_fold, self.copy, self.protected, self.stack):
             arr.setflags(write=False)
         for arr in (self.input_bytes, self.weight_bytes, self.output_bytes, self.writeback_bytes):
@@ -252,9 +256,10 @@ def gemm_schedule(
                 idx = sel - grp * per
             parts.append(gemm_schedule(index, name, gemm, pe, idx, extra_copies, sizes))
         cat = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _FOLD_FIELDS}
+        group = np.repeat(np.arange(groups), [p.n_tiles for p in parts])
         return LayerSchedule(index, name, gemm, parts[0].fold, **cat, layer_input_bytes=sizes[0],
                              layer_weight_bytes=sizes[1], layer_output_bytes=sizes[2],
-                             post_cycles=0, held_bytes=held_bytes)  # fmt: skip
+                             post_cycles=0, held_bytes=held_bytes, group=group)  # fmt: skip
     in_b, w_b, out_b = sizes
     fm = fold_map(gemm, pe)
     rf, cf = np.meshgrid(np.arange(fm.row_folds), np.arange(fm.col_folds), indexing="ij")

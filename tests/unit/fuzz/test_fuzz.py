@@ -360,7 +360,7 @@ def test_command_line_arguments(examples: int, monkeypatch, tmp_path: Path, caps
     for module, names in ((commands, ("model_predict",)), (study_protection, ("protected_logits",)),
                           (study_nvf, ("compute_nvf",)), (headline, ("run_sweep",)),
                           (study_campaign, ("fault_source",)),
-                          (study_simulation, ("simulate", "PeCampaignInputs"))):  # fmt: skip
+                          (study_simulation, ("simulate", "pe_source"))):  # fmt: skip
         for name in names:
             monkeypatch.setattr(module, name, _reached)
     monkeypatch.chdir(tmp_path)

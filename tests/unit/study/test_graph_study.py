@@ -86,3 +86,15 @@ def test_the_papers_nvf_setting_is_refused_on_graphs(tmp_path) -> None:
     options = StudyOptions(nvf="paper", nvf_images=4, out_dir=tmp_path, data_dir=data_dir_or_fail())
     with pytest.raises(ParameterError, match=r"graph networks \(resnet20\) do not support"):
         prepare_study("pe16x16", "resnet20", options)
+
+
+def test_simulate_with_pe_faults_on_mobilenet(tmp_path) -> None:
+    """The simulate command's PE campaign on a graph network (depthwise folds included)."""
+    from accelsim import SimulationOptions, simulate_workload
+
+    options = SimulationOptions(modes=("none", "tmr"), top=5, pe_faults=6, test_images=6,
+                                images=20, output_dir=tmp_path, data_dir=data_dir_or_fail())  # fmt: skip
+    result = simulate_workload("pe16x16", "mobilenetv2", options)
+    assert [row.mode for row in result.pe_faults] == [ProtectionMode.NONE, ProtectionMode.TMR]
+    assert all(row.pe.n_faults == 6 for row in result.pe_faults)
+    assert result.runs[1].report.total_cycles > result.runs[0].report.total_cycles
