@@ -172,7 +172,8 @@ from accelsim.timing.graph_schedule import (
     node_gemms,
     schedule_graph,
 )
-from accelsim.timing.pe_campaign import PeCampaignInputs, pe_fault_batch, pe_population
+from accelsim.timing.graph_values import GraphPeCampaignInputs, graph_accelerator_logits
+from accelsim.timing.pe_campaign import PeCampaignInputs, pe_fault_batch, pe_population, pe_source
 from accelsim.timing.pe_faults import PeFault, PeSite, sample_pe_faults
 from accelsim.timing.schedule import Schedule
 from accelsim.timing.simulate import TimingOverhead, plan_schedule, simulate, timing_overhead
