@@ -17,19 +17,16 @@ fault-free. A permanent fault runs every weighted node on the array.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.arch import Dataflow, PEArraySpec
 from accelsim.config.workload import ProtectionMode
-from accelsim.faults.model import FaultBatch
-from accelsim.faults.store import FaultRows
 from accelsim.functional import graph_kernels
 from accelsim.functional.graph import Graph, Node, run_node
-from accelsim.functional.models import model_hash
 from accelsim.functional.network import classify
 from accelsim.protection.graph_protected import (
     half_params,
@@ -37,11 +34,11 @@ from accelsim.protection.graph_protected import (
     protect_output,
     protected_graph_values,
 )
-from accelsim.protection.plan import SPLITS, plan_hash
+from accelsim.protection.plan import SPLITS
 from accelsim.protection.protected import ProtectedNetwork
-from accelsim.timing.accelerator import TimingReport
 from accelsim.timing.kernels import fold_acc_int8
-from accelsim.timing.pe_faults import PeFault, PeSite
+from accelsim.timing.pe_campaign import PeCampaignInputs, fold_at
+from accelsim.timing.pe_faults import PeFault
 from accelsim.timing.schedule import LayerSchedule, Schedule
 from accelsim.timing.values import _Fold, _os_fault, _stationary_fault, _wrap32, fold_block
 
@@ -195,26 +192,11 @@ class GraphPeGolden:
 
 
 @dataclass(frozen=True, eq=False)
-class GraphPeCampaignInputs:
-    """PE faults on a graph network (``pe_campaign.PeCampaignInputs`` for graphs)."""
+class GraphPeCampaignInputs(PeCampaignInputs):
+    """PE faults on a graph network: ``pe_campaign.PeCampaignInputs`` with the graph's golden
+    tensors and its fold-by-fold nodes."""
 
-    schedule: Schedule
-    report: TimingReport
-    pnet: ProtectedNetwork
-    x: I8
-    labels: I64
-    site: PeSite
-    key: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        h = hashlib.sha256(b"graph-pe")
-        for part in (model_hash(self.pnet.net), plan_hash(self.pnet.plan),
-                     repr(sorted(self.pnet.ranges.items())), repr(self.schedule.arch),
-                     self.site.value):  # fmt: skip
-            h.update(part.encode())
-        for arr in (self.x, self.labels, *self.report.fold_starts):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        object.__setattr__(self, "key", h.hexdigest())
+    KIND: ClassVar[bytes] = b"graph-pe"
 
     def golden(self) -> GraphPeGolden:
         values, _ = protected_graph_values(self.pnet, self.x)
@@ -223,25 +205,7 @@ class GraphPeCampaignInputs:
     def fault_free_classes(self) -> I64:
         return self.golden().classes
 
-    def order(self, faults: FaultBatch) -> I64:
-        return np.lexsort((faults.ids, faults.copy, faults.layer))
-
-    def evaluate(self, state: GraphPeGolden, batch: FaultBatch) -> FaultRows:
-        from accelsim.timing.pe_campaign import pe_faults_of
-
-        changed = np.zeros(len(batch), np.int64)
-        correct = np.zeros(len(batch), np.int64)
-        cols = self.schedule.arch.pe_array.cols
-        for f, fault in enumerate(pe_faults_of(batch, self.site, cols)):
-            preds = self._classes(state, fault)
-            changed[f] = int(np.sum(preds != state.classes))
-            correct[f] = int(np.sum(preds == state.labels))
-        return FaultRows(batch.ids, batch.layer, batch.index, batch.copy, batch.mask, batch.kind,
-                         changed, correct)  # fmt: skip
-
     def _classes(self, state: GraphPeGolden, fault: PeFault) -> I64:
-        from accelsim.timing.pe_campaign import fold_at
-
         g = self.pnet.net
         if fault.is_permanent:
             return classify(graph_accelerator_logits(self.schedule, self.pnet, self.x,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,7 @@ import numpy.typing as npt
 from accelsim.config.workload import FaultKind
 from accelsim.faults.model import KIND_CODES, FaultBatch
 from accelsim.faults.store import FaultRows
-from accelsim.functional.modelio import network_hash
+from accelsim.functional.models import model_hash
 from accelsim.functional.network import classify
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, protected_layer, protected_logits
@@ -78,10 +79,11 @@ class PeCampaignInputs:
     labels: I64
     site: PeSite
     key: str = field(init=False)
+    KIND: ClassVar[bytes] = b"pe"
 
     def __post_init__(self) -> None:
-        h = hashlib.sha256(b"pe")
-        for part in (network_hash(self.pnet.net), plan_hash(self.pnet.plan),
+        h = hashlib.sha256(self.KIND)
+        for part in (model_hash(self.pnet.net), plan_hash(self.pnet.plan),
                      repr(sorted(self.pnet.ranges.items())), repr(self.schedule.arch),
                      self.site.value):  # fmt: skip
             h.update(part.encode())
