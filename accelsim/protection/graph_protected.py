@@ -28,8 +28,10 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import ProtectionMode
-from accelsim.functional.graph import Graph, Node, run_node
+from accelsim.errors import AccelsimError
+from accelsim.functional.graph import Graph, Node, run_graph, run_node
 from accelsim.functional.graph_ref import quantized_activation_range
+from accelsim.functional.models import neuron_layers
 from accelsim.functional.network import classify
 from accelsim.protection import dmr, ranger
 from accelsim.protection.lcu import half_bits, lcu_zp, relative_code
@@ -96,6 +98,15 @@ def local_columns(index: I64, shape: tuple[int, ...], box: Box | None) -> tuple[
     return inside, local.astype(np.int64)
 
 
+def cap_halves(pnet, i: int, half: I8) -> I8:
+    """split_clamped: node ``i``'s halves capped at ``half_bits`` above the zero point, so that
+    the top relative bit stays 0 fault-free (other modes: unchanged)."""
+    if pnet.plan.mode is not ProtectionMode.SPLIT_CLAMPED:
+        return half
+    zp, _, hi = _code_range(pnet.net, i)
+    return np.minimum(half, zp + half_bits(zp, hi)).astype(np.int8)
+
+
 def node_copies(pnet, i: int, nd: Node, ins: Sequence[I8], y: I8, cols: I64) -> list[I8]:
     """The copies (N, n) of the protected neurons at flat positions ``cols`` of output ``y``
     (computed by ``nd`` on ``ins``: the node itself, or its region version)."""
@@ -103,9 +114,7 @@ def node_copies(pnet, i: int, nd: Node, ins: Sequence[I8], y: I8, cols: I64) -> 
     n = len(y)
     if mode in SPLITS:
         half = run_node(g, nd, ins, params=half_params(g, g.nodes[i])).reshape(n, -1)[:, cols]
-        if mode is ProtectionMode.SPLIT_CLAMPED:
-            zp, _, hi = _code_range(g, i)
-            half = np.minimum(half, zp + half_bits(zp, hi)).astype(np.int8)
+        half = cap_halves(pnet, i, half)
         return [half, half.copy()]
     plain = y.reshape(n, -1)[:, cols]
     return [plain.copy() for _ in range(1 + EXTRA_COPIES[mode])]
@@ -198,9 +207,6 @@ def protected_graph_classes(pnet, x: I8, **kwargs: Any) -> I64:
 
 def graph_ranges(g: Graph, x: I8) -> dict[int, tuple[int, int]]:
     """Per neuron node, the (min, max) code of its output over the profiling inputs x."""
-    from accelsim.functional.graph import run_graph
-    from accelsim.functional.models import neuron_layers
-
     wanted = {g.nodes[i].output: i for i in neuron_layers(g)}
     values = run_graph(g, x, keep=lambda t: t in wanted)
     return {wanted[t]: (int(v.min()), int(v.max())) for t, v in values.items() if t in wanted}
@@ -209,8 +215,6 @@ def graph_ranges(g: Graph, x: I8) -> dict[int, tuple[int, int]]:
 def check_split_nodes(g: Graph, nodes: Mapping[int, Any]) -> None:
     """Refuse a split on any node of ``nodes`` whose neurons cannot be split (one line naming
     the model file, the node and the tensor)."""
-    from accelsim.errors import AccelsimError
-
     for i in nodes:
         why = split_refusal(g, i)
         if why is not None:

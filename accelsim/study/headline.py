@@ -38,8 +38,15 @@ from accelsim.config.workload import (
 from accelsim.datasets import load_dataset
 from accelsim.errors import AccelsimError, DatasetError, ParameterError, positive_int, seed_int
 from accelsim.files import OutputLock
-from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
+from accelsim.functional.models import (
+    AnyNetwork,
+    layer_sizes,
+    load_model,
+    model_hash,
+    quantize_inputs,
+)
 from accelsim.functional.network import Network
+from accelsim.protection.plan import SPLITS, splittable
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
 from accelsim.report.sweep_plots import fig4_figure, overhead_figure
@@ -396,9 +403,6 @@ def prepare_study(
 def _split_note(net: AnyNetwork, modes: tuple[ProtectionMode, ...]) -> str | None:
     """What a split sweep on a graph leaves out: the neuron nodes whose activation does not
     clamp at zero point -128 or 0 (a ResNet's convolutions feeding an ADD)."""
-    from accelsim.functional.models import layer_sizes
-    from accelsim.protection.plan import SPLITS, splittable
-
     if not any(m in SPLITS for m in modes):
         return None
     sizes = layer_sizes(net)

@@ -29,6 +29,7 @@ from accelsim.functional import graph_kernels
 from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.network import classify
 from accelsim.protection.graph_protected import (
+    cap_halves,
     half_params,
     merge_node_copies,
     protect_output,
@@ -145,11 +146,8 @@ def node_outputs(
     copies = [
         _requant(g, nd, acc[k], copy_params).reshape(len(y), -1)[:, index] for k in range(n_copies)
     ]
-    if pnet.plan.mode is ProtectionMode.SPLIT_CLAMPED:
-        zp, hi = g.tensors[nd.output].zero_point, params["act_range"][1]
-        from accelsim.protection.lcu import half_bits
-
-        copies = [np.minimum(c, zp + half_bits(zp, hi)).astype(np.int8) for c in copies]
+    if split:
+        copies = [cap_halves(pnet, ls.layer, c) for c in copies]
     plain = flat[:, index].copy()
     for copy, grp, m, n in edits:
         for q in _flat(m, n, grp, gm.m, gm.n):
