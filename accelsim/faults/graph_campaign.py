@@ -23,11 +23,14 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind, ProtectionMode
+from accelsim.faults import kernels_boxes as kb
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
 from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.graphio import graph_hash
+from accelsim.functional.graph_kernels import requantize
+from accelsim.functional.kernels import exact_matmul
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
 from accelsim.protection.graph_protected import (
@@ -61,6 +64,14 @@ class GraphGolden:
     classes: I64
     labels: I64
     pre: dict[int, I8] = field(default_factory=dict)
+    _last: dict[str, I8] = field(default_factory=dict, repr=False)
+    _acc: dict[str, npt.NDArray[np.int32] | None] = field(default_factory=dict, repr=False)
+
+    def channels_last(self, t: str) -> I8:
+        """Tensor ``t`` (N, H, W, C), made on first use (the convolutions' im2col reads it)."""
+        if t not in self._last:
+            self._last[t] = np.ascontiguousarray(self.values[t].transpose(0, 2, 3, 1))
+        return self._last[t]
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,26 +216,163 @@ def _overlay(region: I8, origin: Box, values: I8, box: Box) -> None:
 Entry = tuple[I64, I8, Box | None]  # rows of ``live`` that differ, their values, their box
 
 
+def _slots(rows: I64, entry: Entry | None) -> I64:
+    """For each of ``rows``, its row in ``entry``'s values, or -1."""
+    slot = np.full(rows.size, -1, np.int64)
+    if entry is not None:
+        slot[np.searchsorted(rows, entry[0])] = np.arange(entry[0].size)
+    return slot
+
+
+_NO_VALUES = np.zeros((1, 1, 1, 1), np.int8)
+_NO_BOX = (1, 0, 1, 0)
+
+
+def _where(entry: Entry | None, box: Box) -> I64:
+    """The kernels' ``where`` record: the entry's box (empty without one), then ``box``."""
+    return np.array([*(_NO_BOX if entry is None else entry[2]), *box], np.int64)
+
+
 def _read(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry | None,
           region: Box | None) -> I8:  # fmt: skip
     """Tensor ``t`` of images ``live[rows]``: the fault-free values with the changed ones laid
     over, whole or only ``region`` of a feature map."""
     golden = state.values[t]
-    if region is None:
-        out = golden[live[rows]]
-    else:
+    if region is not None and (entry is None or entry[2] is not None):
         y0, y1, x0, x1 = region
-        out = golden[live[rows], :, y0 : y1 + 1, x0 : x1 + 1]
+        out = np.empty((rows.size, golden.shape[1], y1 - y0 + 1, x1 - x0 + 1), np.int8)
+        vals = _NO_VALUES if entry is None else entry[1]
+        kb.read_overlay_kernel(golden, live[rows], _slots(rows, entry), vals,
+                               _where(entry, region), out)  # fmt: skip
+        return out
+    out = golden[live[rows]]
     if entry is not None:
         r, v, box = entry
         at = np.searchsorted(rows, r)
         if box is None:
-            out[at] = v if region is None else v[:, :, y0 : y1 + 1, x0 : x1 + 1]
+            out[at] = v if region is None else v[:, :, region[0] : region[1] + 1,
+                                                  region[2] : region[3] + 1]  # fmt: skip
         else:
             part = out[at]
-            _overlay(part, region or (0, golden.shape[2] - 1, 0, golden.shape[3] - 1), v, box)
+            _overlay(part, (0, golden.shape[2] - 1, 0, golden.shape[3] - 1), v, box)
             out[at] = part
     return out
+
+
+def _box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box) -> Entry | None:
+    """The entry of a node's recomputed output box ``out`` (one per row) against the
+    fault-free map: the rows that differ, their values in the box of what differs."""
+    differs = np.empty(rows.size, np.int64)
+    bbox = np.empty(4, np.int64)
+    kb.compare_box_kernel(out, fault_free, live[rows], _where(None, box), differs, bbox)
+    keep = differs.astype(bool)
+    if not keep.any():
+        return None
+    y0, y1, x0, x1 = (int(v) for v in bbox)
+    sub = out[keep][:, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1]
+    return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1)
+
+
+# A changed input of a CONV_2D costs kh * kw * O multiply-adds in the sparse kernel, each
+# about SPARSE_COST times a BLAS multiply-add of the whole-box GEMM (measured on ResNet-20):
+# the sparse kernel runs when it is cheaper by that measure.
+SPARSE_COST = 6
+# The fault-free accumulators the sparse kernel starts from are kept for at most this many
+# bytes per process (ResNet-20: ~0.8 MB per image for every convolution); convolutions past
+# the budget take the GEMM path.
+ACC_BUDGET = 2 << 30
+# float32 sums of integers are exact below 2^24: the sparse kernel sums in float32 (faster)
+# when no partial sum can reach this
+FLOAT_SUM_LIMIT = 1 << 24
+
+
+def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry: Entry | None,
+              out_box: Box) -> npt.NDArray[np.float32]:  # fmt: skip
+    """Raw accumulators (O, n, box pixels) of a CONV_2D over ``out_box`` for images ``img``,
+    its input the fault-free tensor with ``entry`` laid over: im2col straight from the int8
+    tensor (zero-point padding), one exact GEMM."""
+    o, c, kh, kw = nd.weight.shape
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    zp = g.tensors[nd.inputs[0]].zero_point
+    y0, y1, x0, x1 = out_box
+    n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
+    cols = np.empty((img.size * n_pix, c * kh * kw), np.float32)
+    conv = np.array([kh, kw, nd.attr("stride", 1), t, left, zp], np.int64)
+    vals = _NO_VALUES if entry is None else np.ascontiguousarray(entry[1].transpose(0, 2, 3, 1))
+    kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
+                             _where(entry, out_box), conv, cols)  # fmt: skip
+    wm = np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32)
+    return exact_matmul(wm, cols.T).reshape(o, img.size, n_pix)
+
+
+def _golden_acc(g: Graph, nd: Node, state: GraphGolden) -> npt.NDArray[np.int32] | None:
+    """The fault-free raw accumulators (N, OH, OW, O) of CONV_2D ``nd``, made on first use;
+    None past ``ACC_BUDGET``."""
+    if nd.name in state._acc:
+        return state._acc[nd.name]
+    o, oh, ow = g.tensors[nd.output].shape
+    n = len(state.values[nd.inputs[0]])
+    used = sum(a.nbytes for a in state._acc.values() if a is not None)
+    if used + 4 * n * o * oh * ow > ACC_BUDGET:
+        state._acc[nd.name] = None
+        return None
+    out = np.empty((n, oh, ow, o), np.int32)
+    for s in range(0, n, 256):
+        img = np.arange(s, min(s + 256, n), dtype=np.int64)
+        acc = _conv_acc(g, nd, state, img, np.full(img.size, -1), None, (0, oh - 1, 0, ow - 1))
+        out[s : s + img.size] = acc.astype(np.int32).reshape(o, img.size, oh, ow).transpose(1, 2, 3, 0)
+    state._acc[nd.name] = out
+    return out
+
+
+def _requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
+    """``sparse_conv_kernel``'s requantisation records of node ``nd``."""
+    p = g.params[nd.name]
+    o = nd.weight.shape[0]
+    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
+    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
+    rq = (
+        np.asarray(p["offset_bias"], np.int64),
+        np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
+        np.maximum(shift, 0),
+        np.maximum(-shift, 0),
+        np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
+    )
+    zp = g.tensors[nd.output].zero_point
+    return rq, np.array([int(fp32), zp, *p["act_range"]], np.int64)
+
+
+def _conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
+              out_box: Box) -> I8:  # fmt: skip
+    """A CONV_2D's outputs in ``out_box`` for images ``live[rows]``, its input the fault-free
+    tensor with ``entry`` laid over: from the changed inputs alone (``sparse_conv_kernel``,
+    on the fault-free accumulators) where that is cheaper, else by one GEMM over the box."""
+    p = g.params[nd.name]
+    o, c, kh, kw = nd.weight.shape
+    y0, y1, x0, x1 = out_box
+    n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
+    img, slot = live[rows], _slots(rows, entry)
+    where = _where(entry, out_box)
+    counts = np.empty((rows.size, 2), np.int64)
+    kb.count_changes_kernel(state.values[nd.inputs[0]], img, slot, entry[1], where, counts)
+    sparse = SPARSE_COST * int(counts[:, 0].sum()) * kh * kw < rows.size * n_pix * c * kh * kw
+    golden_acc = _golden_acc(g, nd, state) if sparse else None
+    if golden_acc is not None:
+        t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+        conv = np.array([kh, kw, nd.attr("stride", 1), t, left, 0], np.int64)
+        exact32 = int(counts[:, 1].max()) * int(np.abs(nd.weight.astype(np.int64)).max())
+        exact32 = exact32 < FLOAT_SUM_LIMIT
+        dtype = np.float32 if exact32 else np.int32
+        w_t = np.ascontiguousarray(nd.weight.transpose(2, 3, 1, 0), dtype)
+        delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), dtype)
+        out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
+        kb.sparse_conv_kernel(state.values[nd.inputs[0]], golden_acc, img, slot, entry[1],
+                              where, conv, w_t, delta, *_requant_records(g, nd), out)  # fmt: skip
+        return out
+    acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
+    out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
+                     g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
+    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
 
 
 def _changed(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:
@@ -241,7 +389,7 @@ def _changed(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | Non
     sub = out[differs][
         :, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1
     ]
-    return rows[differs], sub, (y0, y1, x0, x1)
+    return rows[differs], np.ascontiguousarray(sub), (y0, y1, x0, x1)
 
 
 ELEMENTWISE = ("ADD", "CONCATENATION")  # outputs change only where an input changed
@@ -300,6 +448,12 @@ def faulty_graph_output(
             out_box = _window_box(g, nd, in_box)
             if out_box is None:
                 continue
+            if nd.op == "CONV_2D" and not guard:
+                part = _conv_box(g, nd, state, live, rows, entries[0], out_box)
+                entry = _box_entry(part, fault_free, live, rows, out_box)
+                if entry is not None:
+                    changed[nd.output] = entry
+                continue
             src = nd.inputs[0]
             region, pad = _windowed_region(nd, *g.tensors[src].shape[1:], out_box)
             x_in = _read(state, src, live, rows, entries[0], region)
@@ -307,16 +461,11 @@ def faulty_graph_output(
             part = run_node(g, sub, [x_in])
             if guard:
                 part = protect_output(pnet, j, sub, [x_in], part, box=out_box)[0]
-            y0, y1, x0, x1 = out_box
-            entry = _changed(part, fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1], rows,
-                             out_box)  # fmt: skip
+            entry = _box_entry(part, fault_free, live, rows, out_box)
         elif nd.op in ELEMENTWISE and in_box is not None:
             pairs = zip(nd.inputs, entries, strict=True)
             ins = [_read(state, t, live, rows, e, in_box) for t, e in pairs]
-            part = run_node(g, nd, ins)
-            y0, y1, x0, x1 = in_box
-            entry = _changed(part, fault_free[live[rows], :, y0 : y1 + 1, x0 : x1 + 1], rows,
-                             in_box)  # fmt: skip
+            entry = _box_entry(run_node(g, nd, ins), fault_free, live, rows, in_box)
         elif nd.op == "PAD" and in_box is not None:
             t, _, left, _ = nd.attr("padding")
             r, v, b = entries[0]

@@ -1,7 +1,7 @@
 """A ResNet-20 campaign two ways in one command: accelsim's graph fault source and PyTorchFI.
 
     python experiments/benchmarks/bench_graph_campaign.py [--network resnet20] [--faults 40]
-        [--pytorchfi-faults 20] [--images 1000] [--workers 1] [--rounds 2]
+        [--pytorchfi-faults 20] [--images 1000] [--workers 1] [--rounds 2] [--torch-threads 2]
 
 Both inject single-bit flips into the neuron outputs (the outputs of the weighted nodes, after
 their fused activation) of the same network, present for all ``--images`` CIFAR-10 test images
@@ -175,10 +175,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-threads", type=int, default=2,
+                        help="PyTorchFI's threads (default 2: the whole machine, as accelsim's "
+                        "two workers have it)")  # fmt: skip
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(2 if args.workers == 1 else 1)
+    torch.set_num_threads(args.torch_threads)
     g = network(args.network, args.model)
     test = load_dataset("cifar10", "test", n_images=args.images)
     x = quantize_graph_images(g, test.images)

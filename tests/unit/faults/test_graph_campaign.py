@@ -187,7 +187,7 @@ def test_graph_exhaustive_nvf_counts_class_flips_by_brute_force(rng) -> None:
     assert max(v.max() for v in nvf.values()) > 0
 
 
-def wide(rng):
+def wide(rng, requantization: str = "tflm"):
     """14x14 maps, so that a fault's changed box stays a small part of them for several nodes:
     strided and padded convolutions, a depthwise layer, SAME pools of both kinds, an ADD."""
     b = Builder(rng, (2, 14, 14))
@@ -226,7 +226,7 @@ def wide(rng):
     b.op("AVERAGE_POOL_2D", "ap", ["c2"], (4, 4, 4), size=(3, 3), stride=1, padding=(1, 1, 1, 1))
     b.op("RESHAPE", "flat", ["ap"], (64,), shape=(64,), order="hwc")
     b.weighted("FULLY_CONNECTED", "fc", "flat", (5, 64), (5,))
-    return b.graph("fc")
+    return b.graph("fc", requantization)
 
 
 def test_changed_boxes_equal_full_reinference_on_wide_maps(rng) -> None:
@@ -246,3 +246,34 @@ def test_changed_boxes_equal_full_reinference_on_wide_maps(rng) -> None:
         np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want, err_msg=str(args))
         moved += int(np.any(want != state.values[g.output]))
     assert moved > 40
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+@pytest.mark.parametrize(
+    ("sparse_cost", "float_limit", "budget"),
+    [(0, 1 << 24, 1 << 30), (0, 0, 1 << 30), (10**9, 1 << 24, 1 << 30), (0, 1 << 24, 0)],
+    ids=["sparse-float32", "sparse-int32", "gemm", "no-accumulators"],
+)
+def test_both_convolution_paths_equal_full_reinference(
+    rng, monkeypatch, requantization: str, sparse_cost: int, float_limit: int, budget: int
+) -> None:
+    """A CONV_2D in a changed box runs from its changed inputs alone (float32 or int32 sums)
+    or by a GEMM over the box; every path gives the full re-inference's logits."""
+    from accelsim.faults import graph_campaign
+
+    monkeypatch.setattr(graph_campaign, "SPARSE_COST", sparse_cost)
+    monkeypatch.setattr(graph_campaign, "FLOAT_SUM_LIMIT", float_limit)
+    monkeypatch.setattr(graph_campaign, "ACC_BUDGET", budget)
+    g = wide(rng, requantization)
+    x = rng.integers(-128, 128, size=(10, 2, 14, 14)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
+    faults = sample_graph_faults(g, 150, seed=3)
+    moved = 0
+    for k in range(len(faults)):
+        args = tuple(int(v[k]) for v in (faults.layer, faults.index, faults.mask, faults.kind))
+        want = full_reinference(g, x, *args)
+        np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want, err_msg=str(args))
+        moved += int(np.any(want != state.values[g.output]))
+    assert moved > 15
+    kept = [a for a in state._acc.values() if a is not None]
+    assert bool(kept) == (sparse_cost == 0 and budget > 0)  # the path under test ran

@@ -1,0 +1,329 @@
+"""numba kernels of the graph campaign's changed boxes, and their numpy references.
+
+A graph fault's change travels as an *entry*: the rows (images) whose tensor differs from the
+fault-free one and their values inside a box of the feature map (``graph_campaign``). These
+kernels read a region of a tensor for a set of images, the fault-free codes with an entry's
+values laid over, without first copying the fault-free region out with fancy indexing:
+
+- ``read_overlay_kernel``: the region itself (the inputs of ADD, CONCATENATION, depthwise
+  convolutions and pools);
+- ``gather_columns_kernel``: a CONV_2D's im2col columns over an output box, straight from the
+  int8 tensor with the node's zero-point padding (one pass instead of read, overlay, pad,
+  transpose and gather);
+- ``compare_box_kernel``: which images of a node's recomputed output box differ from the
+  fault-free output, and the bounding box of what differs.
+
+Records (int64 arrays) carry the geometry: ``where`` = (entry box y0, y1, x0, x1, region or
+output box y0, y1, x0, x1), ``conv`` = (kh, kw, stride, top, left, zero point).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+I8 = npt.NDArray[np.int8]
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+
+@njit(cache=True, nogil=True)
+def read_overlay_kernel(golden, img, slot, vals, where, out):
+    """out[n] = golden[img[n]] over the region, with vals[slot[n]] laid over inside the entry
+    box where slot[n] >= 0. golden (N, C, H, W); vals (E, C, bh, bw); out (n, C, rh, rw)."""
+    by0, by1, bx0, bx1, ry0, ry1, rx0, rx1 = where
+    n_chan = golden.shape[1]
+    for n in range(img.size):
+        src = img[n]
+        s = slot[n]
+        for c in range(n_chan):
+            for y in range(ry0, ry1 + 1):
+                over_row = s >= 0 and by0 <= y <= by1
+                for x in range(rx0, rx1 + 1):
+                    if over_row and bx0 <= x <= bx1:
+                        out[n, c, y - ry0, x - rx0] = vals[s, c, y - by0, x - bx0]
+                    else:
+                        out[n, c, y - ry0, x - rx0] = golden[src, c, y, x]
+
+
+@njit(cache=True, nogil=True)
+def gather_columns_kernel(golden, img, slot, vals, where, conv, cols):
+    """im2col of a CONV_2D over the output box of ``where``: row (n, oy, ox), column
+    (i, j, c), the input read as in ``read_overlay_kernel`` and the zero point outside the map.
+    Channels last: golden (N, H, W, C) and vals (E, bh, bw, C); cols (n * oh * ow, kh * kw * C)
+    float32. Each image's padded input region is first laid out in a float32 scratch, so that
+    every copy is a run of C contiguous values."""
+    by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
+    kh, kw, stride, top, left, zp = conv
+    h, w, n_chan = golden.shape[1], golden.shape[2], golden.shape[3]
+    oh, ow = oy1 - oy0 + 1, ox1 - ox0 + 1
+    ph, pw = (oh - 1) * stride + kh, (ow - 1) * stride + kw
+    ya, xa = oy0 * stride - top, ox0 * stride - left
+    buf = np.empty((ph, pw, n_chan), np.float32)
+    for n in range(img.size):
+        src = img[n]
+        s = slot[n]
+        for y in range(ph):
+            my = ya + y
+            for x in range(pw):
+                mx = xa + x
+                if my < 0 or my >= h or mx < 0 or mx >= w:
+                    for c in range(n_chan):
+                        buf[y, x, c] = zp
+                elif s >= 0 and by0 <= my <= by1 and bx0 <= mx <= bx1:
+                    v = vals[s, my - by0, mx - bx0]
+                    for c in range(n_chan):
+                        buf[y, x, c] = v[c]
+                else:
+                    g = golden[src, my, mx]
+                    for c in range(n_chan):
+                        buf[y, x, c] = g[c]
+        for oy in range(oh):
+            for ox in range(ow):
+                row = (n * oh + oy) * ow + ox
+                for i in range(kh):
+                    for j in range(kw):
+                        base = (i * kw + j) * n_chan
+                        b = buf[oy * stride + i, ox * stride + j]
+                        for c in range(n_chan):
+                            cols[row, base + c] = b[c]
+
+
+@njit(cache=True, nogil=True)
+def compare_box_kernel(out, golden, img, where, differs, bbox):
+    """differs[n] = 1 where out[n] (C, bh, bw), the output box of ``where``, differs from
+    golden[img[n]] there; bbox = (y0, y1, x0, x1) of the differing positions over all images,
+    in map coordinates (y0 > y1 when nothing differs)."""
+    oy0, oy1, ox0, ox1 = where[4], where[5], where[6], where[7]
+    bh, bw = oy1 - oy0 + 1, ox1 - ox0 + 1
+    n_chan = out.shape[1]
+    plane = np.zeros((bh, bw), np.uint8)
+    total = np.zeros((bh, bw), np.uint8)
+    for n in range(img.size):
+        src = img[n]
+        plane[:] = 0
+        for c in range(n_chan):
+            for y in range(bh):
+                o = out[n, c, y]
+                g = golden[src, c, oy0 + y]
+                p = plane[y]
+                for x in range(bw):
+                    p[x] |= o[x] != g[ox0 + x]
+        hit = 0
+        for y in range(bh):
+            for x in range(bw):
+                hit |= plane[y, x]
+                total[y, x] |= plane[y, x]
+        differs[n] = hit
+    bbox[0], bbox[1], bbox[2], bbox[3] = oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1
+    for y in range(bh):
+        for x in range(bw):
+            if total[y, x]:
+                bbox[0] = min(bbox[0], oy0 + y)
+                bbox[1] = max(bbox[1], oy0 + y)
+                bbox[2] = min(bbox[2], ox0 + x)
+                bbox[3] = max(bbox[3], ox0 + x)
+
+
+@njit(cache=True, nogil=True)
+def count_changes_kernel(golden, img, slot, vals, where, counts):
+    """counts[n] = (how many values of vals[slot[n]] (the entry box) differ from golden[img[n]]
+    there, the sum of their absolute differences); (0, 0) where slot[n] < 0."""
+    by0, by1, bx0, bx1 = where[0], where[1], where[2], where[3]
+    n_chan = golden.shape[1]
+    for n in range(img.size):
+        s = slot[n]
+        k = 0
+        a = 0
+        if s >= 0:
+            src = img[n]
+            for c in range(n_chan):
+                for y in range(by0, by1 + 1):
+                    v = vals[s, c, y - by0]
+                    g = golden[src, c, y]
+                    for x in range(bx0, bx1 + 1):
+                        d = np.int64(v[x - bx0]) - np.int64(g[x])
+                        k += d != 0
+                        a += abs(d)
+        counts[n, 0] = k
+        counts[n, 1] = a
+
+
+@njit(cache=True, nogil=True)
+def _taps(lo, hi, k, pad, stride, o_lo, o_hi):
+    """For input coordinates lo..hi: taps[v - lo, i] = the output coordinate (relative to
+    o_lo) that tap i of input v feeds, or -1 when it feeds none in o_lo..o_hi."""
+    taps = np.full((hi - lo + 1, k), -1, np.int64)
+    for v in range(lo, hi + 1):
+        for i in range(k):
+            t = v + pad - i
+            if t >= 0 and t % stride == 0 and o_lo <= t // stride <= o_hi:
+                taps[v - lo, i] = t // stride - o_lo
+    return taps
+
+
+# ``functional.kernels.scale_by_multiplier``, copied here so that numba's cache, which sees only
+# this file, stays valid when it changes (tests/unit/test_numba_rules.py holds them equal).
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+@njit(cache=True, inline="always")
+def _scale_by_multiplier(x, m, r, mask, half):
+    x32 = np.int32(min(max(x, _INT32_MIN), _INT32_MAX))
+    ab = np.int64(x32) * m
+    nudged = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+    high = (nudged + ((nudged >> 63) & 0x7FFFFFFF)) >> 31
+    threshold = half + ((high >> 63) & 1)
+    return (high >> r) + np.int64((high & mask) > threshold)
+
+
+@njit(cache=True, nogil=True)
+def sparse_conv_kernel(golden, golden_acc, img, slot, vals, where, conv, w_t, delta, rq, q, out):
+    """A CONV_2D's outputs over the output box of ``where`` from the changed inputs alone: the
+    fault-free raw accumulators plus, for every input of vals[slot[n]] that differs from
+    golden[img[n]], (new - old) * weight; then the node's requantisation.
+
+    golden (N, C, H, W) int8; golden_acc (N, OH, OW, O) int32, the raw sums of the int8 codes
+    (zero-point padding, no bias); w_t (kh, kw, C, O); delta (bh, bw, O) scratch of w_t's
+    dtype; out (n, O, bh, bw) int8. The changes are summed in that dtype: int32, or float32
+    (faster) where the caller has shown every partial sum below 2^24 in magnitude (the sum of
+    |new - old| times the largest |weight|), so that float32 holds it exactly. Records: ``rq`` =
+    (bias, multiplier, left shift, right shift) int64 and scale float32 per channel; ``q`` =
+    (XNNPACK's fp32 requantisation or not, output zero point, clamp lo, clamp hi)."""
+    by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
+    kh, kw, stride, top, left = conv[0], conv[1], conv[2], conv[3], conv[4]
+    bias, mult, lshift, rshift, scale = rq
+    fp32, zp, lo, hi = q[0], q[1], q[2], q[3]
+    n_chan, n_out = golden.shape[1], w_t.shape[3]
+    bh, bw = oy1 - oy0 + 1, ox1 - ox0 + 1
+    ty = _taps(by0, by1, kh, top, stride, oy0, oy1)
+    tx = _taps(bx0, bx1, kw, left, stride, ox0, ox1)
+    ys = np.empty((bh, bw, n_out), np.int8)
+    for n in range(img.size):
+        src = img[n]
+        s = slot[n]
+        delta[:] = 0
+        if s >= 0:
+            for c in range(n_chan):
+                for y in range(by0, by1 + 1):
+                    v_row = vals[s, c, y - by0]
+                    g_row = golden[src, c, y]
+                    for x in range(bx0, bx1 + 1):
+                        d = np.int32(v_row[x - bx0]) - np.int32(g_row[x])
+                        if d == 0:
+                            continue
+                        dd = delta.dtype.type(d)
+                        for i in range(kh):
+                            r = ty[y - by0, i]
+                            if r < 0:
+                                continue
+                            for j in range(kw):
+                                k = tx[x - bx0, j]
+                                if k < 0:
+                                    continue
+                                row = delta[r, k]
+                                wv = w_t[i, j, c]
+                                for o in range(n_out):
+                                    row[o] += dd * wv[o]
+        for py in range(bh):
+            for px in range(bw):
+                g_acc = golden_acc[src, oy0 + py, ox0 + px]
+                dl = delta[py, px]
+                yv = ys[py, px]
+                for o in range(n_out):
+                    a = np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]
+                    if fp32:
+                        v = np.int64(np.rint(np.float32(a) * scale[o])) + zp
+                    else:
+                        mask = (np.int64(1) << rshift[o]) - 1
+                        v = _scale_by_multiplier(a << lshift[o], mult[o], rshift[o], mask,
+                                                 mask >> 1) + zp  # fmt: skip
+                    yv[o] = min(max(v, lo), hi)
+        for o in range(n_out):
+            for py in range(bh):
+                for px in range(bw):
+                    out[n, o, py, px] = ys[py, px, o]
+
+
+# numpy references, bit-exact with the kernels (tests)
+
+
+def read_overlay_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64) -> I8:
+    by0, by1, bx0, bx1, ry0, ry1, rx0, rx1 = (int(v) for v in where)
+    out = golden[img][:, :, ry0 : ry1 + 1, rx0 : rx1 + 1].copy()
+    y0, y1, x0, x1 = max(by0, ry0), min(by1, ry1), max(bx0, rx0), min(bx1, rx1)
+    hit = np.flatnonzero(slot >= 0)
+    if hit.size and y0 <= y1 and x0 <= x1:
+        out[hit, :, y0 - ry0 : y1 - ry0 + 1, x0 - rx0 : x1 - rx0 + 1] = vals[slot[hit]][
+            :, :, y0 - by0 : y1 - by0 + 1, x0 - bx0 : x1 - bx0 + 1
+        ]
+    return out
+
+
+def gather_columns_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64, conv: I64) -> F32:
+    """golden (N, C, H, W) and vals (E, C, bh, bw) channels first, as the campaign holds them;
+    the kernel takes both channels last."""
+    kh, kw, stride, top, left, zp = (int(v) for v in conv)
+    oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
+    _, c, h, w = golden.shape
+    padded = np.full((img.size, c, h + 2 * kh + top, w + 2 * kw + left), zp, np.int8)
+    full = read_overlay_ref(golden, img, slot, vals, np.array([*where[:4], 0, h - 1, 0, w - 1]))
+    padded[:, :, top : top + h, left : left + w] = full
+    oh, ow = oy1 - oy0 + 1, ox1 - ox0 + 1
+    taps = np.empty((img.size, c, kh, kw, oh, ow), np.int8)
+    for i in range(kh):
+        for j in range(kw):
+            ys = oy0 * stride + i + stride * np.arange(oh)
+            xs = ox0 * stride + j + stride * np.arange(ow)
+            taps[:, :, i, j] = padded[:, :, ys][:, :, :, xs]
+    return taps.transpose(0, 4, 5, 2, 3, 1).reshape(img.size * oh * ow, -1).astype(np.float32)
+
+
+def compare_box_ref(out: I8, golden: I8, img: I64, where: I64) -> tuple[I64, I64]:
+    oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
+    diff = out != golden[img][:, :, oy0 : oy1 + 1, ox0 : ox1 + 1]
+    differs = diff.reshape(img.size, -1).any(axis=1).astype(np.int64)
+    plane = diff.any(axis=(0, 1))
+    ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if ys.size == 0:
+        return differs, np.array([oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1], np.int64)
+    return differs, np.array([oy0 + ys[0], oy0 + ys[-1], ox0 + xs[0], ox0 + xs[-1]], np.int64)
+
+
+def count_changes_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64) -> I64:
+    by0, by1, bx0, bx1 = (int(v) for v in where[:4])
+    counts = np.zeros((img.size, 2), np.int64)
+    hit = np.flatnonzero(slot >= 0)
+    old = golden[img[hit]][:, :, by0 : by1 + 1, bx0 : bx1 + 1].astype(np.int64)
+    d = (vals[slot[hit]].astype(np.int64) - old).reshape(hit.size, -1)
+    counts[hit, 0] = (d != 0).sum(axis=1)
+    counts[hit, 1] = np.abs(d).sum(axis=1)
+    return counts
+
+
+def sparse_conv_ref(golden: I8, golden_acc: npt.NDArray[np.int32], img: I64, slot: I64,
+                    vals: I8, where: I64, conv: I64, weight: I8) -> npt.NDArray[np.int32]:  # fmt: skip
+    """The same accumulators by brute force: the raw int8 sums of the whole input with the
+    entry laid over (zero-point padding), minus those of the fault-free input, plus
+    ``golden_acc``. ``weight`` (O, C, kh, kw)."""
+    kh, kw, stride, top, left, zp = (int(v) for v in conv)
+    oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
+    _, c, h, w = golden.shape
+    new = read_overlay_ref(golden, img, slot, vals, np.array([*where[:4], 0, h - 1, 0, w - 1]))
+    old = golden[img]
+    sums = []
+    for x in (new, old):
+        padded = np.full((img.size, c, h + 2 * kh + top, w + 2 * kw + left), zp, np.int64)
+        padded[:, :, top : top + h, left : left + w] = x
+        out = np.zeros((img.size, weight.shape[0], oy1 - oy0 + 1, ox1 - ox0 + 1), np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                ys = oy0 * stride + i + stride * np.arange(oy1 - oy0 + 1)
+                xs = ox0 * stride + j + stride * np.arange(ox1 - ox0 + 1)
+                tap = padded[:, :, ys][:, :, :, xs]
+                out += np.einsum("oc,ncyx->noyx", weight[:, :, i, j].astype(np.int64), tap)
+        sums.append(out)
+    base = golden_acc[img][:, :, oy0 : oy1 + 1, ox0 : ox1 + 1].astype(np.int64)
+    acc = base + sums[0] - sums[1]
+    return acc.transpose(1, 0, 2, 3).reshape(weight.shape[0], img.size, -1).astype(np.int32)

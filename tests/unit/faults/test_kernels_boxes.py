@@ -1,0 +1,185 @@
+"""The changed-box kernels of graph campaigns equal their numpy references bit for bit, on
+random geometries: strides 1 and 2, 1x1 and 3x3 windows, output boxes at the map's edges (the
+zero-point padding), entry boxes inside, across and outside the region, images with and
+without changed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelsim.faults import kernels_boxes as kb
+
+
+def _case(rng, c: int, h: int, w: int):
+    n_all, n = 9, 6
+    golden = rng.integers(-128, 128, size=(n_all, c, h, w)).astype(np.int8)
+    img = np.sort(rng.choice(n_all, n, replace=False)).astype(np.int64)
+    y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+    box = (y0, int(rng.integers(y0, h)), x0, int(rng.integers(x0, w)))
+    n_vals = 3
+    vals = rng.integers(-128, 128, size=(n_vals, c, box[1] - box[0] + 1, box[3] - box[2] + 1))
+    slot = np.full(n, -1, np.int64)
+    slot[rng.choice(n, n_vals, replace=False)] = np.arange(n_vals)
+    return golden, img, slot, vals.astype(np.int8), box
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_read_overlay_equals_its_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    golden, img, slot, vals, box = _case(rng, 3, 7, 6)
+    ry0, rx0 = int(rng.integers(0, 7)), int(rng.integers(0, 6))
+    region = (ry0, int(rng.integers(ry0, 7)), rx0, int(rng.integers(rx0, 6)))
+    where = np.array([*box, *region], np.int64)
+    out = np.empty((img.size, 3, region[1] - region[0] + 1, region[3] - region[2] + 1), np.int8)
+    kb.read_overlay_kernel(golden, img, slot, vals, where, out)
+    want = kb.read_overlay_ref(golden, img, slot, vals, where)
+    np.testing.assert_array_equal(out, want)
+    # by hand: an image without values reads the fault-free region
+    plain = int(np.flatnonzero(slot < 0)[0])
+    np.testing.assert_array_equal(
+        out[plain], golden[img[plain], :, region[0] : region[1] + 1, region[2] : region[3] + 1]
+    )
+
+
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0),
+                                                  (3, 2, 0)])  # fmt: skip
+def test_gather_columns_equals_its_reference(seed: int, k: int, stride: int, pad: int) -> None:
+    rng = np.random.default_rng(seed)
+    c, h, w = 5, 9, 8
+    golden, img, slot, vals, box = _case(rng, c, h, w)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    oy0, ox0 = int(rng.integers(0, oh)), int(rng.integers(0, ow))
+    out_box = (oy0, int(rng.integers(oy0, oh)), ox0, int(rng.integers(ox0, ow)))
+    where = np.array([*box, *out_box], np.int64)
+    zp = int(rng.integers(-128, 128))
+    conv = np.array([k, k, stride, pad, pad, zp], np.int64)
+    rows = img.size * (out_box[1] - oy0 + 1) * (out_box[3] - ox0 + 1)
+    cols = np.empty((rows, k * k * c), np.float32)
+    kb.gather_columns_kernel(
+        np.ascontiguousarray(golden.transpose(0, 2, 3, 1)), img, slot,
+        np.ascontiguousarray(vals.transpose(0, 2, 3, 1)), where, conv, cols,
+    )  # fmt: skip
+    np.testing.assert_array_equal(cols, kb.gather_columns_ref(golden, img, slot, vals, where, conv))
+
+
+def test_gather_columns_pads_with_the_zero_point_by_hand() -> None:
+    """A 3x3 window at the top-left corner of a 2x2 one-channel map, padding 1: five padded
+    taps hold the zero point, the rest the map (row (i, j) order)."""
+    golden = np.array([[[[1, 2], [3, 4]]]], np.int8)
+    cols = np.empty((1, 9), np.float32)
+    kb.gather_columns_kernel(
+        np.ascontiguousarray(golden.transpose(0, 2, 3, 1)), np.array([0]), np.array([-1]),
+        np.zeros((1, 1, 1, 1), np.int8), np.array([1, 0, 1, 0, 0, 0, 0, 0]),
+        np.array([3, 3, 1, 1, 1, -7]), cols,
+    )  # fmt: skip
+    np.testing.assert_array_equal(cols[0], [-7, -7, -7, -7, 1, 2, -7, 3, 4])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compare_box_equals_its_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    golden = rng.integers(-3, 3, size=(8, 4, 6, 7)).astype(np.int8)
+    img = np.array([1, 2, 5, 7], np.int64)
+    box = (1, 4, 2, 6)
+    out = golden[img][:, :, 1:5, 2:7].copy()
+    flips = rng.integers(0, 3)
+    for _ in range(flips):  # a few changed values in some images
+        out[rng.integers(4), rng.integers(4), rng.integers(4), rng.integers(5)] += 1
+    where = np.array([1, 0, 1, 0, *box], np.int64)
+    differs, bbox = np.empty(4, np.int64), np.empty(4, np.int64)
+    kb.compare_box_kernel(out, golden, img, where, differs, bbox)
+    want_d, want_b = kb.compare_box_ref(out, golden, img, where)
+    np.testing.assert_array_equal(differs, want_d)
+    np.testing.assert_array_equal(bbox, want_b)
+    assert (bbox[0] > bbox[1]) == (differs.sum() == 0)
+
+
+def test_compare_box_by_hand() -> None:
+    golden = np.zeros((3, 1, 4, 4), np.int8)
+    out = np.zeros((2, 1, 3, 3), np.int8)  # the box rows 1..3, columns 0..2 of images 0 and 2
+    out[1, 0, 0, 2] = 5  # image 2, map position (1, 2)
+    out[1, 0, 2, 1] = -1  # image 2, map position (3, 1)
+    differs, bbox = np.empty(2, np.int64), np.empty(4, np.int64)
+    kb.compare_box_kernel(out, golden, np.array([0, 2]), np.array([1, 0, 1, 0, 1, 3, 0, 2]),
+                          differs, bbox)  # fmt: skip
+    np.testing.assert_array_equal(differs, [0, 1])
+    np.testing.assert_array_equal(bbox, [1, 3, 1, 2])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_count_changes_equals_its_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    golden, img, slot, vals, box = _case(rng, 3, 6, 7)
+    vals[0] = golden[img[np.flatnonzero(slot == 0)[0]]][:, box[0] : box[1] + 1,
+                                                          box[2] : box[3] + 1]  # fmt: skip
+    where = np.array([*box, 0, 0, 0, 0], np.int64)
+    counts = np.empty((img.size, 2), np.int64)
+    kb.count_changes_kernel(golden, img, slot, vals, where, counts)
+    want = kb.count_changes_ref(golden, img, slot, vals, where)
+    np.testing.assert_array_equal(counts, want)
+    assert counts[slot == 0].sum() == 0 and counts[slot < 0].sum() == 0  # unchanged, no values
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+@pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0)])
+def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) -> None:
+    """The kernel's int8 outputs equal the brute-force accumulators requantised by the graph
+    engine's own ``requantize``, with float32 and with int32 sums."""
+    from accelsim.functional.graph_kernels import requantize
+    from accelsim.functional.graph_ref import xnnpack_scale
+
+    rng = np.random.default_rng(seed)
+    c, h, w, o = 4, 9, 8, 5
+    golden, img, slot, vals, box = _case(rng, c, h, w)
+    weight = rng.integers(-127, 128, size=(o, c, k, k)).astype(np.int8)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    golden_acc = rng.integers(-50_000, 50_000, size=(golden.shape[0], o, oh, ow)).astype(np.int32)
+    oy0, ox0 = int(rng.integers(0, oh)), int(rng.integers(0, ow))
+    out_box = (oy0, int(rng.integers(oy0, oh)), ox0, int(rng.integers(ox0, ow)))
+    where = np.array([*box, *out_box], np.int64)
+    conv = np.array([k, k, stride, pad, pad, 0], np.int64)
+    bias = rng.integers(-5000, 5000, o)
+    lo, hi, zp = -128, int(rng.integers(0, 128)), int(rng.integers(-128, 0))
+    if requantization == "tflm":
+        mult, shift = rng.integers(2**30, 2**31, o), rng.integers(-12, 2, o)
+        rq = (bias, mult, np.maximum(shift, 0), np.maximum(-shift, 0), np.zeros(o, np.float32))
+        fp32 = 0
+    else:
+        scale = xnnpack_scale(0.05, rng.uniform(0.001, 0.01, o), 0.2)
+        mult, shift = scale, None
+        rq = (bias, np.zeros(o, np.int64), np.zeros(o, np.int64), np.zeros(o, np.int64), scale)
+        fp32 = 1
+    acc = kb.sparse_conv_ref(golden, golden_acc, img, slot, vals, where, conv, weight)
+    want = requantize(acc, bias, mult, shift, zp, (lo, hi))
+    bh, bw = out_box[1] - oy0 + 1, out_box[3] - ox0 + 1
+    for dtype in (np.float32, np.int32):
+        out = np.empty((img.size, o, bh, bw), np.int8)
+        kb.sparse_conv_kernel(
+            golden, np.ascontiguousarray(golden_acc.transpose(0, 2, 3, 1)), img, slot, vals,
+            where, conv, np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype),
+            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]), out,
+        )  # fmt: skip
+        np.testing.assert_array_equal(out, want.reshape(img.size, o, bh, bw))
+
+
+def test_sparse_conv_by_hand() -> None:
+    """One changed input (+3 at map (1, 1)) of a 1-in 1-out 3x3 convolution, padding 1, on a
+    3x3 map: each output's accumulator moves by 3 times the tap that reaches it (output (0, 0)
+    sees the input through tap (2, 2)); identity requantisation (multiplier 2^30, shift 1)."""
+    golden = np.zeros((1, 1, 3, 3), np.int8)
+    vals = np.full((1, 1, 1, 1), 3, np.int8)
+    weight = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)  # (kh, kw, C, O)
+    golden_acc = np.full((1, 3, 3, 1), 10, np.int32)
+    out = np.empty((1, 1, 3, 3), np.int8)
+    one = np.ones(1, np.int64)
+    kb.sparse_conv_kernel(
+        golden, golden_acc, np.array([0]), np.array([0]), vals,
+        np.array([1, 1, 1, 1, 0, 2, 0, 2]), np.array([3, 3, 1, 1, 1, 0]), weight,
+        np.empty((3, 3, 1), np.float32),
+        (np.zeros(1, np.int64), one << 30, one, np.zeros(1, np.int64), np.zeros(1, np.float32)),
+        np.array([0, 0, -128, 127]), out,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out[0, 0], 10 + 3 * np.arange(9)[::-1].reshape(3, 3))
