@@ -116,6 +116,26 @@ def offset_bias(bias: npt.ArrayLike, weight: I8, input_zero_point: int) -> I64:
     return np.asarray(bias, np.int64) - input_zero_point * wsum
 
 
+def conv2d_acc(
+    x: I8,
+    weight: I8,
+    weight_matrix: npt.NDArray[np.float32],
+    *,
+    stride: int,
+    padding: Padding,
+    input_zero_point: int,
+) -> np.ndarray:
+    """CONV_2D's raw accumulators (O, N, OH * OW), channel-major: the exact sums of the int8
+    codes, the input padded with its zero point, no bias (``offset_bias`` adds it)."""
+    xp = _pad(x, padding, input_zero_point)
+    n = x.shape[0]
+    o, _, kh, kw = weight.shape
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    cols = kernels._gather_columns(xp, kh, kw, stride, 0)
+    return kernels.exact_matmul(weight_matrix.T, cols.T).reshape(o, n, oh * ow)
+
+
 def conv2d(
     x: I8,
     weight: I8,
@@ -132,15 +152,13 @@ def conv2d(
 ) -> I8:
     """CONV_2D; ``weight_matrix`` is ``kernels.gemm_weights(weight)`` and ``bias`` is
     ``offset_bias(...)``, both prepared once per node."""
-    xp = _pad(x, padding, input_zero_point)
-    n = x.shape[0]
-    o, _, kh, kw = weight.shape
-    oh = (xp.shape[2] - kh) // stride + 1
-    ow = (xp.shape[3] - kw) // stride + 1
-    cols = kernels._gather_columns(xp, kh, kw, stride, 0)
-    acc = kernels.exact_matmul(weight_matrix.T, cols.T).reshape(o, n, oh * ow)
+    acc = conv2d_acc(x, weight, weight_matrix, stride=stride, padding=padding,
+                     input_zero_point=input_zero_point)  # fmt: skip
     out = requantize(acc, bias, multiplier, shift, output_zero_point, act_range)
-    return out.reshape(n, o, oh, ow)
+    t, b, left, r = padding
+    oh = (x.shape[2] + t + b - weight.shape[2]) // stride + 1
+    ow = (x.shape[3] + left + r - weight.shape[3]) // stride + 1
+    return out.reshape(x.shape[0], weight.shape[0], oh, ow)
 
 
 def fully_connected(
