@@ -72,6 +72,7 @@ from accelsim.faults.campaign import (
     campaign_settings,
     evaluate_faults,
     fault_source,
+    golden_state,
     neuron_faults,
     run_campaign,
     run_stored,

@@ -26,6 +26,7 @@ from numba import njit
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
+I32 = npt.NDArray[np.int32]
 
 
 @njit(cache=True, nogil=True)
@@ -302,8 +303,9 @@ def count_changes_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64) -> 
     return counts
 
 
-def sparse_conv_ref(golden: I8, golden_acc: npt.NDArray[np.int32], img: I64, slot: I64,
-                    vals: I8, where: I64, conv: I64, weight: I8) -> npt.NDArray[np.int32]:  # fmt: skip
+def sparse_conv_ref(
+    golden: I8, golden_acc: I32, img: I64, slot: I64, vals: I8, where: I64, conv: I64, weight: I8
+) -> I32:
     """The same accumulators by brute force: the raw int8 sums of the whole input with the
     entry laid over (zero-point padding), minus those of the fault-free input, plus
     ``golden_acc``. ``weight`` (O, C, kh, kw)."""

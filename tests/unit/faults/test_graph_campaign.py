@@ -259,12 +259,12 @@ def test_both_convolution_paths_equal_full_reinference(
 ) -> None:
     """A CONV_2D in a changed box runs from its changed inputs alone (float32 or int32 sums)
     or by a GEMM over the box; every path gives the full re-inference's logits."""
-    from accelsim.faults import graph_campaign
+    from accelsim.faults import graph_boxes
 
-    monkeypatch.setattr(graph_campaign, "TAP_COST_BASE", tap_cost)
-    monkeypatch.setattr(graph_campaign, "TAP_COST_PER_CHANNEL", 0)
-    monkeypatch.setattr(graph_campaign, "FLOAT_SUM_LIMIT", float_limit)
-    monkeypatch.setattr(graph_campaign, "ACC_BUDGET", budget)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
+    monkeypatch.setattr(graph_boxes, "FLOAT_SUM_LIMIT", float_limit)
+    monkeypatch.setattr(graph_boxes, "ACC_BUDGET", budget)
     from accelsim.faults import kernels_boxes
 
     sparse_calls = []

@@ -1,0 +1,327 @@
+"""The changed boxes of graph campaigns: the fault-free state they start from, their geometry
+through windowed nodes, and the convolutions that recompute them (``graph_campaign`` explains
+the entries; ``kernels_boxes`` holds the numba kernels).
+
+A CONV_2D whose input changed in a box recomputes the outputs whose windows reach that box in
+one of two ways, whichever costs less for the changed inputs at hand: from the changed inputs
+alone (``sparse_conv_kernel``: the fault-free accumulators of the golden run plus (new - old) x
+weight per tap of each changed input, then the node's requantisation), or by one exact GEMM
+over the box with im2col straight from the int8 tensor. Both equal a full re-inference (tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from accelsim.faults import kernels_boxes as kb
+from accelsim.functional import graph_kernels
+from accelsim.functional.graph import Graph, Node, run_node
+from accelsim.functional.graph_kernels import requantize
+from accelsim.functional.kernels import exact_matmul
+
+I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class GraphGolden:
+    """Every tensor of the fault-free (protected) run (N, ...), the classes, the labels and,
+    per protected node, its protected neurons' copy 0 before the merge."""
+
+    values: dict[str, I8]
+    classes: I64
+    labels: I64
+    pre: dict[int, I8] = field(default_factory=dict)
+    _last: dict[str, I8] = field(default_factory=dict, repr=False)
+    _acc: dict[str, npt.NDArray[np.int32] | None] = field(default_factory=dict, repr=False)
+
+    def channels_last(self, t: str) -> I8:
+        """Tensor ``t`` (N, H, W, C), made on first use (the convolutions' im2col reads it)."""
+        if t not in self._last:
+            self._last[t] = np.ascontiguousarray(self.values[t].transpose(0, 2, 3, 1))
+        return self._last[t]
+
+
+Box = tuple[int, int, int, int]  # rows y0..y1, columns x0..x1 (inclusive) of a feature map
+WINDOWED = ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D")
+
+
+def window_box(g: Graph, nd: Node, box: Box) -> Box | None:
+    """The output positions of a windowed node whose windows reach the changed input box."""
+    kh, kw = nd.weight.shape[-2:] if nd.weight is not None else tuple(nd.attr("size"))
+    s = nd.attr("stride", 1)
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    _, oh, ow = g.tensors[nd.output].shape
+    y0, y1, x0, x1 = box
+    oy0, oy1 = max(0, -(-(y0 + t - kh + 1) // s)), min(oh - 1, (y1 + t) // s)
+    ox0, ox1 = max(0, -(-(x0 + left - kw + 1) // s)), min(ow - 1, (x1 + left) // s)
+    return None if oy0 > oy1 or ox0 > ox1 else (oy0, oy1, ox0, ox1)
+
+
+def windowed_region(nd: Node, h: int, w: int, out_box: Box) -> tuple[Box, tuple[int, ...]]:
+    """The input region (inclusive box) an output box of a windowed node reads, and the padding
+    (top, bottom, left, right) that region has in the full input."""
+    kh, kw = nd.weight.shape[-2:] if nd.weight is not None else tuple(nd.attr("size"))
+    s = nd.attr("stride", 1)
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    oy0, oy1, ox0, ox1 = out_box
+    ya, yb = oy0 * s - t, oy1 * s - t + kh - 1
+    xa, xb = ox0 * s - left, ox1 * s - left + kw - 1
+    pad = (max(0, -ya), max(0, yb - h + 1), max(0, -xa), max(0, xb - w + 1))
+    return (max(ya, 0), min(yb, h - 1), max(xa, 0), min(xb, w - 1)), pad
+
+
+def union_box(boxes: list[Box | None]) -> Box | None:
+    if any(b is None for b in boxes):
+        return None
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
+            min(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+
+
+def _differing_box(diff: npt.NDArray[np.bool_], origin: Box) -> Box:
+    """The bounding box of the True positions of ``diff`` (N, C, h, w), offset by ``origin``."""
+    plane = diff.any(axis=0).any(axis=0)  # leading axes first: contiguous, fast in numpy
+    rows = np.flatnonzero(plane.any(axis=1))
+    cols = np.flatnonzero(plane.any(axis=0))
+    return (origin[0] + rows[0], origin[0] + rows[-1], origin[2] + cols[0], origin[2] + cols[-1])
+
+
+def _overlay(region: I8, origin: Box, values: I8, box: Box) -> None:
+    """Write ``values`` (a changed box of a feature map) into ``region`` (the part of the map
+    at ``origin``), where the two overlap."""
+    y0, y1 = max(origin[0], box[0]), min(origin[1], box[1])
+    x0, x1 = max(origin[2], box[2]), min(origin[3], box[3])
+    if y0 > y1 or x0 > x1:
+        return
+    region[:, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1] = values[
+        :, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1
+    ]
+
+
+Entry = tuple[I64, I8, Box | None]  # rows of ``live`` that differ, their values, their box
+
+
+def _slots(rows: I64, entry: Entry | None) -> I64:
+    """For each of ``rows``, its row in ``entry``'s values, or -1."""
+    slot = np.full(rows.size, -1, np.int64)
+    if entry is not None:
+        slot[np.searchsorted(rows, entry[0])] = np.arange(entry[0].size)
+    return slot
+
+
+_NO_VALUES = np.zeros((1, 1, 1, 1), np.int8)
+_NO_BOX = (1, 0, 1, 0)
+
+
+def _where(entry: Entry | None, box: Box) -> I64:
+    """The kernels' ``where`` record: the entry's box (empty without one), then ``box``."""
+    return np.array([*(_NO_BOX if entry is None else entry[2]), *box], np.int64)
+
+
+def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry | None,
+          region: Box | None) -> I8:  # fmt: skip
+    """Tensor ``t`` of images ``live[rows]``: the fault-free values with the changed ones laid
+    over, whole or only ``region`` of a feature map."""
+    golden = state.values[t]
+    if region is not None and (entry is None or entry[2] is not None):
+        y0, y1, x0, x1 = region
+        out = np.empty((rows.size, golden.shape[1], y1 - y0 + 1, x1 - x0 + 1), np.int8)
+        vals = _NO_VALUES if entry is None else entry[1]
+        kb.read_overlay_kernel(golden, live[rows], _slots(rows, entry), vals,
+                               _where(entry, region), out)  # fmt: skip
+        return out
+    out = golden[live[rows]]
+    if entry is not None:
+        r, v, box = entry
+        at = np.searchsorted(rows, r)
+        if box is None:
+            out[at] = v if region is None else v[:, :, region[0] : region[1] + 1,
+                                                  region[2] : region[3] + 1]  # fmt: skip
+        else:
+            part = out[at]
+            _overlay(part, (0, golden.shape[2] - 1, 0, golden.shape[3] - 1), v, box)
+            out[at] = part
+    return out
+
+
+def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box) -> Entry | None:
+    """The entry of a node's recomputed output box ``out`` (one per row) against the
+    fault-free map: the rows that differ, their values in the box of what differs."""
+    differs = np.empty(rows.size, np.int64)
+    bbox = np.empty(4, np.int64)
+    kb.compare_box_kernel(out, fault_free, live[rows], _where(None, box), differs, bbox)
+    keep = differs.astype(bool)
+    if not keep.any():
+        return None
+    y0, y1, x0, x1 = (int(v) for v in bbox)
+    sub = out[keep][:, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1]
+    return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1)
+
+
+# One tap of one changed input (O multiply-adds in the sparse kernel) costs as much as about
+# TAP_COST_BASE + TAP_COST_PER_CHANNEL * O multiply-adds of the GEMM over the box (one
+# thread, ResNet-20's convolutions: 16-27 ns a tap against 0.05-0.19 ns a GEMM MAC for O = 64 ..
+# 16); the sparse kernel runs when it is the cheaper by that measure.
+TAP_COST_BASE = 100
+TAP_COST_PER_CHANNEL = 3.5
+# The fault-free accumulators the sparse kernel starts from are kept for at most this many
+# bytes per process (ResNet-20: ~0.8 MB per image for every convolution); convolutions past
+# the budget take the GEMM path.
+ACC_BUDGET = 2 << 30
+# float32 sums of integers are exact below 2^24: the sparse kernel sums in float32 (faster)
+# when no partial sum can reach this
+FLOAT_SUM_LIMIT = 1 << 24
+
+
+def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry: Entry | None,
+              out_box: Box) -> npt.NDArray[np.float32]:  # fmt: skip
+    """Raw accumulators (O, n, box pixels) of a CONV_2D over ``out_box`` for images ``img``,
+    its input the fault-free tensor with ``entry`` laid over: im2col straight from the int8
+    tensor (zero-point padding), one exact GEMM."""
+    o, c, kh, kw = nd.weight.shape
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    zp = g.tensors[nd.inputs[0]].zero_point
+    y0, y1, x0, x1 = out_box
+    n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
+    cols = np.empty((img.size * n_pix, c * kh * kw), np.float32)
+    conv = np.array([kh, kw, nd.attr("stride", 1), t, left, zp], np.int64)
+    vals = _NO_VALUES if entry is None else np.ascontiguousarray(entry[1].transpose(0, 2, 3, 1))
+    kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
+                             _where(entry, out_box), conv, cols)  # fmt: skip
+    wm = np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32)
+    return exact_matmul(wm, cols.T).reshape(o, img.size, n_pix)
+
+
+def _acc_fits(g: Graph, nd: Node, n: int, used: int) -> bool:
+    o, oh, ow = g.tensors[nd.output].shape
+    return used + 4 * n * o * oh * ow <= ACC_BUDGET
+
+
+def _batch_acc(g: Graph, nd: Node, x: I8) -> np.ndarray:
+    """Raw accumulators (O, n, OH * OW) of CONV_2D ``nd`` on its input ``x``, the graph
+    engine's own GEMM."""
+    return graph_kernels.conv2d_acc(
+        x, nd.weight, g.params[nd.name]["weight_matrix"], stride=nd.attr("stride", 1),
+        padding=tuple(nd.attr("padding", (0, 0, 0, 0))),
+        input_zero_point=g.tensors[nd.inputs[0]].zero_point,
+    )  # fmt: skip
+
+
+def golden_pass(g: Graph, x: I8, batch: int = 256) -> tuple[dict[str, I8], dict[str, np.ndarray]]:
+    """Every tensor of the unprotected graph on ``x``, batch by batch, and the raw
+    accumulators (N, OH, OW, O) int32 of each CONV_2D within ``ACC_BUDGET``, taken from the
+    same GEMM that gives its output."""
+    n = len(x)
+    values = {g.input: x, **{nd.output: np.empty((n, *g.tensors[nd.output].shape), np.int8)
+                             for nd in g.nodes}}  # fmt: skip
+    accs: dict[str, np.ndarray] = {}
+    for nd in g.nodes:
+        if nd.op == "CONV_2D" and _acc_fits(g, nd, n, sum(a.nbytes for a in accs.values())):
+            o, oh, ow = g.tensors[nd.output].shape
+            accs[nd.name] = np.empty((n, oh, ow, o), np.int32)
+    for s in range(0, n, batch):
+        e = min(s + batch, n)
+        for nd in g.nodes:
+            ins = [values[t][s:e] for t in nd.inputs]
+            if nd.name in accs:
+                p = g.params[nd.name]
+                acc = _batch_acc(g, nd, ins[0])
+                y = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
+                               g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
+                o, oh, ow = g.tensors[nd.output].shape
+                accs[nd.name][s:e] = acc.reshape(o, e - s, oh, ow).transpose(1, 2, 3, 0)
+                values[nd.output][s:e] = y.reshape(e - s, o, oh, ow)
+            else:
+                values[nd.output][s:e] = run_node(g, nd, ins)
+    return values, accs
+
+
+def golden_acc(g: Graph, nd: Node, state: GraphGolden) -> npt.NDArray[np.int32] | None:
+    """The fault-free raw accumulators (N, OH, OW, O) of CONV_2D ``nd``, made on first use;
+    None past ``ACC_BUDGET``."""
+    if nd.name in state._acc:
+        return state._acc[nd.name]
+    x = state.values[nd.inputs[0]]
+    used = sum(a.nbytes for a in state._acc.values() if a is not None)
+    if not _acc_fits(g, nd, len(x), used):
+        state._acc[nd.name] = None
+        return None
+    o, oh, ow = g.tensors[nd.output].shape
+    out = np.empty((len(x), oh, ow, o), np.int32)
+    for s in range(0, len(x), 256):
+        acc = _batch_acc(g, nd, x[s : s + 256])
+        out[s : s + 256] = acc.reshape(o, -1, oh, ow).transpose(1, 2, 3, 0)
+    state._acc[nd.name] = out
+    return out
+
+
+def _requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
+    """``sparse_conv_kernel``'s requantisation records of node ``nd``."""
+    p = g.params[nd.name]
+    o = nd.weight.shape[0]
+    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
+    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
+    rq = (
+        np.asarray(p["offset_bias"], np.int64),
+        np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
+        np.maximum(shift, 0),
+        np.maximum(-shift, 0),
+        np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
+    )
+    zp = g.tensors[nd.output].zero_point
+    return rq, np.array([int(fp32), zp, *p["act_range"]], np.int64)
+
+
+def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
+              out_box: Box) -> I8:  # fmt: skip
+    """A CONV_2D's outputs in ``out_box`` for images ``live[rows]``, its input the fault-free
+    tensor with ``entry`` laid over: from the changed inputs alone (``sparse_conv_kernel``,
+    on the fault-free accumulators) where that is cheaper, else by one GEMM over the box."""
+    p = g.params[nd.name]
+    o, c, kh, kw = nd.weight.shape
+    y0, y1, x0, x1 = out_box
+    n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
+    img, slot = live[rows], _slots(rows, entry)
+    where = _where(entry, out_box)
+    counts = np.empty((rows.size, 2), np.int64)
+    kb.count_changes_kernel(state.values[nd.inputs[0]], img, slot, entry[1], where, counts)
+    tap_cost = TAP_COST_BASE + TAP_COST_PER_CHANNEL * o
+    sparse = int(counts[:, 0].sum()) * kh * kw * tap_cost < rows.size * n_pix * o * c * kh * kw
+    fault_free_acc = golden_acc(g, nd, state) if sparse else None
+    if fault_free_acc is not None:
+        t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+        conv = np.array([kh, kw, nd.attr("stride", 1), t, left, 0], np.int64)
+        exact32 = int(counts[:, 1].max()) * int(np.abs(nd.weight.astype(np.int64)).max())
+        exact32 = exact32 < FLOAT_SUM_LIMIT
+        dtype = np.float32 if exact32 else np.int32
+        w_t = np.ascontiguousarray(nd.weight.transpose(2, 3, 1, 0), dtype)
+        delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), dtype)
+        out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
+        kb.sparse_conv_kernel(state.values[nd.inputs[0]], fault_free_acc, img, slot, entry[1],
+                              where, conv, w_t, delta, *_requant_records(g, nd), out)  # fmt: skip
+        return out
+    acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
+    out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
+                     g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
+    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
+
+
+def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:
+    """The entry of a node's output ``out`` (rows, whole or the ``box`` region) against its
+    fault-free values there: the rows that differ, their values in the box of what differs."""
+    diff = out != fault_free
+    differs = diff.reshape(len(rows), -1).any(axis=1)
+    if not differs.any():
+        return None
+    if out.ndim != 4:
+        return rows[differs], out[differs], None
+    origin = box or (0, out.shape[2] - 1, 0, out.shape[3] - 1)
+    y0, y1, x0, x1 = _differing_box(diff[differs], origin)
+    sub = out[differs][
+        :, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1
+    ]
+    return rows[differs], np.ascontiguousarray(sub), (y0, y1, x0, x1)
