@@ -102,7 +102,9 @@ def _overlay(region: I8, origin: Box, values: I8, box: Box) -> None:
     ]
 
 
-Entry = tuple[I64, I8, Box | None]  # rows of ``live`` that differ, their values, their box
+# rows of ``live`` that differ, their values, their box, and per row (how many values differ
+# from the fault-free ones, the sum of their absolute differences) where known
+Entry = tuple[I64, I8, Box | None, I64 | None]
 
 
 def _slots(rows: I64, entry: Entry | None) -> I64:
@@ -136,7 +138,7 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
         return out
     out = golden[live[rows]]
     if entry is not None:
-        r, v, box = entry
+        r, v, box, _ = entry
         at = np.searchsorted(rows, r)
         if box is None:
             out[at] = v if region is None else v[:, :, region[0] : region[1] + 1,
@@ -151,15 +153,19 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
 def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box) -> Entry | None:
     """The entry of a node's recomputed output box ``out`` (one per row) against the
     fault-free map: the rows that differ, their values in the box of what differs."""
-    differs = np.empty(rows.size, np.int64)
+    counts = np.empty((rows.size, 2), np.int64)
     bbox = np.empty(4, np.int64)
-    kb.compare_box_kernel(out, fault_free, live[rows], _where(None, box), differs, bbox)
-    keep = differs.astype(bool)
+    kb.compare_box_kernel(out, fault_free, live[rows], _where(None, box), counts, bbox)
+    return _entry_of(out, rows, box, counts, bbox)
+
+
+def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64) -> Entry | None:
+    keep = counts[:, 0] > 0
     if not keep.any():
         return None
     y0, y1, x0, x1 = (int(v) for v in bbox)
     sub = out[keep][:, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1]
-    return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1)
+    return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1), counts[keep]
 
 
 # One tap of one changed input (O multiply-adds in the sparse kernel) costs as much as about
@@ -277,18 +283,21 @@ def _requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
 
 
 def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
-              out_box: Box) -> I8:  # fmt: skip
-    """A CONV_2D's outputs in ``out_box`` for images ``live[rows]``, its input the fault-free
-    tensor with ``entry`` laid over: from the changed inputs alone (``sparse_conv_kernel``,
-    on the fault-free accumulators) where that is cheaper, else by one GEMM over the box."""
+              out_box: Box) -> Entry | None:  # fmt: skip
+    """The entry of a CONV_2D's outputs in ``out_box`` for images ``live[rows]``, its input
+    the fault-free tensor with ``entry`` laid over: computed from the changed inputs alone
+    (``sparse_conv_kernel``, on the fault-free accumulators) where that is cheaper, else by
+    one GEMM over the box."""
     p = g.params[nd.name]
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
     n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
     img, slot = live[rows], _slots(rows, entry)
     where = _where(entry, out_box)
-    counts = np.empty((rows.size, 2), np.int64)
-    kb.count_changes_kernel(state.values[nd.inputs[0]], img, slot, entry[1], where, counts)
+    counts = entry[3]
+    if counts is None:
+        counts = np.empty((rows.size, 2), np.int64)
+        kb.count_changes_kernel(state.values[nd.inputs[0]], img, slot, entry[1], where, counts)
     tap_cost = TAP_COST_BASE + TAP_COST_PER_CHANNEL * o
     sparse = int(counts[:, 0].sum()) * kh * kw * tap_cost < rows.size * n_pix * o * c * kh * kw
     fault_free_acc = golden_acc(g, nd, state) if sparse else None
@@ -301,13 +310,16 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
         w_t = np.ascontiguousarray(nd.weight.transpose(2, 3, 1, 0), dtype)
         delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), dtype)
         out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
-        kb.sparse_conv_kernel(state.values[nd.inputs[0]], fault_free_acc, img, slot, entry[1],
-                              where, conv, w_t, delta, *_requant_records(g, nd), out)  # fmt: skip
-        return out
+        counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
+        fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
+        kb.sparse_conv_kernel(fault_free, img, slot, entry[1], where, conv, w_t, delta,
+                              *_requant_records(g, nd), (out, counts, bbox))  # fmt: skip
+        return _entry_of(out, rows, out_box, counts, bbox)
     acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
+    out = out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
+    return box_entry(out, state.values[nd.output], live, rows, out_box)
 
 
 def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:
@@ -318,10 +330,10 @@ def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry 
     if not differs.any():
         return None
     if out.ndim != 4:
-        return rows[differs], out[differs], None
+        return rows[differs], out[differs], None, None
     origin = box or (0, out.shape[2] - 1, 0, out.shape[3] - 1)
     y0, y1, x0, x1 = _differing_box(diff[differs], origin)
     sub = out[differs][
         :, :, y0 - origin[0] : y1 - origin[0] + 1, x0 - origin[2] : x1 - origin[2] + 1
     ]
-    return rows[differs], np.ascontiguousarray(sub), (y0, y1, x0, x1)
+    return rows[differs], np.ascontiguousarray(sub), (y0, y1, x0, x1), None

@@ -198,11 +198,12 @@ def faulty_graph_output(
         box0 = (y, y, x, x)
         values = golden[live][:, :, y : y + 1, x : x + 1].copy()
         values[:, c, 0, 0] = faulty_col[live]
-        changed[target] = (np.arange(live.size), values, box0)
+        moved = np.abs(faulty_col[live].astype(np.int64) - golden[live, c, y, x])
+        changed[target] = (np.arange(live.size), values, box0, np.stack([moved > 0, moved], 1))
     else:
         hit = flat[live].copy()
         hit[:, index] = faulty_col[live]
-        changed[target] = (np.arange(live.size), hit.reshape(-1, *shape), None)
+        changed[target] = (np.arange(live.size), hit.reshape(-1, *shape), None, None)
     for j in range(node + 1, len(g.nodes)):
         nd = g.nodes[j]
         entries = [changed.get(t) for t in nd.inputs]
@@ -219,8 +220,7 @@ def faulty_graph_output(
             if out_box is None:
                 continue
             if nd.op == "CONV_2D" and not guard:
-                part = conv_box(g, nd, state, live, rows, entries[0], out_box)
-                entry = box_entry(part, fault_free, live, rows, out_box)
+                entry = conv_box(g, nd, state, live, rows, entries[0], out_box)
                 if entry is not None:
                     changed[nd.output] = entry
                 continue
@@ -238,8 +238,8 @@ def faulty_graph_output(
             entry = box_entry(run_node(g, nd, ins), fault_free, live, rows, in_box)
         elif nd.op == "PAD" and in_box is not None:
             t, _, left, _ = nd.attr("padding")
-            r, v, b = entries[0]
-            entry = (r, v, (b[0] + t, b[1] + t, b[2] + left, b[3] + left))
+            r, v, b, counts = entries[0]
+            entry = (r, v, (b[0] + t, b[1] + t, b[2] + left, b[3] + left), counts)
         else:
             pairs = zip(nd.inputs, entries, strict=True)
             ins = [read_tensor(state, t, live, rows, e, None) for t, e in pairs]
@@ -250,7 +250,7 @@ def faulty_graph_output(
         if entry is not None:
             changed[nd.output] = entry
     if g.output in changed:
-        r, v, _ = changed[g.output]
+        r, v, _, _ = changed[g.output]
         logits[live[r]] = v
     return logits
 

@@ -92,10 +92,12 @@ def gather_columns_kernel(golden, img, slot, vals, where, conv, cols):
 
 
 @njit(cache=True, nogil=True)
-def compare_box_kernel(out, golden, img, where, differs, bbox):
-    """differs[n] = 1 where out[n] (C, bh, bw), the output box of ``where``, differs from
-    golden[img[n]] there; bbox = (y0, y1, x0, x1) of the differing positions over all images,
-    in map coordinates (y0 > y1 when nothing differs)."""
+def compare_box_kernel(out, golden, img, where, counts, bbox):
+    """counts[n] = (how many values of out[n] (C, bh, bw), the output box of ``where``, differ
+    from golden[img[n]] there, the sum of their absolute differences); bbox = (y0, y1, x0, x1)
+    of the differing positions over all images, in map coordinates (y0 > y1 when nothing
+    differs). The counts travel with the changed values to the next convolution, which chooses
+    its path by them."""
     oy0, oy1, ox0, ox1 = where[4], where[5], where[6], where[7]
     bh, bw = oy1 - oy0 + 1, ox1 - ox0 + 1
     n_chan = out.shape[1]
@@ -104,19 +106,23 @@ def compare_box_kernel(out, golden, img, where, differs, bbox):
     for n in range(img.size):
         src = img[n]
         plane[:] = 0
+        k = 0
+        a = 0
         for c in range(n_chan):
             for y in range(bh):
                 o = out[n, c, y]
                 g = golden[src, c, oy0 + y]
                 p = plane[y]
                 for x in range(bw):
-                    p[x] |= o[x] != g[ox0 + x]
-        hit = 0
+                    d = np.int32(o[x]) - np.int32(g[ox0 + x])
+                    p[x] |= d != 0
+                    k += d != 0
+                    a += abs(d)
         for y in range(bh):
             for x in range(bw):
-                hit |= plane[y, x]
                 total[y, x] |= plane[y, x]
-        differs[n] = hit
+        counts[n, 0] = k
+        counts[n, 1] = a
     bbox[0], bbox[1], bbox[2], bbox[3] = oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1
     for y in range(bh):
         for x in range(bw):
@@ -180,18 +186,23 @@ def _scale_by_multiplier(x, m, r, mask, half):
 
 
 @njit(cache=True, nogil=True)
-def sparse_conv_kernel(golden, golden_acc, img, slot, vals, where, conv, w_t, delta, rq, q, out):
+def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq, q, outs):
     """A CONV_2D's outputs over the output box of ``where`` from the changed inputs alone: the
     fault-free raw accumulators plus, for every input of vals[slot[n]] that differs from
-    golden[img[n]], (new - old) * weight; then the node's requantisation.
+    golden[img[n]], (new - old) * weight; then the node's requantisation, and the comparison
+    with the fault-free outputs that ``compare_box_kernel`` makes.
 
-    golden (N, C, H, W) int8; golden_acc (N, OH, OW, O) int32, the raw sums of the int8 codes
-    (zero-point padding, no bias); w_t (kh, kw, C, O); delta (bh, bw, O) scratch of w_t's
-    dtype; out (n, O, bh, bw) int8. The changes are summed in that dtype: int32, or float32
-    (faster) where the caller has shown every partial sum below 2^24 in magnitude (the sum of
-    |new - old| times the largest |weight|), so that float32 holds it exactly. Records: ``rq`` =
-    (bias, multiplier, left shift, right shift) int64 and scale float32 per channel; ``q`` =
-    (XNNPACK's fp32 requantisation or not, output zero point, clamp lo, clamp hi)."""
+    Records: ``fault_free`` = (golden (N, C, H, W) int8 input, golden_acc (N, OH, OW, O) int32
+    raw sums of the int8 codes (zero-point padding, no bias), golden_out (N, OH, OW, O) int8
+    output); ``rq`` = (bias, multiplier, left shift, right shift) int64 and scale float32 per
+    channel; ``q`` = (XNNPACK's fp32 requantisation or not, output zero point, clamp lo, clamp
+    hi); ``outs`` = (out (n, O, bh, bw) int8, counts (n, 2), bbox (4,)) as in
+    ``compare_box_kernel``. w_t (kh, kw, C, O); delta (bh, bw, O) scratch of w_t's dtype: the
+    changes are summed in it, int32, or float32 (faster) where the caller has shown every
+    partial sum below 2^24 in magnitude (the sum of |new - old| times the largest |weight|), so
+    that float32 holds it exactly."""
+    golden, golden_acc, golden_out = fault_free
+    out, counts, bbox = outs
     by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
     kh, kw, stride, top, left = conv[0], conv[1], conv[2], conv[3], conv[4]
     bias, mult, lshift, rshift, scale = rq
@@ -201,6 +212,8 @@ def sparse_conv_kernel(golden, golden_acc, img, slot, vals, where, conv, w_t, de
     ty = _taps(by0, by1, kh, top, stride, oy0, oy1)
     tx = _taps(bx0, bx1, kw, left, stride, ox0, ox1)
     ys = np.empty((bh, bw, n_out), np.int8)
+    total = np.zeros((bh, bw), np.uint8)
+    masks = (np.int64(1) << rshift) - 1
     for n in range(img.size):
         src = img[n]
         s = slot[n]
@@ -227,24 +240,46 @@ def sparse_conv_kernel(golden, golden_acc, img, slot, vals, where, conv, w_t, de
                                 wv = w_t[i, j, c]
                                 for o in range(n_out):
                                     row[o] += dd * wv[o]
+        n_diff = 0
+        moved = 0
         for py in range(bh):
             for px in range(bw):
                 g_acc = golden_acc[src, oy0 + py, ox0 + px]
+                g_out = golden_out[src, oy0 + py, ox0 + px]
                 dl = delta[py, px]
                 yv = ys[py, px]
-                for o in range(n_out):
-                    a = np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]
-                    if fp32:
+                if fp32:
+                    for o in range(n_out):
+                        a = np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]
                         v = np.int64(np.rint(np.float32(a) * scale[o])) + zp
-                    else:
-                        mask = (np.int64(1) << rshift[o]) - 1
-                        v = _scale_by_multiplier(a << lshift[o], mult[o], rshift[o], mask,
-                                                 mask >> 1) + zp  # fmt: skip
-                    yv[o] = min(max(v, lo), hi)
+                        yv[o] = min(max(v, lo), hi)
+                else:
+                    for o in range(n_out):
+                        a = (np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]) << lshift[o]
+                        m = masks[o]
+                        v = _scale_by_multiplier(a, mult[o], rshift[o], m, m >> 1) + zp
+                        yv[o] = min(max(v, lo), hi)
+                hit = 0
+                for o in range(n_out):
+                    d = np.int32(yv[o]) - np.int32(g_out[o])
+                    hit |= d != 0
+                    n_diff += d != 0
+                    moved += abs(d)
+                total[py, px] |= hit
+        counts[n, 0] = n_diff
+        counts[n, 1] = moved
         for o in range(n_out):
             for py in range(bh):
                 for px in range(bw):
                     out[n, o, py, px] = ys[py, px, o]
+    bbox[0], bbox[1], bbox[2], bbox[3] = oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1
+    for py in range(bh):
+        for px in range(bw):
+            if total[py, px]:
+                bbox[0] = min(bbox[0], oy0 + py)
+                bbox[1] = max(bbox[1], oy0 + py)
+                bbox[2] = min(bbox[2], ox0 + px)
+                bbox[3] = max(bbox[3], ox0 + px)
 
 
 # numpy references, bit-exact with the kernels (tests)
@@ -283,13 +318,15 @@ def gather_columns_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64, co
 
 def compare_box_ref(out: I8, golden: I8, img: I64, where: I64) -> tuple[I64, I64]:
     oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
-    diff = out != golden[img][:, :, oy0 : oy1 + 1, ox0 : ox1 + 1]
-    differs = diff.reshape(img.size, -1).any(axis=1).astype(np.int64)
+    d = out.astype(np.int64) - golden[img][:, :, oy0 : oy1 + 1, ox0 : ox1 + 1]
+    diff = d != 0
+    counts = np.stack([diff.reshape(img.size, -1).sum(axis=1),
+                       np.abs(d).reshape(img.size, -1).sum(axis=1)], axis=1)  # fmt: skip
     plane = diff.any(axis=(0, 1))
     ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
     if ys.size == 0:
-        return differs, np.array([oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1], np.int64)
-    return differs, np.array([oy0 + ys[0], oy0 + ys[-1], ox0 + xs[0], ox0 + xs[-1]], np.int64)
+        return counts, np.array([oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1], np.int64)
+    return counts, np.array([oy0 + ys[0], oy0 + ys[-1], ox0 + xs[0], ox0 + xs[-1]], np.int64)
 
 
 def count_changes_ref(golden: I8, img: I64, slot: I64, vals: I8, where: I64) -> I64:

@@ -333,11 +333,11 @@ def test_ctrl_c_beside_a_process_pool_is_deferred_to_a_safe_point() -> None:
 
 def test_default_batches_give_every_worker_work() -> None:
     """40 faults on 1,000 images: one batch of 64 on one worker; with two workers, batches of
-    10 (two each), so that neither waits; a batch size given is kept."""
+    5 (four each), so that neither waits; a batch size given is kept."""
     from accelsim.faults.campaign import _batch_size
 
     assert _batch_size(None, 1000, 40, 1) == 64
-    assert _batch_size(None, 1000, 40, 2) == 10
+    assert _batch_size(None, 1000, 40, 2) == 5
     assert _batch_size(None, 1000, 3, 4) == 1
     assert _batch_size(None, 10_000, 600, 2) == 64  # LeNet-5's benchmark: unchanged
     assert _batch_size(7, 1000, 40, 2) == 7

@@ -88,12 +88,12 @@ def test_compare_box_equals_its_reference(seed: int) -> None:
     for _ in range(flips):  # a few changed values in some images
         out[rng.integers(4), rng.integers(4), rng.integers(4), rng.integers(5)] += 1
     where = np.array([1, 0, 1, 0, *box], np.int64)
-    differs, bbox = np.empty(4, np.int64), np.empty(4, np.int64)
-    kb.compare_box_kernel(out, golden, img, where, differs, bbox)
-    want_d, want_b = kb.compare_box_ref(out, golden, img, where)
-    np.testing.assert_array_equal(differs, want_d)
+    counts, bbox = np.empty((4, 2), np.int64), np.empty(4, np.int64)
+    kb.compare_box_kernel(out, golden, img, where, counts, bbox)
+    want_c, want_b = kb.compare_box_ref(out, golden, img, where)
+    np.testing.assert_array_equal(counts, want_c)
     np.testing.assert_array_equal(bbox, want_b)
-    assert (bbox[0] > bbox[1]) == (differs.sum() == 0)
+    assert (bbox[0] > bbox[1]) == (counts.sum() == 0)
 
 
 def test_compare_box_by_hand() -> None:
@@ -101,10 +101,10 @@ def test_compare_box_by_hand() -> None:
     out = np.zeros((2, 1, 3, 3), np.int8)  # the box rows 1..3, columns 0..2 of images 0 and 2
     out[1, 0, 0, 2] = 5  # image 2, map position (1, 2)
     out[1, 0, 2, 1] = -1  # image 2, map position (3, 1)
-    differs, bbox = np.empty(2, np.int64), np.empty(4, np.int64)
+    counts, bbox = np.empty((2, 2), np.int64), np.empty(4, np.int64)
     kb.compare_box_kernel(out, golden, np.array([0, 2]), np.array([1, 0, 1, 0, 1, 3, 0, 2]),
-                          differs, bbox)  # fmt: skip
-    np.testing.assert_array_equal(differs, [0, 1])
+                          counts, bbox)  # fmt: skip
+    np.testing.assert_array_equal(counts, [[0, 0], [2, 6]])
     np.testing.assert_array_equal(bbox, [1, 3, 1, 2])
 
 
@@ -156,14 +156,24 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
     acc = kb.sparse_conv_ref(golden, golden_acc, img, slot, vals, where, conv, weight)
     want = requantize(acc, bias, mult, shift, zp, (lo, hi))
     bh, bw = out_box[1] - oy0 + 1, out_box[3] - ox0 + 1
+    want = want.reshape(img.size, o, bh, bw)
+    golden_out = rng.integers(-128, 128, size=(golden.shape[0], o, oh, ow)).astype(np.int8)
+    golden_out[img[0], :, oy0 : out_box[1] + 1, ox0 : out_box[3] + 1] = want[0]  # unchanged
+    want_counts, want_bbox = kb.compare_box_ref(want, golden_out, img, where)
     for dtype in (np.float32, np.int32):
         out = np.empty((img.size, o, bh, bw), np.int8)
+        counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
+        fault_free = (golden, np.ascontiguousarray(golden_acc.transpose(0, 2, 3, 1)),
+                      np.ascontiguousarray(golden_out.transpose(0, 2, 3, 1)))  # fmt: skip
         kb.sparse_conv_kernel(
-            golden, np.ascontiguousarray(golden_acc.transpose(0, 2, 3, 1)), img, slot, vals,
-            where, conv, np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype),
-            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]), out,
+            fault_free, img, slot, vals, where, conv,
+            np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype),
+            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]), (out, counts, bbox),
         )  # fmt: skip
-        np.testing.assert_array_equal(out, want.reshape(img.size, o, bh, bw))
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(counts, want_counts)
+        np.testing.assert_array_equal(bbox, want_bbox)
+    assert want_counts[0, 0] == 0
 
 
 def test_sparse_conv_by_hand() -> None:
@@ -174,13 +184,18 @@ def test_sparse_conv_by_hand() -> None:
     vals = np.full((1, 1, 1, 1), 3, np.int8)
     weight = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)  # (kh, kw, C, O)
     golden_acc = np.full((1, 3, 3, 1), 10, np.int32)
+    golden_out = np.full((1, 3, 3, 1), 10, np.int8)
     out = np.empty((1, 1, 3, 3), np.int8)
+    counts, bbox = np.empty((1, 2), np.int64), np.empty(4, np.int64)
     one = np.ones(1, np.int64)
     kb.sparse_conv_kernel(
-        golden, golden_acc, np.array([0]), np.array([0]), vals,
+        (golden, golden_acc, golden_out), np.array([0]), np.array([0]), vals,
         np.array([1, 1, 1, 1, 0, 2, 0, 2]), np.array([3, 3, 1, 1, 1, 0]), weight,
         np.empty((3, 3, 1), np.float32),
         (np.zeros(1, np.int64), one << 30, one, np.zeros(1, np.int64), np.zeros(1, np.float32)),
-        np.array([0, 0, -128, 127]), out,
+        np.array([0, 0, -128, 127]), (out, counts, bbox),
     )  # fmt: skip
     np.testing.assert_array_equal(out[0, 0], 10 + 3 * np.arange(9)[::-1].reshape(3, 3))
+    # tap (2, 2) reaches output (0, 0) with weight 8, ...: 8 outputs move, by 3 * (0 + ... + 8)
+    np.testing.assert_array_equal(counts, [[8, 3 * 36]])
+    np.testing.assert_array_equal(bbox, [0, 2, 0, 2])
