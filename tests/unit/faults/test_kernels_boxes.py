@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from accelsim.faults import kernels_boxes as kb
+from accelsim.faults import kernels_boxes_ref as ref
 
 
 def _case(rng, c: int, h: int, w: int):
@@ -33,7 +34,7 @@ def test_read_overlay_equals_its_reference(seed: int) -> None:
     where = np.array([*box, *region], np.int64)
     out = np.empty((img.size, 3, region[1] - region[0] + 1, region[3] - region[2] + 1), np.int8)
     kb.read_overlay_kernel(golden, img, slot, vals, where, out)
-    want = kb.read_overlay_ref(golden, img, slot, vals, where)
+    want = ref.read_overlay_ref(golden, img, slot, vals, where)
     np.testing.assert_array_equal(out, want)
     # by hand: an image without values reads the fault-free region
     plain = int(np.flatnonzero(slot < 0)[0])
@@ -61,7 +62,9 @@ def test_gather_columns_equals_its_reference(seed: int, k: int, stride: int, pad
         np.ascontiguousarray(golden.transpose(0, 2, 3, 1)), img, slot,
         np.ascontiguousarray(vals.transpose(0, 2, 3, 1)), where, conv, cols,
     )  # fmt: skip
-    np.testing.assert_array_equal(cols, kb.gather_columns_ref(golden, img, slot, vals, where, conv))
+    np.testing.assert_array_equal(
+        cols, ref.gather_columns_ref(golden, img, slot, vals, where, conv)
+    )
 
 
 def test_gather_columns_pads_with_the_zero_point_by_hand() -> None:
@@ -90,7 +93,7 @@ def test_compare_box_equals_its_reference(seed: int) -> None:
     where = np.array([1, 0, 1, 0, *box], np.int64)
     counts, bbox = np.empty((4, 2), np.int64), np.empty(4, np.int64)
     kb.compare_box_kernel(out, golden, img, where, counts, bbox)
-    want_c, want_b = kb.compare_box_ref(out, golden, img, where)
+    want_c, want_b = ref.compare_box_ref(out, golden, img, where)
     np.testing.assert_array_equal(counts, want_c)
     np.testing.assert_array_equal(bbox, want_b)
     assert (bbox[0] > bbox[1]) == (counts.sum() == 0)
@@ -117,7 +120,7 @@ def test_count_changes_equals_its_reference(seed: int) -> None:
     where = np.array([*box, 0, 0, 0, 0], np.int64)
     counts = np.empty((img.size, 2), np.int64)
     kb.count_changes_kernel(golden, img, slot, vals, where, counts)
-    want = kb.count_changes_ref(golden, img, slot, vals, where)
+    want = ref.count_changes_ref(golden, img, slot, vals, where)
     np.testing.assert_array_equal(counts, want)
     assert counts[slot == 0].sum() == 0
     assert counts[slot < 0].sum() == 0
@@ -153,13 +156,13 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
         mult, shift = scale, None
         rq = (bias, np.zeros(o, np.int64), np.zeros(o, np.int64), np.zeros(o, np.int64), scale)
         fp32 = 1
-    acc = kb.sparse_conv_ref(golden, golden_acc, img, slot, vals, where, conv, weight)
+    acc = ref.sparse_conv_ref(golden, golden_acc, img, slot, vals, where, conv, weight)
     want = requantize(acc, bias, mult, shift, zp, (lo, hi))
     bh, bw = out_box[1] - oy0 + 1, out_box[3] - ox0 + 1
     want = want.reshape(img.size, o, bh, bw)
     golden_out = rng.integers(-128, 128, size=(golden.shape[0], o, oh, ow)).astype(np.int8)
     golden_out[img[0], :, oy0 : out_box[1] + 1, ox0 : out_box[3] + 1] = want[0]  # unchanged
-    want_counts, want_bbox = kb.compare_box_ref(want, golden_out, img, where)
+    want_counts, want_bbox = ref.compare_box_ref(want, golden_out, img, where)
     for dtype in (np.float32, np.int32):
         out = np.empty((img.size, o, bh, bw), np.int8)
         counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
