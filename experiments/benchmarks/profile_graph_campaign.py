@@ -1,0 +1,118 @@
+"""Where a graph campaign's time goes, node by node (the cost model in docs/campaigns.md).
+
+    python experiments/benchmarks/profile_graph_campaign.py [--network resnet20] [--faults 40]
+        [--images 1000] [--seed 0]
+
+One process, one thread (BLAS too), the shipped network's Leveugle sample: ``--faults`` faults
+drawn with ``--seed``, each on ``--images`` CIFAR-10 test images. Printed per node downstream of
+a fault: the (fault, image) pairs that reach it (their input differs from the fault-free one),
+the share of its input values that differ there (what the sparse convolution pays for), how
+many pairs took the sparse path and how many the GEMM, the seconds spent in it and per pair;
+then the faults' own nodes by stage, and the fault-free inference rate for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from accelsim import (
+    GraphCampaignInputs,
+    golden_state,
+    graph_forward,
+    load_dataset,
+    load_graph,
+    quantize_graph_images,
+    sample_graph_faults,
+)
+from accelsim.faults import graph_boxes, graph_campaign
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", default="resnet20")
+    parser.add_argument("--faults", type=int, default=40)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    threadpool_limits(1)
+    g = load_graph(args.network)
+    x = quantize_graph_images(g, load_dataset("cifar10", "test", n_images=args.images).images)
+    sample = sample_graph_faults(g, None, seed=0)
+    rng = np.random.default_rng(args.seed)
+    faults = sample.take(np.sort(rng.choice(len(sample), args.faults, replace=False)))
+    inputs = GraphCampaignInputs(g, x, np.zeros(len(x), np.int64))
+    start = time.perf_counter()
+    state = golden_state(inputs)
+    golden_s = time.perf_counter() - start
+    stats: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))  # pairs, in, changed, s, sp
+
+    def timed(fn, kind):
+        def wrapper(g_, nd, state_, live, rows, entry_or_entries, *rest):
+            t = time.perf_counter()
+            out = fn(g_, nd, state_, live, rows, entry_or_entries, *rest)
+            s = stats[nd.name]
+            s[0] += rows.size
+            s[3] += time.perf_counter() - t
+            if kind == "conv":
+                counts = entry_or_entries[3]
+                c = nd.weight.shape[1]
+                box = entry_or_entries[2]
+                s[1] += rows.size * c * (box[1] - box[0] + 1) * (box[3] - box[2] + 1)
+                s[2] += 0 if counts is None else counts[:, 0].sum()
+            return out
+
+        return wrapper
+
+    conv_box = graph_boxes.conv_box
+    graph_campaign.conv_box = timed(conv_box, "conv")
+    sparse_pairs = defaultdict(int)
+    kernel = graph_boxes.kb.sparse_conv_kernel
+
+    def sparse(ff, img, *rest):
+        sparse_pairs[current[0]] += img.size
+        return kernel(ff, img, *rest)
+
+    current = [""]
+    graph_boxes.kb.sparse_conv_kernel = sparse
+    original_acc = graph_boxes.golden_acc
+
+    def golden_acc(g_, nd, state_):
+        current[0] = nd.name
+        return original_acc(g_, nd, state_)
+
+    graph_boxes.golden_acc = golden_acc
+    start = time.perf_counter()
+    inputs.evaluate(state, faults)
+    total = time.perf_counter() - start
+    rate = args.faults * len(x) / total
+    print(f"{g.name}: {args.faults} faults x {len(x):,} images, one thread: {total:.1f} s "
+          f"({rate:,.0f} pairs/s); golden state {golden_s:.1f} s")  # fmt: skip
+    print(f"{'node':<12} {'pairs':>8} {'changed inputs':>15} {'sparse':>7} {'GEMM':>7} "
+          f"{'seconds':>8} {'us/pair':>8}")  # fmt: skip
+    conv_s = 0.0
+    for name, s in stats.items():
+        share = f"{100 * s[2] / s[1]:.1f} %" if s[1] else "-"
+        sp = sparse_pairs.get(name, 0)
+        conv_s += s[3]
+        print(f"{name:<12} {s[0]:>8,.0f} {share:>15} {sp:>7,} {int(s[0]) - sp:>7,} "
+              f"{s[3]:>8.2f} {1e6 * s[3] / s[0]:>8.1f}")  # fmt: skip
+    print(f"convolutions {conv_s:.1f} s of {total:.1f} s; the rest is ADD, MEAN, FC and "
+          f"bookkeeping")  # fmt: skip
+    layer_of = np.bincount(faults.layer, minlength=len(g.nodes))
+    hit = {g.nodes[i].name: int(n) for i, n in enumerate(layer_of) if n}
+    print("faults per node:", ", ".join(f"{k} {v}" for k, v in hit.items()))
+    graph_forward(g, x[:64])
+    start = time.perf_counter()
+    graph_forward(g, x)
+    inference = time.perf_counter() - start
+    print(f"fault-free inference, one thread: {len(x) / inference:,.0f} images/s: a full "
+          f"re-inference per pair would run {len(x) / inference:,.0f} pairs/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
