@@ -34,6 +34,7 @@ from accelsim.faults.graph_boxes import (
     golden_pass,
     read_tensor,
     union_box,
+    warm_kernels,
     window_box,
     windowed_region,
 )
@@ -95,7 +96,8 @@ class GraphCampaignInputs:
 
     def golden(self) -> GraphGolden:
         """The fault-free run, with the fault-free accumulators of every CONV_2D (within
-        ``ACC_BUDGET``) that the sparse kernel starts from: made here, once, so that forked
+        ``ACC_BUDGET``) that the sparse kernel starts from, the channels-last copies of the
+        convolutions' tensors and the box kernels loaded: made here, once, so that forked
         workers share them."""
         if self.plan is None:
             values, accs = golden_pass(self.graph, self.x)
@@ -107,6 +109,9 @@ class GraphCampaignInputs:
         for nd in self.graph.nodes:
             if nd.op == "CONV_2D":
                 golden_acc(self.graph, nd, state)
+                state.channels_last(nd.inputs[0])  # what the convolutions' kernels read
+                state.channels_last(nd.output)
+        warm_kernels()
         return state
 
     def fault_free_classes(self) -> I64:

@@ -202,3 +202,26 @@ def test_sparse_conv_by_hand() -> None:
     # tap (2, 2) reaches output (0, 0) with weight 8, ...: 8 outputs move, by 3 * (0 + ... + 8)
     np.testing.assert_array_equal(counts, [[8, 3 * 36]])
     np.testing.assert_array_equal(bbox, [0, 2, 0, 2])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_row_boxes_equal_the_references(seed: int) -> None:
+    """Regions and output boxes spanning whole rows (the kernels' one-run copies), with entry
+    boxes of the same columns and of others."""
+    rng = np.random.default_rng(seed)
+    golden, img, slot, vals, box = _case(rng, 3, 6, 5)
+    region = (int(rng.integers(0, 3)), int(rng.integers(3, 6)), 0, 4)
+    for entry_box, entry_vals in ((box, vals), ((1, 4, 0, 4), rng.integers(
+            -128, 128, size=(3, 3, 4, 5)).astype(np.int8))):  # fmt: skip
+        where = np.array([*entry_box, *region], np.int64)
+        out = np.empty((img.size, 3, region[1] - region[0] + 1, 5), np.int8)
+        kb.read_overlay_kernel(golden, img, slot, entry_vals, where, out)
+        np.testing.assert_array_equal(out, ref.read_overlay_ref(golden, img, slot, entry_vals,
+                                                                where))  # fmt: skip
+        moved = out.copy()
+        moved[rng.integers(img.size), rng.integers(3), 0, rng.integers(5)] += 1
+        counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
+        kb.compare_box_kernel(moved, golden, img, where, counts, bbox)
+        want = ref.compare_box_ref(moved, golden, img, where)
+        np.testing.assert_array_equal(counts, want[0])
+        np.testing.assert_array_equal(bbox, want[1])
