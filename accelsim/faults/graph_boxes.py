@@ -30,7 +30,9 @@ I64 = npt.NDArray[np.int64]
 @dataclass(frozen=True)
 class GraphGolden:
     """Every tensor of the fault-free (protected) run (N, ...), the classes, the labels and,
-    per protected node, its protected neurons' copy 0 before the merge."""
+    per protected node, its protected neurons' copy 0 before the merge; kept beside them for
+    the box kernels: channels-last copies of tensors and each CONV_2D's raw accumulators
+    (N, OH, OW, O) int32, None past ``ACC_BUDGET``."""
 
     values: dict[str, I8]
     classes: I64
