@@ -28,6 +28,20 @@ I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
+class ConvPrep:
+    """What the box kernels need of one CONV_2D, made once per campaign: its weights as the
+    GEMM path's (O, kh kw C) float32 matrix and as the sparse kernel's (kh, kw, C, O) in float32
+    and int32, the largest |weight|, and the requantisation records."""
+
+    gemm: npt.NDArray[np.float32]
+    taps32: npt.NDArray[np.float32]
+    taps_int: npt.NDArray[np.int32]
+    max_weight: int
+    rq: tuple[npt.NDArray, ...]
+    q: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
 class GraphGolden:
     """Every tensor of the fault-free (protected) run (N, ...), the classes, the labels and,
     per protected node, its protected neurons' copy 0 before the merge; kept beside them for
@@ -40,6 +54,7 @@ class GraphGolden:
     pre: dict[int, I8] = field(default_factory=dict)
     _last: dict[str, I8] = field(default_factory=dict, repr=False)
     _acc: dict[str, npt.NDArray[np.int32] | None] = field(default_factory=dict, repr=False)
+    _prep: dict[str, ConvPrep] = field(default_factory=dict, repr=False)
 
     def channels_last(self, t: str) -> I8:
         """Tensor ``t`` (N, H, W, C), made on first use (the convolutions' im2col reads it)."""
@@ -200,15 +215,15 @@ def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry
     vals = _NO_VALUES if entry is None else np.ascontiguousarray(entry[1].transpose(0, 2, 3, 1))
     kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
                              _where(entry, out_box), conv, cols)  # fmt: skip
-    wm = np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32)
-    return exact_matmul(wm, cols.T).reshape(o, img.size, n_pix)
+    return exact_matmul(conv_prep(g, nd, state).gemm, cols.T).reshape(o, img.size, n_pix)
 
 
 def warm_kernels() -> None:
     """Load every box kernel (both sparse sum types) from numba's cache in this process, on
     one-element arrays of the campaign's types: forked workers then share the loaded code
-    instead of each loading it (a first round of 40 ResNet-20 faults ran 3,796 pairs/s against
-    4,497-4,521 in the next two)."""
+    instead of each loading it. Without it a first round of 40 ResNet-20 faults on two workers
+    ran 3,796 pairs/s against 4,497-4,521 in the next two; with it 4,106-4,171 against
+    3,969-5,090 (within the machine's noise)."""
     one8 = np.zeros((1, 1, 1, 1), np.int8)
     i1 = np.zeros(1, np.int64)
     box = np.zeros(8, np.int64)
@@ -242,6 +257,12 @@ def _batch_acc(g: Graph, nd: Node, x: I8) -> np.ndarray:
     )  # fmt: skip
 
 
+def _channels_last_acc(acc: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Channel-major accumulators (O, n, OH * OW) as (n, OH, OW, O)."""
+    _, oh, ow, o = shape
+    return acc.reshape(o, -1, oh, ow).transpose(1, 2, 3, 0)
+
+
 def golden_pass(g: Graph, x: I8, batch: int = 256) -> tuple[dict[str, I8], dict[str, np.ndarray]]:
     """Every tensor of the unprotected graph on ``x``, batch by batch, and the raw
     accumulators (N, OH, OW, O) int32 of each CONV_2D within ``ACC_BUDGET``, taken from the
@@ -263,9 +284,8 @@ def golden_pass(g: Graph, x: I8, batch: int = 256) -> tuple[dict[str, I8], dict[
                 acc = _batch_acc(g, nd, ins[0])
                 y = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                                g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-                o, oh, ow = g.tensors[nd.output].shape
-                accs[nd.name][s:e] = acc.reshape(o, e - s, oh, ow).transpose(1, 2, 3, 0)
-                values[nd.output][s:e] = y.reshape(e - s, o, oh, ow)
+                accs[nd.name][s:e] = _channels_last_acc(acc, accs[nd.name].shape)
+                values[nd.output][s:e] = y.reshape(e - s, *g.tensors[nd.output].shape)
             else:
                 values[nd.output][s:e] = run_node(g, nd, ins)
     return values, accs
@@ -284,14 +304,15 @@ def golden_acc(g: Graph, nd: Node, state: GraphGolden) -> npt.NDArray[np.int32] 
     o, oh, ow = g.tensors[nd.output].shape
     out = np.empty((len(x), oh, ow, o), np.int32)
     for s in range(0, len(x), 256):
-        acc = _batch_acc(g, nd, x[s : s + 256])
-        out[s : s + 256] = acc.reshape(o, -1, oh, ow).transpose(1, 2, 3, 0)
+        out[s : s + 256] = _channels_last_acc(_batch_acc(g, nd, x[s : s + 256]), out.shape)
     state._acc[nd.name] = out
     return out
 
 
-def _requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
-    """``sparse_conv_kernel``'s requantisation records of node ``nd``."""
+def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
+    """``ConvPrep`` of CONV_2D ``nd``, made on first use and kept in ``state``."""
+    if nd.name in state._prep:
+        return state._prep[nd.name]
     p = g.params[nd.name]
     o = nd.weight.shape[0]
     fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
@@ -304,7 +325,17 @@ def _requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
         np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
     )
     zp = g.tensors[nd.output].zero_point
-    return rq, np.array([int(fp32), zp, *p["act_range"]], np.int64)
+    taps = nd.weight.transpose(2, 3, 1, 0)
+    prep = ConvPrep(
+        np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32),
+        np.ascontiguousarray(taps, np.float32),
+        np.ascontiguousarray(taps, np.int32),
+        int(np.abs(nd.weight.astype(np.int64)).max()),
+        rq,
+        np.array([int(fp32), zp, *p["act_range"]], np.int64),
+    )
+    state._prep[nd.name] = prep
+    return prep
 
 
 def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
@@ -329,19 +360,18 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
     sparse = int(counts[:, 0].sum()) * taps * tap_cost < rows.size * n_pix * o * c * kh * kw
     fault_free_acc = golden_acc(g, nd, state) if sparse else None
     if fault_free_acc is not None:
+        prep = conv_prep(g, nd, state)
         t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
         conv = np.array([kh, kw, stride, t, left, 0], np.int64)
-        exact32 = int(counts[:, 1].max()) * int(np.abs(nd.weight.astype(np.int64)).max())
-        exact32 = exact32 < FLOAT_SUM_LIMIT
-        dtype = np.float32 if exact32 else np.int32
-        w_t = np.ascontiguousarray(nd.weight.transpose(2, 3, 1, 0), dtype)
-        delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), dtype)
+        exact32 = int(counts[:, 1].max()) * prep.max_weight < FLOAT_SUM_LIMIT
+        w_t = prep.taps32 if exact32 else prep.taps_int
+        delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), w_t.dtype)
         out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
-        counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
+        out_counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
         fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
         kb.sparse_conv_kernel(fault_free, img, slot, entry[1], where, conv, w_t, delta,
-                              *_requant_records(g, nd), (out, counts, bbox))  # fmt: skip
-        return _entry_of(out, rows, out_box, counts, bbox)
+                              prep.rq, prep.q, (out, out_counts, bbox))  # fmt: skip
+        return _entry_of(out, rows, out_box, out_counts, bbox)
     acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip

@@ -41,7 +41,7 @@ from accelsim.faults.graph_boxes import (
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
-from accelsim.functional.graph import Graph, run_node
+from accelsim.functional.graph import Graph, graph_forward, run_node
 from accelsim.functional.graphio import graph_hash
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
@@ -115,6 +115,8 @@ class GraphCampaignInputs:
         return state
 
     def fault_free_classes(self) -> I64:
+        if self.plan is None:  # batched, without keeping every tensor
+            return classify(graph_forward(self.graph, self.x))
         values, _ = protected_graph_values(self.pnet, self.x)
         return classify(values[self.graph.output])
 
