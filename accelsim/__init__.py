@@ -5,7 +5,7 @@ parses their imports; docs/api.md documents them). Grouped by what they are for:
 
 - inputs: architecture and workload specs, datasets, the int8 network and its model files;
 - graph networks: TFLite int8 ops over named tensors (``Graph``), model files version 2, and
-  ``.tflite`` export (``graph_to_tflite``);
+  ``.tflite`` export (``graph_to_tflite``) and import (``import_tflite``, ``import_model``);
 - NVF: ``compute_nvf`` and its records, the cache (``save_nvf`` / ``load_nvf``), statistics;
 - protection: plans from the NVF, the protected network, what a plan costs;
 - campaigns: fault populations and samples, fault sources (neuron outputs, PE datapath), one
@@ -133,7 +133,9 @@ from accelsim.functional.network import (
 )
 from accelsim.functional.quantize import float_accuracy, quantize_network, with_tflite_multipliers
 from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
+from accelsim.interop.model_import import ImportedModel, import_model
 from accelsim.interop.tflite_file import export_tflite, graph_to_tflite, network_to_tflite
+from accelsim.interop.tflite_import import ImportResult, ModelImportError, import_tflite
 from accelsim.protection.graph_protected import (
     graph_ranges,
     protected_graph_classes,

@@ -30,6 +30,7 @@ from accelsim import (
     graph_hash,
     graph_n_neurons,
     graph_topology_csv,
+    import_model,
     load_dataset,
     load_graph,
     load_model,
@@ -123,21 +124,47 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workload_source(arg: str) -> tuple[str, str, int | None]:
-    """(network, split, n_images) from a workload file or a zoo name."""
+def import_command(args: argparse.Namespace) -> int:
+    if args.eval_images < 0:
+        raise ParameterError("eval_images", "{parameter} must be 0 or more")
+    imported = import_model(
+        args.model, args.out, name=args.name, dataset=args.dataset, mean=args.mean,
+        std=args.std, requantization=args.requantization, eval_images=args.eval_images,
+        data_dir=args.data_dir,
+    )  # fmt: skip
+    doc = imported.document()
+    acc = imported.accuracy
+    lines = [
+        imported.result.summary(),
+        f"  dataset {doc['dataset']}; int8 accuracy "
+        + (
+            f"{100 * acc:.2f} % on the {imported.eval_note}"
+            if acc is not None
+            else f"- ({imported.eval_note})"
+        ),
+        f"wrote {imported.model_path} (+ .npz) and {imported.workload_path}",
+        f"next: python -m accelsim run pe16x16 {imported.workload_path}",
+    ]
+    emit(args, doc, lines)
+    return 0
+
+
+def _workload_source(arg: str) -> tuple[str, str, int | None, str | None]:
+    """(network, split, n_images, dataset source or None) from a workload file or a zoo
+    name."""
     if arg in (*ZOO_NAMES, *GRAPH_ZOO_NAMES) and not Path(arg).is_file():
-        return arg, "test", None
+        return arg, "test", None, None
     spec = load_workload(arg)
-    return spec.network, spec.dataset.split, spec.dataset.n_images
+    return spec.network, spec.dataset.split, spec.dataset.n_images, spec.dataset.source
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    network, split, n_images = _workload_source(args.workload)
+    network, split, n_images, source = _workload_source(args.workload)
     split = args.split or split
     check_positive(args, "images", "batch_size")
     n_images = args.images if args.images is not None else n_images
     net = load_model(network)
-    data = load_dataset(net.dataset, split, data_dir=args.data_dir, n_images=n_images)
+    data = load_dataset(source or net.dataset, split, data_dir=args.data_dir, n_images=n_images)
     start = time.perf_counter()
     with tqdm(
         total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False
@@ -181,33 +208,53 @@ def data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_pairs(source: str | None) -> list[tuple[str, str]]:
+    if source is not None:
+        return [(source, "train"), (source, "test")]
+    return [
+        (name, split)
+        for name in DATASET_NAMES
+        for split in SPLITS
+        if split != "sample" or name == "mnist"
+    ]
+
+
 def data_info(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
     found = []
-    for name in DATASET_NAMES:
-        for split in SPLITS:
-            if split == "sample" and name != "mnist":
-                continue
-            try:
-                ds = load_dataset(name, split, data_dir=args.data_dir)
-                found.append(
-                    {"dataset": name, "split": split, "images": len(ds), "source": ds.source}
-                )
-            except DatasetError as exc:
-                found.append(
-                    {
-                        "dataset": name,
-                        "split": split,
-                        "images": 0,
-                        "source": None,
-                        "error": str(exc),
-                    }
-                )
-    rows = [[f["dataset"], f["split"], f"{f['images']:,}", f["source"] or "missing"] for f in found]
+    if args.source is not None and not Path(args.source).exists():
+        raise DatasetError(f"{args.source}: no such .npz file or image folder")
+    for name, split in _split_pairs(args.source):
+        try:
+            ds = load_dataset(name, split, data_dir=args.data_dir)
+            found.append(
+                {"dataset": name, "split": split, "images": len(ds), "source": ds.source,
+                 "shape": list(ds.images.shape[1:]),
+                 "classes": int(ds.labels.max()) + 1 if len(ds) else 0}
+            )  # fmt: skip
+        except DatasetError as exc:
+            found.append(
+                {
+                    "dataset": name,
+                    "split": split,
+                    "images": 0,
+                    "source": None,
+                    "error": str(exc),
+                }
+            )
+    rows = [
+        [f["dataset"], f["split"], f"{f['images']:,}", "x".join(map(str, f.get("shape", []))),
+         f.get("classes", "-"),
+         f["source"] or ("missing" if args.source is None else f["error"])]
+        for f in found
+    ]  # fmt: skip
     emit(
         args,
         {"data_dir": str(root), "splits": found},
-        [f"data folder: {root}", *text_table(["dataset", "split", "images", "files"], rows)],
+        [
+            f"data folder: {root}",
+            *text_table(["dataset", "split", "images", "C x H x W", "classes", "files"], rows),
+        ],
     )
     return 0
 

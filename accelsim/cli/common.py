@@ -40,3 +40,16 @@ def nvf_bar(spec: WorkloadSpec, n_images: int | None) -> tqdm:
     from the cache)."""
     return tqdm(total=n_images or spec.analysis.n_images, unit="img", desc="NVF", disable=None,
                 leave=False)  # fmt: skip
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (an argparse type)."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values

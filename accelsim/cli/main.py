@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from accelsim import AccelsimError, FaultKind, PeSite, ProtectionMode, __version__
 from accelsim.cli import commands
+from accelsim.cli.common import parse_floats
 from accelsim.cli.inject import inject, parse_faults
 from accelsim.cli.run import parse_percents, run_command
 from accelsim.cli.simulate import parse_modes, simulate_command
@@ -94,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print one JSON document")
     models.set_defaults(func=commands.models)
+
+    im = sub.add_parser(
+        "import", help="a .tflite model -> accelsim model files and a workload (tflite extra)"
+    )
+    im.add_argument("model", help="the model file (.tflite: int8, from TFLite's converter)")
+    im.add_argument("--name", help="network name (default: the file's stem)")
+    im.add_argument("--out", help="output folder (default: imported/NAME)")
+    im.add_argument(
+        "--dataset",
+        help="mnist, cifar10, a .npz file or an image folder (default: from the input shape, "
+        "28x28x1 mnist, 32x32x3 cifar10)",
+    )
+    im.add_argument("--mean", type=parse_floats, help="per-channel mean: input = (p/255 - "
+                    "mean) / std (default 0)")  # fmt: skip
+    im.add_argument("--std", type=parse_floats, help="per-channel std (default 1)")
+    im.add_argument(
+        "--requantization", choices=("tflm", "xnnpack"), default="tflm",
+        help="tflm (TFLite Micro's fixed point, default) or xnnpack (LiteRT's default CPU path)",
+    )  # fmt: skip
+    im.add_argument("--eval-images", type=int, default=1000,
+                    help="test images for the accuracy check (default 1000; 0: none)")  # fmt: skip
+    im.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else cache)")
+    im.add_argument("--json", action="store_true", help="print one JSON document")
+    im.set_defaults(func=commands.import_command)
 
     ex = sub.add_parser(
         "export", help="write a network (zoo name or model file) as a .tflite or SCALE-Sim topology"
@@ -248,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--json", action="store_true", help="print one JSON document")
     fetch.set_defaults(func=commands.data_fetch)
     info = dsub.add_parser("info", help="which datasets and splits are found, and where")
+    info.add_argument(
+        "source", nargs="?", help="a .npz file or image folder of your own to inspect instead"
+    )
     info.add_argument(
         "--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else user cache)"
     )

@@ -4,6 +4,8 @@
     workload:
       network: lenet5              # a zoo name, or a model description path relative to this file
       dataset: {split: sample, images: all}   # split: train | test | sample; images: int or all
+                                   # source: mnist | cifar10 | a .npz / image folder (default:
+                                   # the model's dataset), relative to this file
       analysis: {split: train, images: 1000, method: linear, bit_mapping: log2,
                  gradient_check: true}           # NVF over the first `images` of `split`
       thresholds_percent: [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
@@ -42,6 +44,7 @@ ZOO_NAMES = ("lenet5", "mlp7", "alexnet")
 # Graph networks of the zoo (model files version 2).
 GRAPH_ZOO_NAMES = ("resnet20", "mobilenetv2")
 SPLITS = ("train", "test", "sample")
+DATASET_NAMES = ("mnist", "cifar10")
 DEFAULT_THRESHOLDS = tuple(float(t) for t in range(0, 55, 5))
 
 
@@ -85,6 +88,7 @@ class FaultKind(enum.Enum):
 class DatasetSpec:
     split: str
     n_images: int | None  # None: the whole split
+    source: str | None = None  # a built-in name or a user's .npz / image folder (absolute)
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,28 @@ def _network(body: Any, ctx: Ctx, base: Path) -> str:
     return str(path)
 
 
-def _dataset(raw: Any, ctx: Ctx) -> DatasetSpec:
-    raw = only_keys(raw, ctx, optional=("split", "images"))
+def _dataset(raw: Any, ctx: Ctx, base: Path) -> DatasetSpec:
+    raw = only_keys(raw, ctx, optional=("source", "split", "images"))
     images = raw.get("images", "all")
     n_images = None if images == "all" else int_in(raw, "images", ctx, 1, 10**7)
-    return DatasetSpec(one_of(raw, "split", ctx, SPLITS, "test"), n_images)
+    source = None
+    if "source" in raw:
+        source = string(raw, "source", ctx)
+        if source not in DATASET_NAMES:
+            target = (base / source).resolve()
+            if not ((target.suffix == ".npz" and target.is_file()) or target.is_dir()):
+                ctx.at("source").fail(
+                    f"one of {', '.join(DATASET_NAMES)}, or a .npz file or image folder "
+                    f"relative to the workload file ({target} does not exist)",
+                    source,
+                )
+            source = str(target)
+    return DatasetSpec(one_of(raw, "split", ctx, SPLITS, "test"), n_images, source)
+
+
+def dataset_source(spec: WorkloadSpec, model_dataset: str) -> str:
+    """The dataset a workload runs on: its ``dataset.source``, else the model's own."""
+    return spec.dataset.source or model_dataset
 
 
 def _analysis(raw: Any, ctx: Ctx) -> AnalysisSpec:
@@ -205,7 +226,9 @@ def parse_workload(raw: Any, ctx: Ctx, name: str) -> WorkloadSpec:
     return WorkloadSpec(
         name=name,
         network=_network(body, ctx, Path(ctx.path).resolve().parent),
-        dataset=_dataset(body.get("dataset", {}), ctx.at("dataset")),
+        dataset=_dataset(
+            body.get("dataset", {}), ctx.at("dataset"), Path(ctx.path).resolve().parent
+        ),
         analysis=_analysis(body.get("analysis", {}), ctx.at("analysis")),
         thresholds_percent=tuple(float(t) for t in thresholds),
         protection_modes=tuple(ProtectionMode(m) for m in modes),

@@ -1,4 +1,5 @@
-"""Load MNIST and CIFAR-10 from their official files, plain or gzipped.
+"""Load MNIST and CIFAR-10 from their official files, plain or gzipped, and users' own
+datasets (``.npz`` arrays, image folders: ``accelsim.datasets.custom``).
 
 Where data lives: ``data_dir`` (``--data-dir``) if given, else ``$ACCELSIM_DATA``, else the user
 cache directory (``$XDG_CACHE_HOME/accelsim/datasets`` or ``~/.cache/accelsim/datasets``). This
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.datasets import custom
 from accelsim.errors import DatasetError
 
 DATASET_NAMES = ("mnist", "cifar10")
@@ -75,9 +77,18 @@ def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
 def load_dataset(
     name: str, split: str, *, data_dir: Path | str | None = None, n_images: int | None = None
 ) -> Dataset:
-    """Load ``split`` of dataset ``name`` (see DATASET_NAMES, SPLITS)."""
+    """Load ``split`` of dataset ``name``: a built-in one (DATASET_NAMES, SPLITS) or a user's
+    ``.npz`` file or image folder (``accelsim.datasets.custom``)."""
     if name not in DATASET_NAMES:
-        raise DatasetError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES}")
+        if not custom.is_custom(name):
+            raise DatasetError(
+                f"unknown dataset {name!r}; expected one of {DATASET_NAMES}, a .npz file or an "
+                "image folder"
+            )
+        if split not in ("train", "test"):
+            raise DatasetError(f"split {split!r} of {name}: a user's dataset has train and test")
+        images, labels, source = custom.load_custom(name, split)
+        return Dataset(name, split, images, labels, source).head(n_images)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; expected one of {SPLITS}")
     if split == "sample":

@@ -26,6 +26,7 @@ version 1 files (chains), as ``graph_from_network`` of them.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def load_graph(source: str | Path) -> Graph:
         raise ModelFormatError(npz_path, f"arrays no node uses: {', '.join(stray[:5])}")
     return Graph(
         string(body, "name", ctx),
-        one_of(body, "dataset", ctx, DATASETS),
+        _dataset(body, ctx, path),
         string(raw_input, "tensor", ctx.at("input")),
         string(body, "output", ctx),
         tensors,
@@ -115,6 +116,33 @@ def load_graph(source: str | Path) -> Graph:
         str(path),
         _accuracy(body["accuracy"], ctx.at("accuracy")) if "accuracy" in body else None,
     )
+
+
+def _dataset(body: Any, ctx: Ctx, path: Path) -> str:
+    """A built-in dataset name, or a user's ``.npz`` / image folder relative to the model file
+    (kept as an absolute path)."""
+    value = string(body, "dataset", ctx)
+    if value in DATASETS:
+        return value
+    target = (path.parent / value).resolve()
+    if not ((target.suffix == ".npz" and target.is_file()) or target.is_dir()):
+        ctx.at("dataset").fail(
+            f"one of {', '.join(DATASETS)}, or a .npz file or image folder relative to the model "
+            f"file ({target} does not exist)",
+            value,
+        )
+    return str(target)
+
+
+def _dataset_entry(dataset: str, path: Path) -> str:
+    """What ``save_graph`` writes: a built-in name, else the path relative to the model file
+    when it can be, else absolute."""
+    if dataset in DATASETS:
+        return dataset
+    try:
+        return os.path.relpath(Path(dataset).resolve(), path.resolve().parent)
+    except ValueError:  # another drive on Windows
+        return str(Path(dataset).resolve())
 
 
 def _tensors(raw: Any, ctx: Ctx) -> dict[str, TensorInfo]:
@@ -229,7 +257,7 @@ def save_graph(g: Graph, path: Path | str) -> Path:
     }
     body: dict[str, Any] = {
         "name": g.name,
-        "dataset": g.dataset,
+        "dataset": _dataset_entry(g.dataset, path),
         "input": {"tensor": g.input, "mean": list(g.mean), "std": list(g.std)},
         "output": g.output,
         "requantization": g.requantization,

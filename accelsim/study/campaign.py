@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from accelsim import files
-from accelsim.config.workload import FaultKind, FaultSpec, ProtectionMode, WorkloadSpec
+from accelsim.config.workload import (
+    FaultKind,
+    FaultSpec,
+    ProtectionMode,
+    WorkloadSpec,
+    dataset_source,
+)
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ParameterError, positive_int, seed_int
 from accelsim.faults.campaign import (
@@ -278,8 +284,8 @@ def prepare_campaign(
         pnet, nvf_info = nvf.protected(o.protection, o.threshold), nvf.describe()
     net, mode = pnet.net, pnet.plan.mode
     n_images = o.test_images if o.test_images is not None else spec.dataset.n_images
-    data = load_dataset(net.dataset, o.test_split or spec.dataset.split, data_dir=o.data_dir,
-                        n_images=n_images)  # fmt: skip
+    data = load_dataset(dataset_source(spec, net.dataset), o.test_split or spec.dataset.split,
+                        data_dir=o.data_dir, n_images=n_images)  # fmt: skip
     x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     pop, faults = neuron_faults(pnet, fspec)
     settings = campaign_settings(

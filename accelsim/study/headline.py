@@ -33,6 +33,7 @@ from accelsim.config.workload import (
     NvfMethod,
     ProtectionMode,
     WorkloadSpec,
+    dataset_source,
     load_workload,
 )
 from accelsim.datasets import load_dataset
@@ -265,16 +266,21 @@ def _analysis(
     net = load_model(spec.network)
     split, note = o.nvf_split or spec.analysis.split, None
     try:
-        data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
+        data = load_dataset(
+            dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=images
+        )
     except DatasetError as exc:
-        if o.scale is Scale.PAPER or o.nvf_split is not None:
+        source = dataset_source(spec, net.dataset)
+        if o.scale is Scale.PAPER or o.nvf_split is not None or source != "mnist":
             raise
         note = (
             f"the {spec.analysis.split} split is not on disk ({str(exc).split(':')[0]}; see "
             "`python -m accelsim data info`): NVF on the bundled MNIST sample instead"
         )
         split = "sample"
-        data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=images)
+        data = load_dataset(
+            dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=images
+        )
     settings, why = _nvf_settings(spec, o, net, quantize_inputs(net, data.images))
     run = workload_nvf(spec, data=data, on_progress=on_progress, **settings)
     return run, note, why
@@ -323,11 +329,11 @@ def _test_data(o: StudyOptions, spec: WorkloadSpec, net: AnyNetwork, nvf_split: 
         if spec.dataset.n_images is not None:
             n = min(n, spec.dataset.n_images)
     if split == "sample" and nvf_split == "sample":
-        data = load_dataset(net.dataset, split, data_dir=o.data_dir)
+        data = load_dataset(dataset_source(spec, net.dataset), split, data_dir=o.data_dir)
         skip = min(nvf_images, len(data.labels) - 1)
         images, labels = data.images[skip:], data.labels[skip:]
         return images[:n], labels[:n], f"sample images {skip}..{skip + len(labels[:n]) - 1}"
-    data = load_dataset(net.dataset, split, data_dir=o.data_dir, n_images=n)
+    data = load_dataset(dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=n)
     return data.images, data.labels, f"{split} images 0..{len(data.labels) - 1}"
 
 

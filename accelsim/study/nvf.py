@@ -15,7 +15,13 @@ from pathlib import Path
 
 from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
 from accelsim.analysis.vulnerability import NvfResult, compute_nvf
-from accelsim.config.workload import BitMapping, NvfMethod, ProtectionMode, WorkloadSpec
+from accelsim.config.workload import (
+    BitMapping,
+    NvfMethod,
+    ProtectionMode,
+    WorkloadSpec,
+    dataset_source,
+)
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ModelFormatError, positive_int
 from accelsim.functional.models import AnyNetwork, load_model, quantize_inputs
@@ -99,7 +105,12 @@ def workload_nvf(
     n_images = a.n_images if n_images is None else positive_int("n_images", n_images)
     net = load_model(spec.network)
     if data is None:
-        data = load_dataset(net.dataset, split or a.split, data_dir=data_dir, n_images=n_images)
+        data = load_dataset(
+            dataset_source(spec, net.dataset),
+            split or a.split,
+            data_dir=data_dir,
+            n_images=n_images,
+        )
     x = quantize_inputs(net, data.images)
     key = analysis_key(net, x, method, mapping, gradient_check)
     folder = Path(output_dir or spec.output_dir) / "analysis"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.config.workload import ProtectionMode, WorkloadSpec
+from accelsim.config.workload import ProtectionMode, WorkloadSpec, dataset_source
 from accelsim.datasets import load_dataset
 from accelsim.errors import positive_int
 from accelsim.functional.models import model_logits, quantize_inputs
@@ -108,7 +108,7 @@ def protect_workload(
                        output_dir=o.output_dir, on_progress=on_nvf_progress)  # fmt: skip
     net = nvf.net
     out_dir = Path(o.output_dir or spec.output_dir) / "protection"
-    data = load_dataset(net.dataset, spec.dataset.split, data_dir=o.data_dir,
+    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split, data_dir=o.data_dir,
                         n_images=o.eval_images or spec.dataset.n_images)  # fmt: skip
     x = quantize_inputs(net, data.images)
     golden = classify(model_logits(net, x))

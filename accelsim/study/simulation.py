@@ -24,7 +24,7 @@ import numpy as np
 
 from accelsim import files
 from accelsim.config.arch import ArchSpec
-from accelsim.config.workload import FaultKind, ProtectionMode, WorkloadSpec
+from accelsim.config.workload import FaultKind, ProtectionMode, WorkloadSpec, dataset_source
 from accelsim.datasets import load_dataset
 from accelsim.errors import positive_int, seed_int
 from accelsim.faults.campaign import campaign_settings, fault_source, images_hash, run_stored
@@ -299,7 +299,7 @@ def _write_traces(trace: Path | str | None, runs: tuple[ModeRun, ...]) -> list[P
 def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag: str,
                   on_stage, on_progress) -> tuple[PeFaultRow, ...]:  # fmt: skip
     """Per mode: PE faults (exposure-weighted) and neuron-output faults (the paper's view)."""
-    data = load_dataset(net.dataset, spec.dataset.split, data_dir=o.data_dir,
+    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split, data_dir=o.data_dir,
                         n_images=o.test_images)  # fmt: skip
     x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     hashed = images_hash(x, labels)

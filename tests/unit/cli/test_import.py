@@ -1,0 +1,90 @@
+"""``python -m accelsim import``: a converter's ``.tflite`` plus the user's own ``.npz`` data, then
+the study's commands on the workload the import wrote (offline: the data is the bundled MNIST
+sample saved as arrays)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim import load_dataset, load_graph, load_workload
+from accelsim.cli.main import main
+from accelsim.functional.graph import graph_forward, quantize_graph_images
+from tests.conftest import DATA
+from tests.unit.interop.test_tflite_micro import tflm_logits
+
+LENET = DATA / "models" / "lenet5_keras.tflite"
+
+
+@pytest.fixture
+def own_data(tmp_path: Path) -> Path:
+    """The first 600 bundled MNIST test images as the user's ``.npz`` (N x H x W, labels)."""
+    d = load_dataset("mnist", "sample", n_images=600)
+    path = tmp_path / "data" / "digits.npz"
+    path.parent.mkdir()
+    np.savez(path, images=d.images[:, 0], labels=d.labels)
+    return path
+
+
+def test_import_writes_model_and_workload_and_measures_accuracy(tmp_path, own_data, capsys):
+    out = tmp_path / "models"
+    argv = ["import", str(LENET), "--out", str(out), "--dataset", str(own_data), "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ops"] == {"CONV_2D": 2, "MAX_POOL_2D": 2, "RESHAPE": 1, "FULLY_CONNECTED": 3}
+    # neurons: the conv and fc outputs but the classifier's (pools are not neurons)
+    assert doc["neurons"] == 6 * 24 * 24 + 16 * 8 * 8 + 120 + 84
+    assert doc["input"]["zero_point"] == -128
+    assert doc["eval_images"] == 600
+    g = load_graph(out / "lenet5_keras.yaml")
+    assert Path(g.dataset) == own_data.resolve()
+    x = quantize_graph_images(g, load_dataset(str(own_data), "test").images)
+    preds = graph_forward(g, x).argmax(1)
+    labels = load_dataset(str(own_data), "test").labels
+    assert doc["int8_accuracy"] == pytest.approx(np.mean(preds == labels))
+    np.testing.assert_array_equal(tflm_logits(LENET.read_bytes(), x[:50]), graph_forward(g, x[:50]))
+    spec = load_workload(out / "lenet5_keras-workload.yaml")
+    assert spec.network == str((out / "lenet5_keras.yaml").resolve())
+
+
+def test_the_study_runs_on_an_imported_model_and_own_data(tmp_path, own_data, capsys) -> None:
+    out = tmp_path / "models"
+    assert main(["import", str(LENET), "--out", str(out), "--dataset", str(own_data)]) == 0
+    text = capsys.readouterr().out
+    assert "int8 accuracy" in text
+    assert "next: python -m accelsim run" in text
+    workload = str(out / "lenet5_keras-workload.yaml")
+    res = tmp_path / "res"
+    small = ["--faults", "40", "--test-images", "60", "--nvf-images", "40", "--tops", "5",
+             "--thresholds", "", "--modes", "split,tmr"]  # fmt: skip
+    assert main(["run", "pe8x8", workload, "--out", str(res), *small, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["mode"] for r in doc["rows"]} == {"none", "split", "tmr"}
+    assert (res / "report.html").is_file()
+    args = ["--output-dir", str(tmp_path / "o"), "--images", "30"]
+    assert main(["analyze", workload, *args, "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert sum(d["neurons"] for d in layers) == load_graph(out / "lenet5_keras.yaml").n_neurons
+    assert main(["inject", workload, "--faults", "20", "--test-images", "40", *args]) == 0
+    assert main(["simulate", "pe8x8", workload, "--protection", "split", *args]) == 0
+    capsys.readouterr()
+    assert main(["eval", workload, "--images", "100", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["images"] == 100
+    assert ev["split"] == "test"
+
+
+def test_import_errors_are_one_line(tmp_path, capsys) -> None:
+    assert main(["import", str(tmp_path / "none.tflite")]) == 2
+    assert "none.tflite: cannot read" in capsys.readouterr().err
+    assert main(["import", str(DATA / "models" / "models.json")]) == 2
+    assert "supported model formats are .tflite" in capsys.readouterr().err
+    bad = ["import", str(LENET), "--out", str(tmp_path), "--dataset", str(tmp_path / "x.npz")]
+    assert main(bad) == 2
+    assert "is neither mnist, cifar10" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        main(["import", str(LENET), "--mean", "a,b"])
+    assert "expected comma-separated numbers" in capsys.readouterr().err
