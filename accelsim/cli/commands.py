@@ -130,6 +130,7 @@ def import_command(args: argparse.Namespace) -> int:
     imported = import_model(
         args.model, args.out, name=args.name, dataset=args.dataset, mean=args.mean,
         std=args.std, requantization=args.requantization, eval_images=args.eval_images,
+        calibration=args.calibration, calibration_images=args.calibration_images,
         data_dir=args.data_dir,
     )  # fmt: skip
     doc = imported.document()
@@ -141,6 +142,11 @@ def import_command(args: argparse.Namespace) -> int:
             f"{100 * acc:.2f} % on the {imported.eval_note}"
             if acc is not None
             else f"- ({imported.eval_note})"
+        )
+        + (
+            f" (float model: {100 * imported.float_accuracy:.2f} %)"
+            if imported.float_accuracy is not None
+            else ""
         ),
         f"wrote {imported.model_path} (+ .npz) and {imported.workload_path}",
         f"next: python -m accelsim run pe16x16 {imported.workload_path}",

@@ -97,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=commands.models)
 
     im = sub.add_parser(
-        "import", help="a .tflite model -> accelsim model files and a workload (tflite extra)"
+        "import", help="a .tflite or .onnx model -> accelsim model files and a workload"
     )
-    im.add_argument("model", help="the model file (.tflite: int8, from TFLite's converter)")
+    im.add_argument(
+        "model", help="the model file: .tflite (int8, TFLite's converter; tflite extra) or "
+        ".onnx (float, quantised by accelsim; onnx extra)"
+    )  # fmt: skip
     im.add_argument("--name", help="network name (default: the file's stem)")
     im.add_argument("--out", help="output folder (default: imported/NAME)")
     im.add_argument(
@@ -116,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     im.add_argument("--eval-images", type=int, default=1000,
                     help="test images for the accuracy check (default 1000; 0: none)")  # fmt: skip
+    im.add_argument("--calibration", help=".onnx: calibration images' dataset (default: "
+                    "--dataset; its train split)")  # fmt: skip
+    im.add_argument("--calibration-images", type=int, default=500,
+                    help=".onnx: calibration images (default 500)")  # fmt: skip
     im.add_argument("--data-dir", help="dataset folder (default: $ACCELSIM_DATA, else cache)")
     im.add_argument("--json", action="store_true", help="print one JSON document")
     im.set_defaults(func=commands.import_command)

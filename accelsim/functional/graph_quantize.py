@@ -19,7 +19,7 @@ Every scale is a float32 value. Float inference here is float64 (``float_graph_f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,8 @@ from accelsim.functional.quantize import _conv_float, batched_accuracy, normaliz
 from accelsim.functional.reference import float32
 
 F64 = npt.NDArray[np.float64]
+_SAME_QUANT = {"maxpool": "MAX_POOL_2D", "avgpool": "AVERAGE_POOL_2D", "flatten": "RESHAPE",
+               "pad": "PAD"}  # fmt: skip
 _ACT = {
     "none": lambda v: v,
     "relu": lambda v: np.maximum(v, 0.0),
@@ -39,24 +41,58 @@ _ACT = {
 }
 
 
-def _dwconv_float(x: F64, w: F64, b: F64, stride: int, padding: int) -> F64:
-    """Depthwise convolution (depth multiplier 1): w (C, 1, K, K) in PyTorch's layout."""
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    k = w.shape[2]
-    oh = (x.shape[2] + 2 * padding - k) // stride + 1
-    ow = (x.shape[3] + 2 * padding - k) // stride + 1
-    out = np.zeros((x.shape[0], x.shape[1], oh, ow))
-    for i in range(k):
-        for j in range(k):
+def _pad4(p: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """A padding as (top, bottom, left, right)."""
+    if isinstance(p, int | np.integer):
+        return (int(p),) * 4
+    t, b, left, r = p
+    return int(t), int(b), int(left), int(r)
+
+
+def _pad_float(x: F64, p: tuple[int, int, int, int], value: float = 0.0) -> F64:
+    t, b, left, r = p
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=value)
+
+
+def _dwconv_float(x: F64, w: F64, b: F64, stride: int, padding: int | Sequence[int]) -> F64:
+    """Depthwise convolution: w (C * dm, 1, KH, KW) in PyTorch's layout, output channel
+    ``c dm + m`` filtering input channel c."""
+    dm = w.shape[0] // x.shape[1]
+    xp = _pad_float(np.repeat(x, dm, axis=1) if dm > 1 else x, _pad4(padding))
+    kh, kw = w.shape[2], w.shape[3]
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], oh, ow))
+    for i in range(kh):
+        for j in range(kw):
             patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
             out += patch * w[None, :, 0, i, j, None, None]
     return out + b.reshape(1, -1, 1, 1)
 
 
+def _pool_float(x: F64, node: Mapping[str, Any]) -> F64:
+    """Max or average pooling over the in-bounds elements of each window (TFLite's)."""
+    kh, kw = node["size"]
+    s, p = node["stride"], _pad4(node.get("padding", 0))
+    is_max = node["op"] == "maxpool"
+    xp = _pad_float(x, p, -np.inf if is_max else 0.0)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::s, ::s]
+    if is_max:
+        return win.max(axis=(4, 5))
+    ones = _pad_float(np.ones((1, 1, *x.shape[2:])), p)
+    count = np.lib.stride_tricks.sliding_window_view(ones, (kh, kw), axis=(2, 3))[:, :, ::s, ::s]
+    return win.sum(axis=(4, 5)) / count.sum(axis=(4, 5))
+
+
 def float_graph_forward(
     arch: Mapping[str, Any], weights: Mapping[str, np.ndarray], x: F64
 ) -> dict[str, F64]:
-    """Float64 value of every node's output (activations applied) for normalised input x."""
+    """Float64 value of every node's output (activations applied) for normalised input x.
+
+    Ops: ``conv``, ``dwconv`` (``stride``, ``padding`` an int or (top, bottom, left, right)),
+    ``fc``, ``add``, ``mean`` (global average pooling), ``maxpool`` / ``avgpool`` (``size``
+    (kh, kw), ``stride``, ``padding``), ``flatten`` (C-H-W order), ``concat`` (channels),
+    ``pad`` (zeros, ``padding``)."""
     values: dict[str, F64] = {"input": x}
     for node in arch["nodes"]:
         ins = [values[t] for t in node["inputs"]]
@@ -65,7 +101,8 @@ def float_graph_forward(
             w = weights[f"{name}.weight"].astype(np.float64)
             b = weights[f"{name}.bias"].astype(np.float64)
             if op == "conv":
-                y = _conv_float(ins[0], w, b, node["stride"], node["padding"])
+                xp = _pad_float(ins[0], _pad4(node["padding"]))
+                y = _conv_float(xp, w, b, node["stride"], 0)
             elif op == "dwconv":
                 y = _dwconv_float(ins[0], w, b, node["stride"], node["padding"])
             else:
@@ -74,6 +111,14 @@ def float_graph_forward(
             y = ins[0] + ins[1]
         elif op == "mean":
             y = ins[0].mean(axis=(2, 3))
+        elif op in ("maxpool", "avgpool"):
+            y = _pool_float(ins[0], node)
+        elif op == "flatten":
+            y = ins[0].reshape(len(ins[0]), -1)
+        elif op == "concat":
+            y = np.concatenate(ins, axis=1)
+        elif op == "pad":
+            y = _pad_float(ins[0], _pad4(node["padding"]))
         else:
             raise ShapeError(f"unknown float op {op!r} in node {name!r}")
         values[name] = _ACT[node.get("activation", "none")](y)
@@ -131,20 +176,32 @@ def _shape(arch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     shapes = {"input": tuple(arch["input_shape"])}
     for node in arch["nodes"]:
         src = shapes[node["inputs"][0]]
-        if node["op"] in ("conv", "dwconv"):
-            k, s, p = node["kernel"], node["stride"], node["padding"]
-            shapes[node["name"]] = (
-                node["out_channels"],
-                (src[1] + 2 * p - k) // s + 1,
-                (src[2] + 2 * p - k) // s + 1,
-            )
-        elif node["op"] == "fc":
-            shapes[node["name"]] = (node["out_features"],)
-        elif node["op"] == "mean":
-            shapes[node["name"]] = (src[0],)
+        op, name = node["op"], node["name"]
+        if op in ("conv", "dwconv", "maxpool", "avgpool", "pad"):
+            t, b, left, r = _pad4(node.get("padding", 0))
+            if op == "pad":
+                shapes[name] = (src[0], src[1] + t + b, src[2] + left + r)
+                continue
+            kh, kw = node["size"] if "size" in node else _kernel(node["kernel"])
+            s = node["stride"]
+            c = src[0] if "size" in node else node["out_channels"]
+            shapes[name] = (c, (src[1] + t + b - kh) // s + 1, (src[2] + left + r - kw) // s + 1)
+        elif op == "fc":
+            shapes[name] = (node["out_features"],)
+        elif op == "mean":
+            shapes[name] = (src[0],)
+        elif op == "flatten":
+            shapes[name] = (int(np.prod(src)),)
+        elif op == "concat":
+            parts = [shapes[t] for t in node["inputs"]]
+            shapes[name] = (sum(p[0] for p in parts), *src[1:])
         else:
-            shapes[node["name"]] = src
+            shapes[name] = src
     return shapes
+
+
+def _kernel(k: int | Sequence[int]) -> tuple[int, int]:
+    return (int(k), int(k)) if isinstance(k, int | np.integer) else (int(k[0]), int(k[1]))
 
 
 def quantize_graph(
@@ -172,16 +229,30 @@ def quantize_graph(
     tensors = {"input": TensorInfo("input", shapes["input"], *asymmetric_params(lo_in, hi_in))}
     nodes: list[Node] = []
     for spec in arch["nodes"]:
-        nm = spec["name"]
-        tensors[nm] = TensorInfo(nm, shapes[nm], *asymmetric_params(*ranges[nm]))
-        act = spec.get("activation", "none")
-        if spec["op"] in ("conv", "dwconv", "fc"):
-            s_in = tensors[spec["inputs"][0]].scale
-            nodes.append(_weighted(spec, weights, s_in, act, per_tensor))
-        elif spec["op"] == "add":
-            nodes.append(Node(nm, "ADD", tuple(spec["inputs"]), nm, {"activation": act}))
+        nm, op, ins = spec["name"], spec["op"], tuple(spec["inputs"])
+        if op in _SAME_QUANT:  # TFLite's pools, PAD and RESHAPE keep their input's
+            src = tensors[ins[0]]
+            tensors[nm] = TensorInfo(nm, shapes[nm], src.scale, src.zero_point)
         else:
-            nodes.append(Node(nm, "MEAN", tuple(spec["inputs"]), nm, {}))
+            tensors[nm] = TensorInfo(nm, shapes[nm], *asymmetric_params(*ranges[nm]))
+        act = spec.get("activation", "none")
+        if op in ("conv", "dwconv", "fc"):
+            s_in = tensors[ins[0]].scale
+            nodes.append(_weighted(spec, weights, s_in, act, per_tensor))
+        elif op == "add":
+            nodes.append(Node(nm, "ADD", ins, nm, {"activation": act}))
+        elif op == "mean":
+            nodes.append(Node(nm, "MEAN", ins, nm, {}))
+        elif op in ("maxpool", "avgpool"):
+            attrs = {"size": tuple(spec["size"]), "stride": spec["stride"],
+                     "padding": _pad4(spec.get("padding", 0)), "activation": act}  # fmt: skip
+            nodes.append(Node(nm, _SAME_QUANT[op], ins, nm, attrs))
+        elif op == "flatten":
+            nodes.append(Node(nm, "RESHAPE", ins, nm, {"shape": shapes[nm], "order": "chw"}))
+        elif op == "concat":
+            nodes.append(Node(nm, "CONCATENATION", ins, nm, {"axis": 0}))
+        else:
+            nodes.append(Node(nm, "PAD", ins, nm, {"padding": _pad4(spec["padding"])}))
     return Graph(
         name,
         arch["dataset"],
@@ -205,7 +276,7 @@ def _weighted(
     w = weights[f"{nm}.weight"].astype(np.float64)
     b = weights[f"{nm}.bias"].astype(np.float64)
     if spec["op"] == "dwconv":
-        w = w[:, 0]  # (C, 1, K, K) -> (C, K, K)
+        w = w[:, 0]  # (C dm, 1, KH, KW) -> (C dm, KH, KW)
     out = w.shape[0]
     absmax = np.abs(w.reshape(out, -1)).max(axis=1)
     if per_tensor:
@@ -219,11 +290,10 @@ def _weighted(
         return Node(
             nm, "FULLY_CONNECTED", tuple(spec["inputs"]), nm, {"activation": act}, wq, bq, w_scale
         )
-    p = spec["padding"]
-    attrs = {"stride": spec["stride"], "padding": (p, p, p, p), "activation": act}
+    attrs = {"stride": spec["stride"], "padding": _pad4(spec["padding"]), "activation": act}
     op = "CONV_2D" if spec["op"] == "conv" else "DEPTHWISE_CONV_2D"
     if op == "DEPTHWISE_CONV_2D":
-        attrs["depth_multiplier"] = 1
+        attrs["depth_multiplier"] = spec.get("depth_multiplier", 1)
     return Node(nm, op, tuple(spec["inputs"]), nm, attrs, wq, bq, w_scale)
 
 

@@ -1,13 +1,13 @@
 """``python -m accelsim import``: a user's model file -> accelsim model files and a workload.
 
     imported = import_model("model.tflite", "imported/mynet", dataset="data/mine.npz")
+    imported = import_model("model.onnx", mean=[0.1307], std=[0.3081])   # float: quantised
     imported.model_path, imported.workload_path   # then: run / analyze / inject on the workload
 
 Writes ``OUT/NAME.yaml`` + ``OUT/NAME.npz`` (model files version 2) and ``OUT/NAME-workload.yaml``
 (the workload: the model, its dataset, the analysis and campaign settings of the zoo's
-workloads), then measures the int8 accuracy on up to ``eval_images`` test images when the
-dataset is found. Files never overwrite an existing model of another content unless
-``overwrite``.
+workloads), then measures the int8 accuracy (and an ONNX model's float accuracy) on up to
+``eval_images`` test images when the dataset is found.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import numpy as np
 
 from accelsim.config.checks import write_yaml
 from accelsim.datasets import DATASET_NAMES, load_dataset
-from accelsim.errors import DatasetError, ParameterError
+from accelsim.errors import DatasetError, ParameterError, positive_int
 from accelsim.functional.graph import Graph
 from accelsim.functional.graphio import save_graph
 from accelsim.functional.models import model_predict
+from accelsim.interop.onnx_import import float_logits, import_onnx, read_onnx
 from accelsim.interop.tflite_import import ImportResult, ModelImportError, import_tflite
 
-FORMATS = (".tflite",)
+FORMATS = (".tflite", ".onnx")
 _BUILTIN_INPUTS = {(1, 28, 28): "mnist", (3, 32, 32): "cifar10"}
 
 
@@ -42,6 +43,7 @@ class ImportedModel:
     accuracy: float | None  # int8 accuracy on ``eval_images`` test images, when found
     eval_images: int
     eval_note: str
+    float_accuracy: float | None = None  # ONNX: the float model's, on the same images
 
     @property
     def graph(self) -> Graph:
@@ -62,6 +64,7 @@ class ImportedModel:
             "input": {"shape": list(t.shape), "scale": t.scale, "zero_point": t.zero_point},
             "dataset": g.dataset,
             "int8_accuracy": self.accuracy,
+            "float_accuracy": self.float_accuracy,
             "eval_images": self.eval_images,
             "eval_note": self.eval_note,
             "written": [str(self.model_path), str(self.workload_path)],
@@ -127,34 +130,52 @@ def import_model(
     std: Sequence[float] | None = None,
     requantization: str = "tflm",
     eval_images: int = 1000,
+    calibration: str | None = None,
+    calibration_images: int = 500,
     data_dir: str | Path | None = None,
 ) -> ImportedModel:
-    """Import ``source`` (a ``.tflite``) and write the model files and a workload to
-    ``out_dir`` (default ``imported/NAME``); see the module docstring."""
+    """Import ``source`` (an int8 ``.tflite``, or a float ``.onnx`` that accelsim quantises on
+    the first ``calibration_images`` training images of ``calibration``, default the dataset)
+    and write the model files and a workload to ``out_dir`` (default ``imported/NAME``); see
+    the module docstring."""
     path = Path(source)
-    if path.suffix.lower() not in FORMATS:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
         raise ModelImportError(
-            str(path), f"supported model formats are {', '.join(FORMATS)} (ONNX and PyTorch: "
-            "see docs/own-model.md)"
+            str(path), f"supported model formats are {', '.join(FORMATS)} (PyTorch: export "
+            "to ONNX first, see docs/own-model.md)"
         )  # fmt: skip
     if requantization not in ("tflm", "xnnpack"):
         raise ParameterError("requantization", "{parameter} must be tflm or xnnpack")
     stem = name or path.stem.replace(" ", "_")
     if not stem.replace("_", "").replace("-", "").isalnum():
         raise ParameterError("name", f"{{parameter}} must be letters, digits, _ and -: {stem!r}")
-    result = import_tflite(path, name=stem, requantization=requantization)
+    fm = None
+    if suffix == ".tflite":
+        result = import_tflite(path, name=stem, requantization=requantization)
+        ds = _default_dataset(result.graph.input_info.shape, dataset)
+        g = result.graph
+        g = Graph(g.name, ds, g.input, g.output, g.tensors, g.nodes,
+                  tuple(mean) if mean is not None else g.mean,
+                  tuple(std) if std is not None else g.std, g.requantization, g.source)  # fmt: skip
+        result.graph = g
+    else:
+        shape = read_onnx(path).arch["input_shape"]
+        ds = _default_dataset(tuple(shape), dataset)
+        calib_source = _default_dataset(tuple(shape), calibration or ds)
+        n_calib = positive_int("calibration_images", calibration_images)
+        calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib)
+        result, fm = import_onnx(path, calib.images, name=stem, dataset=ds, mean=mean, std=std,
+                                 requantization=requantization)  # fmt: skip
+        result.edges.append(f"calibration: the first {len(calib):,} train images of "
+                            f"{calib.source}")  # fmt: skip
     g = result.graph
-    ds = _default_dataset(g.input_info.shape, dataset)
-    g = Graph(g.name, ds, g.input, g.output, g.tensors, g.nodes,
-              tuple(mean) if mean is not None else g.mean,
-              tuple(std) if std is not None else g.std, g.requantization, g.source)  # fmt: skip
-    result.graph = g
     out = Path(out_dir) if out_dir is not None else Path("imported") / stem
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_graph(g, out / f"{stem}.yaml")
     workload_path = out / f"{stem}-workload.yaml"
     write_yaml(workload_path, _workload(g, os.path.basename(model_path)))
-    accuracy, n, note = None, 0, ""
+    accuracy, float_acc, n, note = None, None, 0, ""
     try:
         data = load_dataset(ds, "test", data_dir=data_dir, n_images=eval_images)
         if data.images.shape[1:] != tuple(g.input_info.shape):
@@ -164,10 +185,12 @@ def import_model(
             )
         preds = model_predict(g, data.images)
         accuracy, n = float(np.mean(preds == data.labels)), len(data)
+        if fm is not None:
+            float_acc = float(np.mean(float_logits(fm, data.images).argmax(1) == data.labels))
         note = f"first {n:,} {data.split} images of {data.source}"
     except DatasetError as exc:
         note = f"accuracy not measured: {exc}"
-    return ImportedModel(result, model_path, workload_path, accuracy, n, note)
+    return ImportedModel(result, model_path, workload_path, accuracy, n, note, float_acc)
 
 
 __all__ = ["FORMATS", "ImportedModel", "import_model"]

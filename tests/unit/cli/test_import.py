@@ -14,6 +14,7 @@ from accelsim import load_dataset, load_graph, load_workload
 from accelsim.cli.main import main
 from accelsim.functional.graph import graph_forward, quantize_graph_images
 from tests.conftest import DATA
+from tests.unit.interop.test_onnx_import import _needs
 from tests.unit.interop.test_tflite_micro import tflm_logits
 
 LENET = DATA / "models" / "lenet5_keras.tflite"
@@ -88,3 +89,19 @@ def test_import_errors_are_one_line(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit, match="2"):
         main(["import", str(LENET), "--mean", "a,b"])
     assert "expected comma-separated numbers" in capsys.readouterr().err
+
+
+def test_import_of_a_float_onnx_model_quantises_it_on_own_data(tmp_path, own_data, capsys):
+    _needs("onnx")
+    out = tmp_path / "m"
+    argv = ["import", str(DATA / "models" / "lenet5_bn_torch.onnx"), "--out", str(out),
+            "--dataset", str(own_data), "--mean", "0.1307", "--std", "0.3081",
+            "--calibration-images", "200", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ops"] == {"CONV_2D": 2, "MAX_POOL_2D": 2, "RESHAPE": 1, "FULLY_CONNECTED": 3}
+    assert doc["float_accuracy"] > 0.8  # the float model on the first 600 sample images
+    assert abs(doc["int8_accuracy"] - doc["float_accuracy"]) <= 0.03
+    g = load_graph(out / "lenet5_bn_torch.yaml")
+    assert g.mean == (0.1307,)
+    assert any("calibration: the first 200 train images" in e for e in doc["edges"])
