@@ -134,6 +134,7 @@ from accelsim.functional.network import (
 from accelsim.functional.quantize import float_accuracy, quantize_network, with_tflite_multipliers
 from accelsim.functional.reference import quantize_multiplier, tflite_multiplier
 from accelsim.interop.model_import import ImportedModel, import_model
+from accelsim.interop.scalesim_export import export_scalesim, scalesim_config
 from accelsim.interop.tflite_file import export_tflite, graph_to_tflite, network_to_tflite
 from accelsim.interop.tflite_import import ImportResult, ModelImportError, import_tflite
 from accelsim.protection.graph_protected import (

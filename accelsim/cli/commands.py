@@ -23,6 +23,7 @@ from accelsim import (
     ParameterError,
     ProtectionOptions,
     analyze_workload,
+    export_scalesim,
     export_tflite,
     fetch_dataset,
     files,
@@ -31,6 +32,7 @@ from accelsim import (
     graph_n_neurons,
     graph_topology_csv,
     import_model,
+    load_arch,
     load_dataset,
     load_graph,
     load_model,
@@ -116,10 +118,16 @@ def export(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"network": g.name, "nodes": len(g.nodes), "written": []}
     if args.tflite:
         doc["written"].append(str(export_tflite(g, args.tflite)))
-    if args.scalesim:
+    if args.scalesim and args.scalesim.endswith(".csv"):
         doc["written"].append(str(files.write_text(Path(args.scalesim), graph_topology_csv(g))))
+    elif args.scalesim:
+        written = export_scalesim(g, load_arch(args.arch), args.scalesim)
+        doc["written"] += [str(p) for p in written]
     lines = [f"{g.name}: {len(g.nodes)} nodes, requantization {g.requantization}"]
     lines += [f"wrote {path}" for path in doc["written"]]
+    if args.scalesim and not args.scalesim.endswith(".csv"):
+        run = f"python -m scalesim.scale -c {g.name}.cfg -t {g.name}.csv -l layout.csv -p out"
+        lines.append(f"run it (scalesim==3.0.0, numpy<2.3): cd {args.scalesim} && {run}")
     emit(args, doc, lines)
     return 0
 

@@ -136,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--tflite", metavar="FILE", help="write a .tflite TFLite Micro runs (tflite extra)"
     )
-    ex.add_argument("--scalesim", metavar="FILE", help="write SCALE-Sim v3's topology CSV")
+    ex.add_argument(
+        "--scalesim", metavar="DIR",
+        help="write SCALE-Sim v3's topology CSV, config (for --arch) and layout file into DIR "
+        "(a path ending in .csv: the topology alone)",
+    )  # fmt: skip
+    ex.add_argument("--arch", default="pe16x16",
+                    help="architecture for the SCALE-Sim config (default pe16x16)")  # fmt: skip
     ex.add_argument(
         "--requantization", choices=("tflm", "xnnpack"), help="override the model's setting"
     )

@@ -39,3 +39,19 @@ def test_export_names_a_missing_model(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "no such model file" in err
     assert err.count("\n") == 1
+
+
+def test_export_scalesim_folder_writes_topology_config_and_layout(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ss"
+    assert main(["export", "mobilenetv2", "--scalesim", str(out), "--arch", "pe8x8"]) == 0
+    assert "python -m scalesim.scale -c mobilenetv2.cfg" in capsys.readouterr().out
+    cfg = (out / "mobilenetv2.cfg").read_text()
+    # pe8x8.yaml: 8 x 8 output stationary, 16 / 16 / 8 KiB buffers, 8 bytes per cycle off chip
+    for line in ("ArrayHeight : 8", "ArrayWidth : 8", "Dataflow : os", "IfmapSramSzkB : 16",
+                 "FilterSramSzkB : 16", "OfmapSramSzkB : 8", "Bandwidth : 8",
+                 "InterfaceBandwidth : CALC"):  # fmt: skip
+        assert line in cfg
+    topo = (out / "mobilenetv2.csv").read_text()
+    assert topo == graph_topology_csv(load_graph("mobilenetv2"))
+    assert "_DP," in topo
+    assert (out / "layout.csv").read_text().startswith("Layer name,")
