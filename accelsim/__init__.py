@@ -112,6 +112,7 @@ from accelsim.functional.layers import Conv2D, Dense, Flatten, MaxPool2D
 from accelsim.functional.modelio import ZOO_DIR, load_network, network_hash, save_network
 from accelsim.functional.models import (
     AnyNetwork,
+    input_shape,
     layer_name,
     layer_sizes,
     load_model,

@@ -32,6 +32,7 @@ from accelsim import (
     graph_n_neurons,
     graph_topology_csv,
     import_model,
+    input_shape,
     load_arch,
     load_dataset,
     load_graph,
@@ -178,7 +179,13 @@ def evaluate(args: argparse.Namespace) -> int:
     check_positive(args, "images", "batch_size")
     n_images = args.images if args.images is not None else n_images
     net = load_model(network)
-    data = load_dataset(source or net.dataset, split, data_dir=args.data_dir, n_images=n_images)
+    data = load_dataset(
+        source or net.dataset,
+        split,
+        shape=input_shape(net),
+        data_dir=args.data_dir,
+        n_images=n_images,
+    )
     start = time.perf_counter()
     with tqdm(
         total=len(data), unit="img", desc=f"eval {net.name}", disable=None, leave=False

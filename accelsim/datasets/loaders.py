@@ -75,10 +75,26 @@ def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
 
 
 def load_dataset(
-    name: str, split: str, *, data_dir: Path | str | None = None, n_images: int | None = None
+    name: str,
+    split: str,
+    *,
+    data_dir: Path | str | None = None,
+    n_images: int | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> Dataset:
     """Load ``split`` of dataset ``name``: a built-in one (DATASET_NAMES, SPLITS) or a user's
-    ``.npz`` file or image folder (``accelsim.datasets.custom``)."""
+    ``.npz`` file or image folder (``accelsim.datasets.custom``). ``shape`` (C, H, W): the
+    images a model takes; other images are refused naming the files."""
+    data = _load(name, split, data_dir, n_images)
+    if shape is not None and data.images.shape[1:] != tuple(shape):
+        raise DatasetError(
+            f"{data.source}: images are {' x '.join(map(str, data.images.shape[1:]))} (C x H x "
+            f"W), the model takes {' x '.join(map(str, shape))}"
+        )
+    return data
+
+
+def _load(name: str, split: str, data_dir: Path | str | None, n_images: int | None) -> Dataset:
     if name not in DATASET_NAMES:
         if not custom.is_custom(name):
             raise DatasetError(

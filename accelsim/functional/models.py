@@ -68,6 +68,11 @@ def model_hash(m: AnyNetwork) -> str:
     return network_hash(m) if isinstance(m, Network) else graph_hash(m)
 
 
+def input_shape(m: AnyNetwork) -> tuple[int, ...]:
+    """The (C, H, W) images the network takes."""
+    return tuple(m.input_shape if isinstance(m, Network) else m.input_info.shape)
+
+
 def quantize_inputs(m: AnyNetwork, images: npt.NDArray[np.uint8]) -> I8:
     """uint8 images (N, C, H, W) -> the network's int8 input."""
     if isinstance(m, Network):

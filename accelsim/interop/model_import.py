@@ -26,7 +26,7 @@ from accelsim.errors import DatasetError, ParameterError, positive_int
 from accelsim.functional.graph import Graph
 from accelsim.functional.graphio import save_graph
 from accelsim.functional.models import model_predict
-from accelsim.interop.onnx_import import float_logits, import_onnx, read_onnx
+from accelsim.interop.onnx_import import FloatModel, float_logits, import_onnx, read_onnx
 from accelsim.interop.tflite_import import ImportResult, ModelImportError, import_tflite
 
 FORMATS = (".tflite", ".onnx")
@@ -120,6 +120,32 @@ def _workload(g: Graph, model_file: str) -> dict[str, Any]:
     }
 
 
+def _accuracies(g: Graph, fm: FloatModel | None, ds: str, eval_images: int,
+                data_dir: str | Path | None, explicit: str | None):  # fmt: skip
+    """(int8 accuracy, float accuracy, images, note) on the first test images, when found; a
+    dataset the user named that does not fit the model is an error."""
+    if eval_images == 0:
+        return None, None, 0, "not measured (eval_images 0)"
+    try:
+        data = load_dataset(ds, "test", data_dir=data_dir, n_images=eval_images,
+                            shape=tuple(g.input_info.shape))  # fmt: skip
+    except DatasetError as exc:
+        if explicit is not None and "the model takes" in str(exc):
+            raise
+        return None, None, 0, f"accuracy not measured: {exc}"
+    preds = model_predict(g, data.images)
+    accuracy = float(np.mean(preds == data.labels))
+    float_acc = None
+    if fm is not None:
+        float_acc = float(np.mean(float_logits(fm, data.images).argmax(1) == data.labels))
+    return (
+        accuracy,
+        float_acc,
+        len(data),
+        f"first {len(data):,} {data.split} images of {data.source}",
+    )
+
+
 def import_model(
     source: str | Path,
     out_dir: str | Path | None = None,
@@ -164,32 +190,19 @@ def import_model(
         ds = _default_dataset(tuple(shape), dataset)
         calib_source = _default_dataset(tuple(shape), calibration or ds)
         n_calib = positive_int("calibration_images", calibration_images)
-        calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib)
+        calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib,
+                             shape=tuple(shape))  # fmt: skip
         result, fm = import_onnx(path, calib.images, name=stem, dataset=ds, mean=mean, std=std,
                                  requantization=requantization)  # fmt: skip
         result.edges.append(f"calibration: the first {len(calib):,} train images of "
                             f"{calib.source}")  # fmt: skip
     g = result.graph
+    accuracy, float_acc, n, note = _accuracies(g, fm, ds, eval_images, data_dir, dataset)
     out = Path(out_dir) if out_dir is not None else Path("imported") / stem
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_graph(g, out / f"{stem}.yaml")
     workload_path = out / f"{stem}-workload.yaml"
     write_yaml(workload_path, _workload(g, os.path.basename(model_path)))
-    accuracy, float_acc, n, note = None, None, 0, ""
-    try:
-        data = load_dataset(ds, "test", data_dir=data_dir, n_images=eval_images)
-        if data.images.shape[1:] != tuple(g.input_info.shape):
-            raise DatasetError(
-                f"{data.source}: images {list(data.images.shape[1:])} do not fit the model's "
-                f"input {list(g.input_info.shape)}"
-            )
-        preds = model_predict(g, data.images)
-        accuracy, n = float(np.mean(preds == data.labels)), len(data)
-        if fm is not None:
-            float_acc = float(np.mean(float_logits(fm, data.images).argmax(1) == data.labels))
-        note = f"first {n:,} {data.split} images of {data.source}"
-    except DatasetError as exc:
-        note = f"accuracy not measured: {exc}"
     return ImportedModel(result, model_path, workload_path, accuracy, n, note, float_acc)
 
 

@@ -174,11 +174,16 @@ class _Importer:
 
     # --- tensors ----------------------------------------------------------------------------
     def fail_op(self, index: int, opname: str, problem: str) -> ModelImportError:
-        return self.r.fail(f"op {index} ({opname}): {problem}")
+        return self.r.fail(problem if index < 0 else f"op {index} ({opname}): {problem}")
 
     def quant(self, t: _Tensor, index: int, opname: str) -> tuple[float, int]:
         if t.dtype is not np.int8:
-            raise self.fail_op(index, opname, f"tensor {t.name!r} is not int8 (type {t.dtype})")
+            kind = "unknown" if t.dtype is None else np.dtype(t.dtype).name
+            hint = " (16x8 quantisation)" if t.dtype is np.int16 else ""
+            raise self.fail_op(
+                index, opname, f"tensor {t.name!r} holds {kind} activations{hint}: accelsim "
+                "imports TFLite's int8 scheme (convert with TFLITE_BUILTINS_INT8)"
+            )  # fmt: skip
         if t.scales.size != 1:
             raise self.fail_op(
                 index, opname, f"activation tensor {t.name!r} needs one scale, has {t.scales.size}"
@@ -486,10 +491,20 @@ def _edges(imp: _Importer) -> tuple[list[int], int, int]:
     x = int(sub.Inputs(0))
     y = int(sub.Outputs(0))
     producers = {int(o): k for k in todo for o in sub.Operators(k).OutputsAsNumpy()}
+    if len(r.tensors[x].shape) != 4:
+        raise r.fail(
+            f"input {r.tensors[x].name!r} has shape {list(r.tensors[x].shape)}: accelsim "
+            "imports image models (a 1 x H x W x C input)"
+        )
     if r.tensors[x].dtype is np.float32:
         first = [k for k in todo if x in sub.Operators(k).InputsAsNumpy()]
         if len(first) != 1 or r.opcode(sub.Operators(first[0])) != "QUANTIZE":
-            raise r.fail("a float32 input must feed exactly one QUANTIZE")
+            raise r.fail(
+                f"a float model (input {r.tensors[x].name!r} is float32 and no QUANTIZE "
+                "follows it): accelsim imports int8 .tflite files (TFLite's full-integer "
+                "quantisation: representative_dataset, TFLITE_BUILTINS_INT8), or the float "
+                "model as ONNX"
+            )
         todo.remove(first[0])
         x_float, x = x, int(sub.Operators(first[0]).Outputs(0))
         s, z = imp.quant(r.tensors[x], first[0], "QUANTIZE")

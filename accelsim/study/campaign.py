@@ -43,7 +43,13 @@ from accelsim.faults.model import FaultBatch, bits_label
 from accelsim.faults.sampling import Population
 from accelsim.faults.store import FaultRows
 from accelsim.files import OutputLock
-from accelsim.functional.models import AnyNetwork, layer_name, load_model, quantize_inputs
+from accelsim.functional.models import (
+    AnyNetwork,
+    input_shape,
+    layer_name,
+    load_model,
+    quantize_inputs,
+)
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import WorkloadNvf, workload_nvf
 from accelsim.study.options import (
@@ -285,7 +291,7 @@ def prepare_campaign(
     net, mode = pnet.net, pnet.plan.mode
     n_images = o.test_images if o.test_images is not None else spec.dataset.n_images
     data = load_dataset(dataset_source(spec, net.dataset), o.test_split or spec.dataset.split,
-                        data_dir=o.data_dir, n_images=n_images)  # fmt: skip
+                        shape=input_shape(net), data_dir=o.data_dir, n_images=n_images)  # fmt: skip
     x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     pop, faults = neuron_faults(pnet, fspec)
     settings = campaign_settings(

@@ -41,6 +41,7 @@ from accelsim.errors import AccelsimError, DatasetError, ParameterError, positiv
 from accelsim.files import OutputLock
 from accelsim.functional.models import (
     AnyNetwork,
+    input_shape,
     layer_sizes,
     load_model,
     model_hash,
@@ -267,7 +268,11 @@ def _analysis(
     split, note = o.nvf_split or spec.analysis.split, None
     try:
         data = load_dataset(
-            dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=images
+            dataset_source(spec, net.dataset),
+            split,
+            shape=input_shape(net),
+            data_dir=o.data_dir,
+            n_images=images,
         )
     except DatasetError as exc:
         source = dataset_source(spec, net.dataset)
@@ -279,7 +284,11 @@ def _analysis(
         )
         split = "sample"
         data = load_dataset(
-            dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=images
+            dataset_source(spec, net.dataset),
+            split,
+            shape=input_shape(net),
+            data_dir=o.data_dir,
+            n_images=images,
         )
     settings, why = _nvf_settings(spec, o, net, quantize_inputs(net, data.images))
     run = workload_nvf(spec, data=data, on_progress=on_progress, **settings)
@@ -329,11 +338,19 @@ def _test_data(o: StudyOptions, spec: WorkloadSpec, net: AnyNetwork, nvf_split: 
         if spec.dataset.n_images is not None:
             n = min(n, spec.dataset.n_images)
     if split == "sample" and nvf_split == "sample":
-        data = load_dataset(dataset_source(spec, net.dataset), split, data_dir=o.data_dir)
+        data = load_dataset(
+            dataset_source(spec, net.dataset), split, shape=input_shape(net), data_dir=o.data_dir
+        )
         skip = min(nvf_images, len(data.labels) - 1)
         images, labels = data.images[skip:], data.labels[skip:]
         return images[:n], labels[:n], f"sample images {skip}..{skip + len(labels[:n]) - 1}"
-    data = load_dataset(dataset_source(spec, net.dataset), split, data_dir=o.data_dir, n_images=n)
+    data = load_dataset(
+        dataset_source(spec, net.dataset),
+        split,
+        shape=input_shape(net),
+        data_dir=o.data_dir,
+        n_images=n,
+    )
     return data.images, data.labels, f"{split} images 0..{len(data.labels) - 1}"
 
 

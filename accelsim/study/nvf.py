@@ -24,7 +24,7 @@ from accelsim.config.workload import (
 )
 from accelsim.datasets import Dataset, load_dataset
 from accelsim.errors import ModelFormatError, positive_int
-from accelsim.functional.models import AnyNetwork, load_model, quantize_inputs
+from accelsim.functional.models import AnyNetwork, input_shape, load_model, quantize_inputs
 from accelsim.protection.plan import ProtectionPlan, plan_from_nvf, threshold_for_top
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
 from accelsim.study.options import as_enum
@@ -108,6 +108,7 @@ def workload_nvf(
         data = load_dataset(
             dataset_source(spec, net.dataset),
             split or a.split,
+            shape=input_shape(net),
             data_dir=data_dir,
             n_images=n_images,
         )

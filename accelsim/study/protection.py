@@ -20,7 +20,7 @@ import numpy as np
 from accelsim.config.workload import ProtectionMode, WorkloadSpec, dataset_source
 from accelsim.datasets import load_dataset
 from accelsim.errors import positive_int
-from accelsim.functional.models import model_logits, quantize_inputs
+from accelsim.functional.models import input_shape, model_logits, quantize_inputs
 from accelsim.functional.network import classify
 from accelsim.protection.overhead import NetworkOverhead, network_overhead
 from accelsim.protection.plan import ProtectionPlan, save_plan
@@ -108,7 +108,8 @@ def protect_workload(
                        output_dir=o.output_dir, on_progress=on_nvf_progress)  # fmt: skip
     net = nvf.net
     out_dir = Path(o.output_dir or spec.output_dir) / "protection"
-    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split, data_dir=o.data_dir,
+    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split,
+                        shape=input_shape(net), data_dir=o.data_dir,
                         n_images=o.eval_images or spec.dataset.n_images)  # fmt: skip
     x = quantize_inputs(net, data.images)
     golden = classify(model_logits(net, x))

@@ -32,7 +32,13 @@ from accelsim.faults.metrics import Summary, summarize
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.files import OutputLock
-from accelsim.functional.models import AnyNetwork, load_model, model_hash, quantize_inputs
+from accelsim.functional.models import (
+    AnyNetwork,
+    input_shape,
+    load_model,
+    model_hash,
+    quantize_inputs,
+)
 from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 from accelsim.study.nvf import workload_nvf
@@ -299,7 +305,8 @@ def _write_traces(trace: Path | str | None, runs: tuple[ModeRun, ...]) -> list[P
 def _pe_campaigns(spec, net, arch, runs, o: SimulationOptions, folder: Path, tag: str,
                   on_stage, on_progress) -> tuple[PeFaultRow, ...]:  # fmt: skip
     """Per mode: PE faults (exposure-weighted) and neuron-output faults (the paper's view)."""
-    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split, data_dir=o.data_dir,
+    data = load_dataset(dataset_source(spec, net.dataset), spec.dataset.split,
+                        shape=input_shape(net), data_dir=o.data_dir,
                         n_images=o.test_images)  # fmt: skip
     x, labels = quantize_inputs(net, data.images), data.labels.astype(np.int64)
     hashed = images_hash(x, labels)

@@ -11,6 +11,8 @@ files, ``torch`` for the ONNX files, and accelsim on the path for the dataset re
   average pooling (CIFAR-10), int8 in and out.
 - ``concat_keras.tflite``: two branches joined by a concatenation, an average pool (MNIST);
   float32 in and out (the converter adds QUANTIZE / DEQUANTIZE at the edges) and a SOFTMAX.
+- ``concat_float.tflite`` / ``concat_int16.tflite``: the concatenation network converted
+  without quantisation and with 16-bit activations (16x8): inputs the importer must refuse.
 - ``models.json``: how each was made (versions, epochs, float test accuracy on the first 2,000
   test images).
 
@@ -109,13 +111,36 @@ def convert(model: keras.Model, calib: np.ndarray, int8_io: bool) -> bytes:
     return converter.convert()
 
 
+def refused_variants(out: Path) -> None:
+    """The concatenation network (untrained: only the file's types matter) as a float model
+    and with int16 activations."""
+    model = concat()
+    float_blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (out / "concat_float.tflite").write_bytes(float_blob)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+    calib = np.random.default_rng(0).random((20, 28, 28, 1), np.float32)
+    converter.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(20))
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+    (out / "concat_int16.tflite").write_bytes(converter.convert())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "models")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--refused-only", action="store_true",
+                        help="write only the float / int16 variants")  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
+    refused_variants(args.out)
+    if args.refused_only:
+        return
     log = {"tensorflow": tf.__version__, "keras": keras.__version__, "models": {}}
     for name, (build, dataset, int8_io) in MODELS.items():
         train = load_dataset(dataset, "train", n_images=10_000)

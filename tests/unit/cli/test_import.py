@@ -105,3 +105,13 @@ def test_import_of_a_float_onnx_model_quantises_it_on_own_data(tmp_path, own_dat
     g = load_graph(out / "lenet5_bn_torch.yaml")
     assert g.mean == (0.1307,)
     assert any("calibration: the first 200 train images" in e for e in doc["edges"])
+
+
+def test_own_data_that_does_not_fit_the_model_is_named(tmp_path, capsys) -> None:
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, images=np.zeros((4, 32, 32, 3), np.uint8), labels=[0, 1, 2, 3])
+    out = tmp_path / "m"
+    assert main(["import", str(LENET), "--out", str(out), "--dataset", str(rgb)]) == 2
+    err = capsys.readouterr().err
+    assert f"{rgb}: images are 3 x 32 x 32 (C x H x W), the model takes 1 x 28 x 28" in err
+    assert not out.exists()  # nothing written for a model that cannot run on its data

@@ -115,11 +115,11 @@ def test_import_of_a_chain_keeps_the_chain_graphs_shape() -> None:
 
 
 def _one_op_model(op_name: str) -> bytes:
-    """An int8 (1, 4) -> (1, 4) model of one op (no options)."""
+    """An int8 (1, 2, 2, 1) -> (1, 2, 2, 1) model of one op (no options)."""
     _, tfl = schema()
     g = FbGraph()
-    a = g.tensor(FbTensor("a", (1, 4), tfl.TensorType.INT8, [0.1], [0]))
-    b = g.tensor(FbTensor("b", (1, 4), tfl.TensorType.INT8, [1 / 256], [-128]))
+    a = g.tensor(FbTensor("a", (1, 2, 2, 1), tfl.TensorType.INT8, [0.1], [0]))
+    b = g.tensor(FbTensor("b", (1, 2, 2, 1), tfl.TensorType.INT8, [1 / 256], [-128]))
     g.ops.append(FbOp(getattr(tfl.BuiltinOperator, op_name), 1, [a], [b]))
     return serialize(g, [a], [b], "one op")
 
@@ -146,3 +146,26 @@ def test_corrupt_files_are_refused_in_one_line(blob, message) -> None:
 def test_a_missing_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(ModelImportError, match=r"missing\.tflite: cannot read"):
         import_tflite(tmp_path / "missing.tflite")
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("concat_float.tflite", r"a float model \(input '.*' is float32 and no QUANTIZE"),
+        ("concat_int16.tflite", r"holds int16 activations \(16x8 quantisation\)"),
+    ],
+)
+def test_converter_files_of_another_scheme_are_refused(model, message) -> None:
+    """The converter's float and 16x8 outputs of the concatenation network."""
+    with pytest.raises(ModelImportError, match=message) as info:
+        import_tflite(MODELS / model)
+    assert model in str(info.value)
+
+
+def test_a_model_whose_input_is_not_an_image_is_refused(rng) -> None:
+    from tests.unit.interop.test_graph_tflite_micro import Builder
+
+    b = Builder(rng, (12,))
+    b.weighted("FULLY_CONNECTED", "fc", "x", (5, 12), (5,), activation="none")
+    with pytest.raises(ModelImportError, match=r"has shape \[1, 12\]: accelsim imports image"):
+        import_tflite(graph_to_tflite(b.graph("fc")))
