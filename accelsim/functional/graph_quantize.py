@@ -208,35 +208,47 @@ def quantize_graph(
     name: str,
     arch: Mapping[str, Any],
     weights: Mapping[str, np.ndarray],
-    calibration: npt.NDArray[np.uint8],
+    calibration: npt.NDArray[np.uint8] | None,
     *,
     percentile: float = 100.0,
     accuracy: Accuracy | None = None,
     requantization: str = "tflm",
     per_tensor: bool = False,
+    fixed: Mapping[str, tuple[float, int]] | None = None,
+    quantized: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None,
 ) -> Graph:
     """The int8 graph of float ``weights`` (``<node>.weight`` / ``.bias``, PyTorch layouts) of
     ``arch``, calibrated on uint8 ``calibration`` images (N, C, H, W); weights symmetric per
-    output channel, or with ``per_tensor`` one scale per weight tensor."""
-    if calibration.shape[1:] != tuple(arch["input_shape"]):
-        raise ShapeError(
-            f"calibration images {calibration.shape} do not fit input {arch['input_shape']}"
-        )
-    ranges = _ranges(arch, weights, calibration, percentile)
+    output channel, or with ``per_tensor`` one scale per weight tensor.
+
+    An already-quantised model (ONNX QDQ) gives every tensor's (scale, zero point) in ``fixed``
+    (``"input"`` and each node; no calibration then) and, per weighted node, ``quantized``:
+    its int8 weights, their scales and its int32 bias (None: quantised from the float one)."""
+    if fixed is None:
+        if calibration is None or calibration.shape[1:] != tuple(arch["input_shape"]):
+            raise ShapeError(
+                f"calibration images {getattr(calibration, 'shape', None)} do not fit input "
+                f"{arch['input_shape']}"
+            )
+        ranges = _ranges(arch, weights, calibration, percentile)
     mean, std = np.asarray(arch["mean"]), np.asarray(arch["std"])
     shapes = _shape(arch)
     lo_in, hi_in = float(np.min((0 - mean) / std)), float(np.max((1 - mean) / std))
-    tensors = {"input": TensorInfo("input", shapes["input"], *asymmetric_params(lo_in, hi_in))}
+    in_quant = fixed["input"] if fixed else asymmetric_params(lo_in, hi_in)
+    tensors = {"input": TensorInfo("input", shapes["input"], *in_quant)}
     nodes: list[Node] = []
     for spec in arch["nodes"]:
         nm, op, ins = spec["name"], spec["op"], tuple(spec["inputs"])
-        if op in _SAME_QUANT:  # TFLite's pools, PAD and RESHAPE keep their input's
+        if op in _SAME_QUANT and not fixed:  # TFLite's pools, PAD and RESHAPE keep their input's
             src = tensors[ins[0]]
             tensors[nm] = TensorInfo(nm, shapes[nm], src.scale, src.zero_point)
         else:
-            tensors[nm] = TensorInfo(nm, shapes[nm], *asymmetric_params(*ranges[nm]))
+            quant = fixed[nm] if fixed else asymmetric_params(*ranges[nm])
+            tensors[nm] = TensorInfo(nm, shapes[nm], *quant)
         act = spec.get("activation", "none")
-        if op in ("conv", "dwconv", "fc"):
+        if op in ("conv", "dwconv", "fc") and quantized and nm in quantized:
+            nodes.append(_prequantized(spec, quantized[nm], weights, tensors[ins[0]].scale, act))
+        elif op in ("conv", "dwconv", "fc"):
             s_in = tensors[ins[0]].scale
             nodes.append(_weighted(spec, weights, s_in, act, per_tensor))
         elif op == "add":
@@ -268,6 +280,19 @@ def quantize_graph(
     )
 
 
+def _prequantized(
+    spec: Mapping[str, Any], q: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    weights: Mapping[str, np.ndarray], s_in: float, act: str,
+) -> Node:  # fmt: skip
+    wq, w_scale, bq = q
+    wq = wq[:, 0] if spec["op"] == "dwconv" else wq
+    w_scale = np.asarray(w_scale, np.float32).astype(np.float64).reshape(-1)
+    if bq is None:
+        b = weights[f"{spec['name']}.bias"].astype(np.float64)
+        bq = np.clip(np.round(b / (s_in * w_scale)), -(2**31), 2**31 - 1).astype(np.int32)
+    return _node(spec, act, np.asarray(wq, np.int8), np.asarray(bq, np.int32), w_scale)
+
+
 def _weighted(
     spec: Mapping[str, Any], weights: Mapping[str, np.ndarray], s_in: float, act: str,
     per_tensor: bool = False,
@@ -286,6 +311,12 @@ def _weighted(
         np.int8
     )
     bq = np.clip(np.round(b / (s_in * w_scale)), -(2**31), 2**31 - 1).astype(np.int32)
+    return _node(spec, act, wq, bq, w_scale)
+
+
+def _node(spec: Mapping[str, Any], act: str, wq: np.ndarray, bq: np.ndarray,
+          w_scale: np.ndarray) -> Node:  # fmt: skip
+    nm = spec["name"]
     if spec["op"] == "fc":
         return Node(
             nm, "FULLY_CONNECTED", tuple(spec["inputs"]), nm, {"activation": act}, wq, bq, w_scale

@@ -186,16 +186,22 @@ def import_model(
                   tuple(std) if std is not None else g.std, g.requantization, g.source)  # fmt: skip
         result.graph = g
     else:
-        shape = read_onnx(path).arch["input_shape"]
-        ds = _default_dataset(tuple(shape), dataset)
-        calib_source = _default_dataset(tuple(shape), calibration or ds)
-        n_calib = positive_int("calibration_images", calibration_images)
-        calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib,
-                             shape=tuple(shape))  # fmt: skip
-        result, fm = import_onnx(path, calib.images, name=stem, dataset=ds, mean=mean, std=std,
+        first = read_onnx(path)
+        shape = tuple(first.arch["input_shape"])
+        ds = _default_dataset(shape, dataset)
+        calib = None
+        if not first.is_quantized:  # a QDQ model carries its own quantisation
+            calib_source = _default_dataset(shape, calibration or ds)
+            n_calib = positive_int("calibration_images", calibration_images)
+            calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib,
+                                 shape=shape)  # fmt: skip
+        images = None if calib is None else calib.images
+        result, fm = import_onnx(path, images, name=stem, dataset=ds, mean=mean, std=std,
                                  requantization=requantization)  # fmt: skip
-        result.edges.append(f"calibration: the first {len(calib):,} train images of "
-                            f"{calib.source}")  # fmt: skip
+        fm = None if fm.is_quantized else fm  # a QDQ model has no float model to compare
+        if calib is not None:
+            result.edges.append(f"calibration: the first {len(calib):,} train images of "
+                                f"{calib.source}")  # fmt: skip
     g = result.graph
     accuracy, float_acc, n, note = _accuracies(g, fm, ds, eval_images, data_dir, dataset)
     out = Path(out_dir) if out_dir is not None else Path("imported") / stem

@@ -14,9 +14,16 @@ Mapped: Conv (group 1, or depthwise: group = input channels), BatchNormalization
 after an op that TFLite fuses activations into (fused), MaxPool / AveragePool (no ceil mode,
 padding excluded from averages), GlobalAveragePool / ReduceMean over H and W, Add, Concat over
 channels, Pad (zeros over H and W), Flatten / Reshape to (N, features), Identity / Dropout, a
-Softmax at the output (dropped: the class is the argmax of the logits). QDQ (QuantizeLinear /
-DequantizeLinear) models are refused: they are not supported yet. Anything else is refused with
-the node's op type, name and index.
+Softmax at the output (dropped: the class is the argmax of the logits). Anything else is refused
+with the node's op type, name and index.
+
+**QDQ models** (onnxruntime's static quantisation, ``QuantFormat.QDQ``): the QuantizeLinear /
+DequantizeLinear pairs give every tensor's scale and zero point and the weights' int8 codes
+(per channel or per tensor, symmetric) and int32 biases, which the graph keeps as they are
+(uint8 activations shift to int8: the same real values); no calibration. The arithmetic is then
+TFLite's (``tflm``) or XNNPACK's (``xnnpack``), not onnxruntime's own kernels': the logits can
+differ from onnxruntime's by a step (measured in the tests). Operator-oriented models
+(QLinearConv, ConvInteger) are refused.
 
 Needs the ``onnx`` package (``pip install accelsim[onnx]``), imported when a file is read.
 """
@@ -63,6 +70,12 @@ class FloatModel:
     weights: dict[str, np.ndarray]
     ops: dict[str, int] = field(default_factory=dict)
     edges: list[str] = field(default_factory=list)
+    fixed: dict[str, tuple[float, int]] | None = None  # a QDQ model's tensor quantisation
+    quantized: dict[str, Any] | None = None  # a QDQ model's int8 weights per node
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.fixed is not None
 
     def logits(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return float_graph_forward(self.arch, self.weights, x)[self.arch["nodes"][-1]["name"]]
@@ -81,6 +94,10 @@ class _Reader:
         self.shapes: dict[str, tuple[int, ...]] = {}  # architecture node -> shape, no batch
         self.spatial_one: set[str] = set()  # ONNX values of shape (N, C, 1, 1) held as (C,)
         self.counts: dict[str, int] = {}
+        self.quant: dict[str, tuple[float, int]] = {}  # QDQ: architecture node -> (scale, zp)
+        self.qconst: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # DQ'd constant -> (q, s)
+        self.qweights: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self.qconst_bias_scale: dict[str, np.ndarray] = {}
         self.users: dict[str, int] = {}
         for n in g.node:
             for i in n.input:
@@ -152,6 +169,76 @@ def _out_hw(shape, k, s, p) -> tuple[int, int]:
     return (shape[1] + p[0] + p[1] - k[0]) // s + 1, (shape[2] + p[2] + p[3] - k[1]) // s + 1
 
 
+def _int8(q: np.ndarray, zp: np.ndarray, where: str, fail) -> tuple[np.ndarray, np.ndarray]:
+    """(q, zp) as int8: uint8 codes shift by 128 (the same real values)."""
+    if q.dtype == np.uint8:
+        return (q.astype(np.int16) - 128).astype(np.int8), zp.astype(np.int16) - 128
+    if q.dtype != np.int8:
+        raise fail(f"{where}: {q.dtype} quantisation; accelsim maps int8 / uint8 QDQ models")
+    return q, zp.astype(np.int16)
+
+
+def _quantize_linear(r: _Reader, node: Any, where: str) -> None:
+    """An activation's QuantizeLinear: its scale and zero point become the tensor's."""
+    x = r.src(node.input[0], where)
+    scale = r.const(node.input[1], where)
+    zp = r.const(node.input[2], where) if len(node.input) > 2 and node.input[2] else np.int8(0)
+    if np.size(scale) != 1:
+        raise r.fail(f"{where}: activations need one scale per tensor")
+    _, z = _int8(np.zeros(1, np.asarray(zp).dtype), np.asarray(zp).reshape(-1), where, r.fail)
+    quant = (float(np.float32(scale)), int(z[0]))
+    if r.quant.get(x, quant) != quant:
+        raise r.fail(f"{where}: a tensor quantised twice with different parameters")
+    r.quant[x] = quant
+    r.alias[node.output[0]] = x
+
+
+def _dequantize_linear(r: _Reader, node: Any, where: str, a: dict[str, Any]) -> None:
+    if node.input[0] not in r.consts:  # an activation: the value it was quantised from
+        r.alias[node.output[0]] = r.src(node.input[0], where)
+        return
+    q = r.consts[node.input[0]]
+    scale = np.asarray(r.const(node.input[1], where), np.float64)
+    zp = (r.const(node.input[2], where) if len(node.input) > 2 and node.input[2]
+          else np.zeros_like(scale, np.int64))  # fmt: skip
+    axis = int(a.get("axis", 1)) % max(q.ndim, 1)
+    shape = [1] * q.ndim
+    if scale.size > 1:
+        shape[axis] = -1
+    if q.dtype == np.int32:  # a bias
+        r.consts[node.output[0]] = ((q - zp.reshape(shape)) * scale.reshape(shape)).astype(
+            np.float32
+        )
+        r.qconst[node.output[0]] = (q, scale)
+        return
+    q, zp = _int8(q, np.asarray(zp).reshape(-1), where, r.fail)
+    if np.any(zp != 0):
+        raise r.fail(f"{where}: weights with a nonzero zero point (TFLite's are symmetric)")
+    if np.any(q == -128):
+        raise r.fail(f"{where}: weights hold -128 (TFLite's int8 spec: -127..127)")
+    r.consts[node.output[0]] = (q * scale.reshape(shape)).astype(np.float32)
+    r.qconst[node.output[0]] = (q, scale)
+
+
+def _record_int_weights(r: _Reader, name: str, inputs: Sequence[str], out_axis: int,
+                        where: str) -> None:  # fmt: skip
+    """A QDQ weight's int8 codes (and an int32 bias) for ``quantize_graph``."""
+    if len(inputs) < 2 or inputs[1] not in r.qconst:
+        return
+    q, scale = r.qconst[inputs[1]]
+    if out_axis == 1:  # (F, O) as stored for MatMul / Gemm without transB
+        q = q.T
+    n_out = q.shape[0]
+    scale = np.broadcast_to(scale.reshape(-1), (n_out,)) if scale.size in (1, n_out) else None
+    if scale is None:
+        raise r.fail(f"{where}: weight scales must be per tensor or per output channel")
+    bias = None
+    if len(inputs) > 2 and inputs[2] in r.qconst:
+        bias = r.qconst[inputs[2]][0].reshape(-1)
+        r.qconst_bias_scale[name] = np.broadcast_to(r.qconst[inputs[2]][1].reshape(-1), (n_out,))
+    r.qweights[name] = (np.ascontiguousarray(q), np.array(scale), bias)
+
+
 def _map_node(r: _Reader, index: int, node: Any) -> None:
     op, out = node.op_type, node.output[0]
     where = f"node {index} ({op} {node.name!r})"
@@ -184,6 +271,7 @@ def _map_node(r: _Reader, index: int, node: Any) -> None:
             spec["depth_multiplier"] = int(w.shape[0] // c_in)
         n = r.emit(kind, out, [x], shape, **spec)
         r.weights[f"{n['name']}.weight"], r.weights[f"{n['name']}.bias"] = w, b.astype(np.float32)
+        _record_int_weights(r, n["name"], node.input, 0, where)
     elif op == "BatchNormalization":
         n = r.producer(node.input[0])
         if n is None or n["op"] not in ("conv", "dwconv") or r.users[node.input[0]] != 1:
@@ -231,6 +319,8 @@ def _map_node(r: _Reader, index: int, node: Any) -> None:
                    out_features=int(w.shape[0]), activation="none")  # fmt: skip
         r.weights[f"{n['name']}.weight"] = np.ascontiguousarray(w)
         r.weights[f"{n['name']}.bias"] = np.array(b, np.float32)
+        transposed = op == "MatMul" or not a.get("transB", 0)
+        _record_int_weights(r, n["name"], node.input, 1 if transposed else 0, where)
     elif op == "Add":
         ins = list(node.input)
         const = [i for i in ins if i in r.consts]
@@ -314,9 +404,15 @@ def _map_node(r: _Reader, index: int, node: Any) -> None:
         r.alias[out] = r.src(node.input[0], where)
         r.edges.append(f"output: {where} dropped; the classifier output is its input (the "
                        "class is the argmax of the logits)")  # fmt: skip
-    elif op in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
-        raise r.fail(f"{where}: quantised (QDQ / QLinear) ONNX models are not supported yet; "
-                     "import the float model and let accelsim quantise it")  # fmt: skip
+    elif op == "QuantizeLinear":
+        _quantize_linear(r, node, where)
+    elif op == "DequantizeLinear":
+        _dequantize_linear(r, node, where, a)
+    elif op.startswith("QLinear") or op in ("ConvInteger", "MatMulInteger"):
+        raise r.fail(
+            f"{where}: operator-oriented quantised ONNX (QLinear* / *Integer) is not "
+            "supported; quantise to the QDQ format, or import the float model"
+        )
     else:
         raise r.fail(f"{where}: not supported; supported: {', '.join(SUPPORTED)}")
 
@@ -352,12 +448,52 @@ def read_onnx(
     ops: dict[str, int] = {}
     for n in r.nodes:
         ops[n["op"]] = ops.get(n["op"], 0) + 1
-    return FloatModel(arch, r.weights, ops, r.edges)
+    fm = FloatModel(arch, r.weights, ops, r.edges)
+    if r.quant:
+        fm.fixed, fm.quantized = _qdq_params(r)
+    return fm
+
+
+_SAME = ("maxpool", "avgpool", "flatten", "pad")
+
+
+def _qdq_params(r: _Reader):
+    """Every tensor's (scale, zero point) and the weighted nodes' int8 codes of a QDQ model.
+    An op TFLite keeps the quantisation of (pools, PAD, RESHAPE) takes its input's when no
+    QuantizeLinear follows it; a ReLU the quantiser folded into the output range (zero point
+    -128, no Relu node left) becomes a fused RELU, which clamps exactly as the range does."""
+    if "input" not in r.quant:
+        raise r.fail("a QDQ model must quantise its input with a QuantizeLinear")
+    fixed = {"input": r.quant["input"]}
+    for n in r.nodes:
+        name, src = n["name"], n["inputs"][0]
+        if n["op"] in _SAME:
+            if r.quant.get(name, fixed[src]) != fixed[src]:
+                raise r.fail(f"{name} ({n['op']}): quantised apart from its input (TFLite's "
+                             "pools, PAD and RESHAPE keep their input's quantisation)")  # fmt: skip
+            fixed[name] = fixed[src]
+            continue
+        if name not in r.quant:
+            raise r.fail(f"{name} ({n['op']}): no QuantizeLinear after it (a partly quantised "
+                         "model)")  # fmt: skip
+        fixed[name] = r.quant[name]
+        if n.get("activation") == "none" and fixed[name][1] == -128 and n["op"] in _FUSES:
+            n["activation"] = "relu"
+    quantized = {}
+    for name, (q, w_scale, bias) in r.qweights.items():
+        node = next(n for n in r.nodes if n["name"] == name)
+        s_in = fixed[node["inputs"][0]][0]
+        expected = np.float32(s_in) * w_scale.astype(np.float32)
+        bias_scale = r.qconst_bias_scale.get(name)
+        if bias is not None and not np.allclose(bias_scale, expected, rtol=1e-6, atol=0):
+            bias = None  # another bias scale than s_in s_w: requantised from the float bias
+        quantized[name] = (q, w_scale, bias)
+    return fixed, quantized
 
 
 def import_onnx(
     source: str | Path,
-    calibration: npt.NDArray[np.uint8],
+    calibration: npt.NDArray[np.uint8] | None,
     *,
     name: str | None = None,
     dataset: str = "mnist",
@@ -371,15 +507,20 @@ def import_onnx(
     fm = read_onnx(source, dataset=dataset, mean=mean, std=std)
     stem = name or Path(source).stem
     try:
-        g = quantize_graph(stem, fm.arch, fm.weights, calibration, percentile=percentile,
-                           requantization=requantization)  # fmt: skip
+        g = quantize_graph(stem, fm.arch, fm.weights, None if fm.is_quantized else calibration,
+                           percentile=percentile, requantization=requantization,
+                           fixed=fm.fixed, quantized=fm.quantized)  # fmt: skip
     except ValueError as exc:
         raise ModelImportError(str(source), f"cannot quantise: {exc}") from None
     ops: dict[str, int] = {}
     for n in g.nodes:
         ops[n.op] = ops.get(n.op, 0) + 1
-    edges = [*fm.edges, f"quantised by accelsim on {len(calibration):,} calibration images "
-             "(per-tensor asymmetric activations, per-channel symmetric weights)"]  # fmt: skip
+    if fm.is_quantized:
+        edges = [*fm.edges, "a QDQ model: its own int8 weights, biases and activation "
+                 f"quantisation, computed in accelsim's {requantization} arithmetic"]  # fmt: skip
+    else:
+        edges = [*fm.edges, f"quantised by accelsim on {len(calibration):,} calibration images "
+                 "(per-tensor asymmetric activations, per-channel symmetric weights)"]  # fmt: skip
     return ImportResult(g, str(source), ops, {}, edges, {}), fm
 
 

@@ -9,6 +9,9 @@ default exporter), and accelsim's dataset readers (``ACCELSIM_DATA``). Writes, u
   ReLU, max pooling, ``torch.flatten`` (MNIST).
 - ``resdw_torch.onnx``: a residual network with a depthwise convolution, ReLU6, a two-branch
   concatenation and global average pooling (CIFAR-10).
+- ``resdw_torch_qdq.onnx``: ``resdw_torch`` quantised by onnxruntime's static quantiser to the
+  QDQ format (int8 activations, asymmetric; int8 weights per channel, symmetric; 100 CIFAR-10
+  training images for calibration).
 - ``models_onnx.json``: how each was made (versions, epochs, float test accuracy on the first
   2,000 test images, computed by PyTorch).
 
@@ -115,7 +118,42 @@ def main() -> None:
             "bytes": path.stat().st_size,
         }
         print(name, log["models"][name], flush=True)
+    log["models"]["resdw_torch_qdq"] = qdq(args.out, "resdw_torch")
     (args.out / "models_onnx.json").write_text(json.dumps(log, indent=2) + "\n")
+
+
+def qdq(out: Path, name: str) -> dict:
+    """``name`` quantised by onnxruntime to the QDQ format (needs ``onnxruntime``)."""
+    import onnxruntime
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, x: np.ndarray) -> None:
+            self.items = iter([{"image": x[i : i + 1]} for i in range(len(x))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    dataset = MODELS[name][1]
+    images = load_dataset(dataset, "train", n_images=100).images
+    pre = out / f"{name}_pre.onnx"
+    quant_pre_process(str(out / f"{name}.onnx"), str(pre))
+    quantize_static(
+        str(pre), str(out / f"{name}_qdq.onnx"), Reader(normalized(images, dataset).numpy()),
+        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )  # fmt: skip
+    pre.unlink()
+    mean, std = NORM[dataset]
+    return {"dataset": dataset, "mean": mean, "std": std, "from": f"{name}.onnx",
+            "onnxruntime": onnxruntime.__version__, "calibration_images": 100}  # fmt: skip
 
 
 if __name__ == "__main__":

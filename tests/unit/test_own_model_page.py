@@ -35,7 +35,7 @@ def test_every_command_on_the_page_runs(tmp_path: Path, monkeypatch, capsys) -> 
     _needs("onnx")
     models = tmp_path / "tests" / "data" / "models"
     models.mkdir(parents=True)
-    for name in ("lenet5_keras.tflite", "lenet5_bn_torch.onnx"):
+    for name in ("lenet5_keras.tflite", "lenet5_bn_torch.onnx", "resdw_torch_qdq.onnx"):
         shutil.copy(DATA / "models" / name, models / name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ACCELSIM_DATA", raising=False)  # the page needs nothing but the sample
