@@ -75,9 +75,10 @@ UseRamulatorTrace : False
 """
 
 
-def scalesim_config(arch: ArchSpec, run_name: str) -> str:
-    """SCALE-Sim v3's ``.cfg`` for ``arch`` (every section it requires present)."""
-    kb = lambda b: max(1, math.ceil(b.capacity_bytes / 1024))  # noqa: E731
+def scalesim_config(arch: ArchSpec, run_name: str, *, sram_kb: int | None = None) -> str:
+    """SCALE-Sim v3's ``.cfg`` for ``arch`` (every section it requires present); ``sram_kb``
+    sets all three SRAMs instead of the architecture's buffers."""
+    kb = lambda b: sram_kb or max(1, math.ceil(b.capacity_bytes / 1024))  # noqa: E731
     return _CFG.format(
         run=run_name,
         rows=arch.pe_array.rows,

@@ -266,16 +266,10 @@ def _analysis(
     )
     net = load_model(spec.network)
     split, note = o.nvf_split or spec.analysis.split, None
+    source, shape = dataset_source(spec, net.dataset), input_shape(net)
     try:
-        data = load_dataset(
-            dataset_source(spec, net.dataset),
-            split,
-            shape=input_shape(net),
-            data_dir=o.data_dir,
-            n_images=images,
-        )
+        data = load_dataset(source, split, shape=shape, data_dir=o.data_dir, n_images=images)
     except DatasetError as exc:
-        source = dataset_source(spec, net.dataset)
         if o.scale is Scale.PAPER or o.nvf_split is not None or source != "mnist":
             raise
         note = (
@@ -283,13 +277,7 @@ def _analysis(
             "`python -m accelsim data info`): NVF on the bundled MNIST sample instead"
         )
         split = "sample"
-        data = load_dataset(
-            dataset_source(spec, net.dataset),
-            split,
-            shape=input_shape(net),
-            data_dir=o.data_dir,
-            n_images=images,
-        )
+        data = load_dataset(source, split, shape=shape, data_dir=o.data_dir, n_images=images)
     settings, why = _nvf_settings(spec, o, net, quantize_inputs(net, data.images))
     run = workload_nvf(spec, data=data, on_progress=on_progress, **settings)
     return run, note, why

@@ -14,6 +14,7 @@ depend on the geometry only). SCALE-Sim runs in its own environment (numpy < 2.3
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,9 +32,11 @@ from accelsim import (
     files,
     graph_compute_cycles,
     graph_topology_csv,
+    load_arch,
     load_graph,
     quantize_graph,
     random_graph_weights,
+    scalesim_config,
 )
 
 RUNNER = Path(__file__).with_name("scalesim_runner.py")
@@ -61,6 +64,7 @@ def main() -> None:
     if not args.scalesim_python:
         parser.error("--scalesim-python (or SCALESIM_PYTHON) is required")
     total_nodes, differences = 0, []
+    base = load_arch("pe16x16")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.networks.split(","):
             g = network(name)
@@ -69,9 +73,12 @@ def main() -> None:
             for size in map(int, args.arrays.split(",")):
                 for flow in args.dataflows.split(","):
                     ours = graph_compute_cycles(g, PEArraySpec(size, size, FLOWS[flow]))
+                    arch = dataclasses.replace(base, pe_array=PEArraySpec(size, size, FLOWS[flow]))
+                    cfg = files.write_text(Path(tmp) / f"{size}{flow}.cfg", scalesim_config(
+                        arch, "accelsim_peer", sram_kb=1024))  # fmt: skip
                     out = subprocess.run(
-                        [args.scalesim_python, str(RUNNER), str(size), str(size), flow,
-                         str(topo), str(Path(tmp) / f"{name}{size}{flow}")],
+                        [args.scalesim_python, str(RUNNER), str(cfg), str(topo),
+                         str(Path(tmp) / f"{name}{size}{flow}")],
                         capture_output=True, text=True, check=True, cwd=tmp,
                     )  # fmt: skip
                     theirs: dict[str, int] = defaultdict(int)

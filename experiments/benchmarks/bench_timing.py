@@ -44,6 +44,7 @@ from accelsim import (
     load_dataset,
     load_network,
     quantize_images,
+    scalesim_config,
     simulate,
 )
 
@@ -88,11 +89,15 @@ def accelsim_run(net, arch: ArchSpec) -> tuple[dict[str, int], float]:
     return cycles, statistics.median(times)
 
 
-def scalesim_run(python: str, net, size: int, flow: str, work: Path) -> dict:
+def scalesim_run(python: str, net, arch: ArchSpec, work: Path) -> dict:
+    """SCALE-Sim on ``net``'s topology with ``arch``'s array (1 MiB SRAMs, no stalls)."""
     topo = work / f"{net.name}.csv"
     files.write_text(topo, topology_csv(net))
+    tag = f"{arch.pe_array.rows}{arch.pe_array.dataflow.value}"
+    cfg = files.write_text(work / f"{tag}.cfg",
+                           scalesim_config(arch, "accelsim_peer", sram_kb=1024))  # fmt: skip
     out = subprocess.run(
-        [python, str(RUNNER), str(size), str(size), flow, str(topo), str(work / f"{size}{flow}")],
+        [python, str(RUNNER), str(cfg), str(topo), str(work / tag)],
         capture_output=True, text=True, check=True, cwd=work,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -171,7 +176,7 @@ def main() -> None:
                 for flow in args.dataflows.split(","):
                     arch = with_array(base, size, FLOWS[flow])
                     ours, our_s = accelsim_run(net, arch)
-                    theirs = scalesim_run(args.scalesim_python, net, size, flow, Path(tmp))
+                    theirs = scalesim_run(args.scalesim_python, net, arch, Path(tmp))
                     rows = []
                     for lay in theirs["layers"]:
                         a, s = ours[lay["name"]], lay["compute_cycles"] + 1

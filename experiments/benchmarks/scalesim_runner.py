@@ -1,7 +1,9 @@
 """Run SCALE-Sim v3 on one topology in its own interpreter (numpy < 2.3) and print JSON.
 
 Usage (from bench_timing.py, with the Python of an environment holding scalesim==3.0.0):
-    PYTHON scalesim_runner.py ROWS COLS DATAFLOW TOPOLOGY.csv WORKDIR
+    PYTHON scalesim_runner.py CONFIG.cfg TOPOLOGY.csv WORKDIR
+
+The config comes from ``accelsim.scalesim_config`` (written by the caller, which has accelsim).
 
 Prints one JSON line: {"layers": [{"name", "total_cycles", "stall_cycles"}...], "wall_s",
 "peak_rss_mb"}; a depthwise ``DP`` row's layers are named ``<row>Channel_<c>``, as SCALE-Sim
@@ -16,45 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-CFG = """[general]
-run_name = accelsim_peer
-
-[architecture_presets]
-ArrayHeight : {rows}
-ArrayWidth : {cols}
-IfmapSramSzkB : 1024
-FilterSramSzkB : 1024
-OfmapSramSzkB : 1024
-IfmapOffset : 0
-FilterOffset : 10000000
-OfmapOffset : 20000000
-Dataflow : {dataflow}
-Bandwidth : 10
-ReadRequestBuffer : 32
-WriteRequestBuffer : 32
-
-[layout]
-IfmapCustomLayout : False
-FilterCustomLayout : False
-IfmapSRAMBankBandwidth : 10
-IfmapSRAMBankNum : 10
-IfmapSRAMBankPort : 2
-FilterSRAMBankBandwidth : 10
-FilterSRAMBankNum : 10
-FilterSRAMBankPort : 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth : CALC
-UseRamulatorTrace : False
-"""
-
 
 def _peak_mb() -> float:
     """This process image's peak resident memory (VmHWM): ru_maxrss would include the parent's,
@@ -68,11 +31,9 @@ def _peak_mb() -> float:
 
 
 def main() -> None:
-    rows, cols, dataflow, topology, workdir = sys.argv[1:6]
+    cfg, topology, workdir = sys.argv[1:4]
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    cfg = work / "accelsim_peer.cfg"
-    cfg.write_text(CFG.format(rows=rows, cols=cols, dataflow=dataflow))
     layout = work / "layout.csv"
     layout.write_text("Layer name, IFMAP SRAM Bank, FILTER SRAM Bank,\n")
     from scalesim.scale_sim import scalesim
