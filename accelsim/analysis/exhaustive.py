@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind
 from accelsim.config.workload import NvfMethod as Method
-from accelsim.faults.campaign import CampaignInputs, evaluate_faults
+from accelsim.faults.campaign import evaluate_faults, fault_source
 from accelsim.faults.model import KIND_CODES, FaultBatch
 from accelsim.functional.models import AnyNetwork, layer_name, layer_sizes
 from accelsim.functional.network import Network
@@ -55,7 +55,7 @@ def _source_and_faults(net: AnyNetwork, x: I8):
     """The campaign engine's fault source for ``net`` on analysis inputs x, and every flip."""
     labels = np.zeros(len(x), np.int64)
     if isinstance(net, Network):
-        return CampaignInputs(unprotected(net), x, labels), every_bit_flip(net)
+        return fault_source(unprotected(net), x, labels), every_bit_flip(net)
     from accelsim.analysis.graph_nvf import graph_every_bit_flip
     from accelsim.faults.graph_campaign import GraphCampaignInputs
 

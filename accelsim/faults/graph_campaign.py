@@ -38,6 +38,7 @@ from accelsim.faults.graph_boxes import (
     window_box,
     windowed_region,
 )
+from accelsim.faults.graph_fc import fc_delta
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
@@ -250,7 +251,11 @@ def faulty_graph_output(
         else:
             pairs = zip(nd.inputs, entries, strict=True)
             ins = [read_tensor(state, t, live, rows, e, None) for t, e in pairs]
-            out = run_node(g, nd, ins)
+            out = None
+            if nd.op == "FULLY_CONNECTED" and not guard:
+                out = fc_delta(g, nd, state, live[rows], ins[0])
+            if out is None:
+                out = run_node(g, nd, ins)
             if guard:
                 out = protect_output(pnet, j, nd, ins, out)[0]
             entry = changed_entry(out, fault_free[live[rows]], rows, None)

@@ -18,7 +18,9 @@ PyTorchFI runs ``--pytorchfi-faults`` of the same faults (its cost per fault is 
 Printed: faults/s and fault x image evaluations/s of both, their ratio, and the projected
 time of the full 7,645 x 10,000 campaign. Targets (issue #5): full LeNet-5 campaign < 10 min,
 >= 50x PyTorchFI per fault x image; ``--alexnet-faults N`` also times N AlexNet faults over
-1,000 test images and projects the 9,494-fault campaign (target < 60 min). These 2-core VMs
+1,000 test images side by side with ``--alexnet-pytorchfi-faults`` PyTorchFI faults (batch 250)
+and projects the 9,494-fault campaign (target < 60 min; ``--faults -1`` skips LeNet-5). An
+unprotected AlexNet runs on the graph engine (``fault_source``). These 2-core VMs
 drift by up to 1.5x within minutes: ``--rounds N`` alternates the two N times and prints every
 round's ratio with their median and range.
 """
@@ -33,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from accelsim import (
-    CampaignInputs,
     Conv2D,
     Dense,
     Fault,
@@ -42,6 +43,7 @@ from accelsim import (
     FaultSpec,
     build_population,
     fault_batch,
+    fault_source,
     load_dataset,
     load_network,
     open_store,
@@ -73,14 +75,14 @@ def time_accelsim(net, x, labels, faults, workers: int) -> tuple[float, np.ndarr
         con = open_store(Path(tmp) / "bench.sqlite", {"bench": True}, resume=False)
         start = time.perf_counter()
         rows = run_campaign(
-            CampaignInputs(pnet, x, labels), fault_batch(faults), con, workers=workers
+            fault_source(pnet, x, labels), fault_batch(faults), con, workers=workers
         )
         seconds = time.perf_counter() - start
         con.close()
     return seconds, rows.n_changed
 
 
-def float_lenet(net):
+def float_model(net):
     """A torch float LeNet-5 with the int8 network's architecture and dequantised weights.
     Convolutions and dense layers carry their ReLU inside (like the int8 layers), so that
     PyTorchFI, which hooks only layers with weights, sees the neuron outputs after the ReLU."""
@@ -123,8 +125,9 @@ def time_pytorchfi(net, images, faults, batch: int = 1000) -> tuple[float, np.nd
     import torch
     from pytorchfi.core import fault_injection
 
-    model = float_lenet(net)
-    mean, std = net.mean[0], net.std[0]
+    model = float_model(net)
+    mean = np.asarray(net.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(net.std, np.float32).reshape(1, -1, 1, 1)
     x = torch.from_numpy(((images.astype(np.float32) / 255 - mean) / std).astype(np.float32))
     relu_layers = {li: k for k, li in enumerate(net.neuron_layers)}  # layer -> PyTorchFI layer
     scales = [net.layers[li].output_scale for li in net.neuron_layers]
@@ -160,49 +163,37 @@ def time_pytorchfi(net, images, faults, batch: int = 1000) -> tuple[float, np.nd
     return time.perf_counter() - start, changed
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--faults", type=int, default=0, help="accelsim faults (0: all 7,645)")
-    ap.add_argument("--pytorchfi-faults", type=int, default=20, help="PyTorchFI faults (0: skip)")
-    ap.add_argument("--images", type=int, default=10_000, help="MNIST test images per fault")
-    ap.add_argument("--workers", type=int, default=2, help="accelsim worker processes")
-    ap.add_argument("--alexnet-faults", type=int, default=0, help="also time AlexNet (0: skip)")
-    ap.add_argument(
-        "--rounds", type=int, default=1, help="alternate accelsim and PyTorchFI this many times"
-    )
-    args = ap.parse_args()
-
-    net = load_network("lenet5")
-    data = load_dataset("mnist", "test", n_images=args.images)
+def compare(name: str, net, data, faults, full: int, pfi_faults: int, batch: int, rounds: int,
+            workers: int) -> None:  # fmt: skip
+    """accelsim on ``faults`` and PyTorchFI on the first ``pfi_faults`` of them, alternating
+    ``rounds`` times on the same images; every round's ratio per fault x image."""
     x = quantize_images(net, data.images)
     labels = data.labels.astype(np.int64)
-    faults, full = paper_sample(net, args.faults)
     pairs = len(faults) * len(x)
-    print(f"LeNet-5, {len(x):,} test images per fault, single-bit flips in neuron outputs")
+    print(f"{name}, {len(x):,} test images per fault, single-bit flips in neuron outputs")
     ratios = []
-    for r in range(args.rounds):
-        if args.rounds > 1:
-            print(f"round {r + 1} of {args.rounds}")
-        secs, _ = time_accelsim(net, x, labels, faults, args.workers)
+    for r in range(rounds):
+        if rounds > 1:
+            print(f"round {r + 1} of {rounds}")
+        secs, _ = time_accelsim(net, x, labels, faults, workers)
         print(
-            f"accelsim  ({args.workers} workers): {len(faults):5d} faults in {secs:7.1f} s = "
+            f"accelsim  ({workers} workers): {len(faults):5d} faults in {secs:7.1f} s = "
             f"{len(faults) / secs:8.2f} faults/s, {pairs / secs:12,.0f} fault x image/s; "
             f"full {full:,}-fault campaign projected {full * secs / len(faults) / 60:.1f} min"
         )
-        if not args.pytorchfi_faults:
+        if not pfi_faults:
             continue
         import torch
 
-        torch.set_num_threads(args.workers)
-        pf = faults[: args.pytorchfi_faults]
-        p_secs, p_changed = time_pytorchfi(net, data.images, pf)
+        torch.set_num_threads(workers)
+        pf = faults[:pfi_faults]
+        p_secs, p_changed = time_pytorchfi(net, data.images, pf, batch)
         p_pairs = len(pf) * len(x)
         print(
-            f"PyTorchFI (torch {torch.get_num_threads()} threads): {len(pf):5d} faults in "
-            f"{p_secs:7.1f} s = {len(pf) / p_secs:8.2f} faults/s, {p_pairs / p_secs:12,.0f} "
-            f"fault x image/s; full campaign projected {full * p_secs / len(pf) / 60:.1f} min"
+            f"PyTorchFI (torch {torch.get_num_threads()} threads, batch {batch}): {len(pf):5d} "
+            f"faults in {p_secs:7.1f} s = {len(pf) / p_secs:8.2f} faults/s, "
+            f"{p_pairs / p_secs:12,.0f} fault x image/s; full campaign projected "
+            f"{full * p_secs / len(pf) / 60:.1f} min"
         )
         ratios.append((pairs / secs) / (p_pairs / p_secs))
         print(f"ratio accelsim / PyTorchFI per fault x image: {ratios[-1]:.1f}x")
@@ -213,19 +204,39 @@ def main() -> None:
             )
     if len(ratios) > 1:
         print(
-            f"ratio over {len(ratios)} alternating rounds: median {np.median(ratios):.1f}x, "
-            f"range {min(ratios):.1f}-{max(ratios):.1f}x"
+            f"{name}: ratio over {len(ratios)} alternating rounds: median "
+            f"{np.median(ratios):.1f}x, range {min(ratios):.1f}-{max(ratios):.1f}x"
         )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--faults", type=int, default=0,
+                    help="LeNet-5 accelsim faults (0: all 7,645; -1: skip LeNet-5)")  # fmt: skip
+    ap.add_argument("--pytorchfi-faults", type=int, default=20, help="PyTorchFI faults (0: skip)")
+    ap.add_argument("--images", type=int, default=10_000, help="MNIST test images per fault")
+    ap.add_argument("--workers", type=int, default=2, help="accelsim worker processes")
+    ap.add_argument("--alexnet-faults", type=int, default=0, help="also time AlexNet (0: skip)")
+    ap.add_argument("--alexnet-pytorchfi-faults", type=int, default=6,
+                    help="PyTorchFI faults on AlexNet (batch 250; 0: skip)")  # fmt: skip
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="alternate accelsim and PyTorchFI this many times"
+    )
+    args = ap.parse_args()
+    if args.faults >= 0:
+        net = load_network("lenet5")
+        data = load_dataset("mnist", "test", n_images=args.images)
+        faults, full = paper_sample(net, args.faults)
+        compare("LeNet-5", net, data, faults, full, args.pytorchfi_faults, 1000, args.rounds,
+                args.workers)  # fmt: skip
     if args.alexnet_faults:
         anet = load_network("alexnet")
         adata = load_dataset("cifar10", "test", n_images=1000)
-        ax = quantize_images(anet, adata.images)
         afaults, afull = paper_sample(anet, args.alexnet_faults)
-        a_secs, _ = time_accelsim(anet, ax, adata.labels.astype(np.int64), afaults, args.workers)
-        print(
-            f"AlexNet, 1,000 test images: {len(afaults)} faults in {a_secs:.1f} s; full "
-            f"{afull:,}-fault campaign projected {afull * a_secs / len(afaults) / 60:.1f} min"
-        )
+        compare("AlexNet", anet, adata, afaults, afull, args.alexnet_pytorchfi_faults, 250,
+                args.rounds, args.workers)  # fmt: skip
 
 
 if __name__ == "__main__":
