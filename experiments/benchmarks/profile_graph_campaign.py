@@ -86,6 +86,25 @@ def main() -> None:
         return original_acc(g_, nd, state_)
 
     graph_boxes.golden_acc = golden_acc
+    other: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(2))  # pairs, seconds
+
+    def timed_other(fn, label):
+        def wrapper(g_, nd, *rest):
+            t = time.perf_counter()
+            out = fn(g_, nd, *rest)
+            o = other[f"{nd.name} ({label(nd, out)})"]
+            o[1] += time.perf_counter() - t
+            rows = rest[-1] if label is fc_label else rest[0][0]
+            o[0] += len(rows)
+            return out
+
+        return wrapper
+
+    def fc_label(nd, out):
+        return "FC, changed inputs" if out is not None else "FC, whole"
+
+    graph_campaign.fc_delta = timed_other(graph_campaign.fc_delta, fc_label)
+    graph_campaign.run_node = timed_other(graph_campaign.run_node, lambda nd, out: nd.op)
     start = time.perf_counter()
     inputs.evaluate(state, faults)
     total = time.perf_counter() - start
@@ -101,8 +120,15 @@ def main() -> None:
         conv_s += s[3]
         print(f"{name:<12} {s[0]:>8,.0f} {share:>15} {sp:>7,} {int(s[0]) - sp:>7,} "
               f"{s[3]:>8.2f} {1e6 * s[3] / s[0]:>8.1f}")  # fmt: skip
-    print(f"convolutions {conv_s:.1f} s of {total:.1f} s; the rest is ADD, MEAN, FC and "
-          f"bookkeeping")  # fmt: skip
+    print(f"convolutions {conv_s:.1f} s of {total:.1f} s")
+    print("other nodes (pairs, seconds; FC on changed inputs, or whole when too many changed):")
+    other_s = 0.0
+    for name, o in sorted(other.items(), key=lambda kv: -kv[1][1]):
+        other_s += o[1]
+        print(
+            f"  {name:<32} {o[0]:>8,.0f} {o[1]:>8.2f} s {1e6 * o[1] / max(o[0], 1):>8.1f} us/pair"
+        )
+    print(f"bookkeeping (reading, comparing, boxes): {total - conv_s - other_s:.1f} s")
     layer_of = np.bincount(faults.layer, minlength=len(g.nodes))
     hit = {g.nodes[i].name: int(n) for i, n in enumerate(layer_of) if n}
     print("faults per node:", ", ".join(f"{k} {v}" for k, v in hit.items()))
