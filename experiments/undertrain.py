@@ -1,0 +1,125 @@
+"""Under-training, a candidate cause of the paper's fragile networks: train each network only
+until its float accuracy reaches the paper's int8 accuracy, then quantise it as the zoo is.
+
+    python experiments/undertrain.py [--networks mlp7 lenet5 alexnet] [--seed 0]
+        [--eval-every 0] [--threads 2]
+
+Issue #18, section 1. Each network is built and trained as ``experiments/train/train_zoo.py``
+trains the shipped one (same architecture, optimiser, learning rate, batch, weight decay,
+BatchNorm / dropout / augmentation), but at a constant learning rate and stopped at the first
+evaluation where the float accuracy on a validation set (the last 5,000 training images, never
+trained on) reaches the paper's int8 accuracy (70.1 / 89.1 / 62.9 %); the test split plays no
+part in stopping. It is then quantised by ``quantize_network`` with the shipped networks'
+calibration (2,000 training images; the activation percentile picked on 2,000 others) and
+written to ``experiments/out/undertrain/<name>-undertrained.yaml`` with a JSON log (steps,
+images seen, validation, float and int8 test accuracy). ``experiments/paper_regime.py
+--variants shipped undertrained`` measures it next to the other mechanisms. Only this script
+(and train_zoo) imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelsim import (
+    ARCHITECTURES,
+    Accuracy,
+    files,
+    float_accuracy,
+    load_dataset,
+    predict,
+    quantize_network,
+    save_network,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+from quantize_zoo import PERCENTILES
+from train_zoo import DEFAULTS, augment, build, evaluate, export, preprocess
+
+OUT = Path(__file__).resolve().parent / "out" / "undertrain"
+PAPER_INT8 = {"mlp7": 0.701, "lenet5": 0.891, "alexnet": 0.629}
+EVAL_EVERY = {"mlp7": 10, "lenet5": 10, "alexnet": 50}  # optimiser steps between evaluations
+VALIDATION = 5000
+
+
+def train_until(name: str, seed: int, eval_every: int) -> tuple[nn.Sequential, dict]:
+    epochs, lr, batch, wd, bn, dropout, aug = DEFAULTS[name]
+    dataset = ARCHITECTURES[name]["dataset"]
+    train = load_dataset(dataset, "train")
+    x, y = preprocess(train.images, name), torch.from_numpy(train.labels.astype(np.int64))
+    xtr, ytr = x[:-VALIDATION], y[:-VALIDATION]
+    xval, yval = x[-VALIDATION:], y[-VALIDATION:]
+    torch.manual_seed(seed)
+    model = build(name, bn, dropout)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05 if aug else 0.0)
+    target, step, start = PAPER_INT8[name], 0, time.time()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xtr), generator=gen)
+        for i in range(0, len(xtr), batch):
+            model.train()
+            idx = perm[i : i + batch]
+            xb = augment(xtr[idx], gen) if aug else xtr[idx]
+            loss = loss_fn(model(xb), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % eval_every == 0:
+                val = evaluate(model, xval, yval)
+                print(f"{name} step {step} ({step * batch:,} images) validation {val:.4f} "
+                      f"({time.time() - start:.0f} s)", flush=True)  # fmt: skip
+                if val >= target:
+                    log = {"steps": step, "images_seen": step * batch, "validation": val,
+                           "target": target, "seconds": time.time() - start}  # fmt: skip
+                    return model.eval(), log
+    raise SystemExit(f"{name}: validation never reached {target} in {epochs} epochs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="+", default=["mlp7", "lenet5", "alexnet"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=0, help="steps (0: per network)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in args.networks:
+        model, log = train_until(name, args.seed, args.eval_every or EVAL_EVERY[name])
+        weights = export(model, name)
+        arch = ARCHITECTURES[name]
+        train = load_dataset(arch["dataset"], "train")
+        test = load_dataset(arch["dataset"], "test")
+        pick = np.random.default_rng(args.seed).permutation(len(train) - VALIDATION)[:4000]
+        calib, held = pick[:2000], pick[2000:]
+        scores = {}
+        for pct in PERCENTILES:
+            net = quantize_network(name, arch, weights, train.images[calib], percentile=pct)
+            scores[pct] = float(np.mean(predict(net, train.images[held]) == train.labels[held]))
+        best = max(PERCENTILES, key=lambda p: (scores[p], p))
+        probe = quantize_network(name, arch, weights, train.images[calib], percentile=best)
+        int8_acc = float(np.mean(predict(probe, test.images) == test.labels))
+        float_acc = float_accuracy(arch, weights, test.images, test.labels)
+        acc = Accuracy(float_acc, int8_acc, "test", len(test))
+        net = quantize_network(f"{name}-undertrained", arch, weights, train.images[calib],
+                               percentile=best, accuracy=acc)  # fmt: skip
+        save_network(net, OUT / f"{name}-undertrained.yaml")
+        log.update({"name": name, "seed": args.seed, "percentile": best,
+                    "float_test_accuracy": float_acc, "int8_test_accuracy": int8_acc,
+                    "paper_int8_accuracy": PAPER_INT8[name]})  # fmt: skip
+        files.write_text(OUT / f"{name}-undertrained.json", json.dumps(log, indent=2))
+        print(json.dumps(log), flush=True)
+
+
+if __name__ == "__main__":
+    main()
