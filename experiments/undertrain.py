@@ -42,7 +42,7 @@ from accelsim import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
 from quantize_zoo import PERCENTILES
-from train_zoo import DEFAULTS, augment, build, evaluate, export, preprocess
+from train_zoo import DEFAULTS, augment, build, evaluate, export, preprocess, train_step
 
 OUT = Path(__file__).resolve().parent / "out" / "undertrain"
 PAPER_INT8 = {"mlp7": 0.701, "lenet5": 0.891, "alexnet": 0.629}
@@ -66,13 +66,8 @@ def train_until(name: str, seed: int, eval_every: int) -> tuple[nn.Sequential, d
     for _ in range(epochs):
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), batch):
-            model.train()
             idx = perm[i : i + batch]
-            xb = augment(xtr[idx], gen) if aug else xtr[idx]
-            loss = loss_fn(model(xb), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train_step(model, opt, loss_fn, augment(xtr[idx], gen) if aug else xtr[idx], ytr[idx])
             step += 1
             if step % eval_every == 0:
                 val = evaluate(model, xval, yval)

@@ -85,6 +85,16 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def train_step(model: nn.Module, opt, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> float:
+    """One optimiser step on a batch; its loss."""
+    model.train()
+    loss = loss_fn(model(xb), yb)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss)
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     correct = 0
@@ -148,12 +158,9 @@ def main() -> None:
         for i in range(0, len(xtr), batch):
             idx = perm[i : i + batch]
             xb = augment(xtr[idx], gen) if aug else xtr[idx]
-            loss = loss_fn(model(xb), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, loss_fn, xb, ytr[idx])
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss * len(idx)
         acc = evaluate(model, xte, yte)
         print(
             f"{args.name} epoch {epoch + 1}/{epochs} loss {total / len(xtr):.4f} "

@@ -36,6 +36,17 @@ def full_reinference(
     return values[g.output]
 
 
+def faults_equal_full_reinference(g: Graph, x: np.ndarray, state, faults) -> int:
+    """Assert every fault's logits equal the full re-inference's; how many faults moved any."""
+    moved = 0
+    for k in range(len(faults)):
+        args = tuple(int(v[k]) for v in (faults.layer, faults.index, faults.mask, faults.kind))
+        want = full_reinference(g, x, *args)
+        np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want, err_msg=str(args))
+        moved += int(np.any(want != state.values[g.output]))
+    return moved
+
+
 def residual(rng):
     b = Builder(rng, (2, 5, 5))
     b.weighted(
@@ -275,12 +286,5 @@ def test_both_convolution_paths_equal_full_reinference(
     x = rng.integers(-128, 128, size=(10, 2, 14, 14)).astype(np.int8)
     state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
     sparse_calls.clear()  # the golden state loads the kernels once
-    faults = sample_graph_faults(g, 150, seed=3)
-    moved = 0
-    for k in range(len(faults)):
-        args = tuple(int(v[k]) for v in (faults.layer, faults.index, faults.mask, faults.kind))
-        want = full_reinference(g, x, *args)
-        np.testing.assert_array_equal(faulty_graph_output(g, state, *args), want, err_msg=str(args))
-        moved += int(np.any(want != state.values[g.output]))
-    assert moved > 15
+    assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 150, seed=3)) > 15
     assert bool(sparse_calls) == (tap_cost == 0 and budget > 0)  # the path under test ran
