@@ -46,7 +46,7 @@ class GraphGolden:
     """Every tensor of the fault-free (protected) run (N, ...), the classes, the labels and,
     per protected node, its protected neurons' copy 0 before the merge; kept beside them for
     the box kernels: channels-last copies of tensors and each CONV_2D's raw accumulators
-    (N, OH, OW, O) int32, None past ``ACC_BUDGET``."""
+    (N, OH, OW, O) int32, None past ``ACC_BUDGET``; ``graph_fc``'s records per FC node."""
 
     values: dict[str, I8]
     classes: I64
@@ -55,6 +55,7 @@ class GraphGolden:
     _last: dict[str, I8] = field(default_factory=dict, repr=False)
     _acc: dict[str, npt.NDArray[np.int32] | None] = field(default_factory=dict, repr=False)
     _prep: dict[str, ConvPrep] = field(default_factory=dict, repr=False)
+    _fc: dict[str, tuple | None] = field(default_factory=dict, repr=False)
 
     def channels_last(self, t: str) -> I8:
         """Tensor ``t`` (N, H, W, C), made on first use (the convolutions' im2col reads it)."""

@@ -38,7 +38,7 @@ from accelsim.faults.graph_boxes import (
     window_box,
     windowed_region,
 )
-from accelsim.faults.graph_fc import fc_delta
+from accelsim.faults.graph_fc import fc_delta, fc_prep
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
@@ -96,10 +96,10 @@ class GraphCampaignInputs:
         return ProtectedNetwork(self.graph, self.plan, self.ranges)
 
     def golden(self) -> GraphGolden:
-        """The fault-free run, with the fault-free accumulators of every CONV_2D (within
-        ``ACC_BUDGET``) that the sparse kernel starts from, the channels-last copies of the
-        convolutions' tensors and the box kernels loaded: made here, once, so that forked
-        workers share them."""
+        """The fault-free run, with the fault-free accumulators of every CONV_2D and
+        FULLY_CONNECTED (within their budgets) that the sparse kernels start from, the
+        channels-last copies of the convolutions' tensors and the box kernels loaded: made
+        here, once, so that forked workers share them."""
         if self.plan is None:
             values, accs = golden_pass(self.graph, self.x)
             pre: dict[int, I8] = {}
@@ -112,6 +112,8 @@ class GraphCampaignInputs:
                 golden_acc(self.graph, nd, state)
                 state.channels_last(nd.inputs[0])  # what the convolutions' kernels read
                 state.channels_last(nd.output)
+            elif nd.op == "FULLY_CONNECTED":
+                fc_prep(self.graph, nd, state)
         warm_kernels()
         return state
 

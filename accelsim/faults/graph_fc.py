@@ -22,32 +22,32 @@ from accelsim.functional.graph_kernels import requantize
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
 
-# Above this share of changed inputs (over all the rows) the whole GEMM is cheaper: float32
-# BLAS runs about 20x faster per multiply-accumulate than the row-by-row int64 kernel.
+# Above this share of changed inputs (over all the rows) the node runs whole on BLAS. A setting,
+# not tuned: AlexNet's fc1 sees a median 1.7 % per image (docs/campaigns.md).
 DENSE_SHARE = 0.05
 # Fault-free accumulators kept per process, all fully connected nodes together.
 FC_ACC_BUDGET = 1 << 30
 
 
-def golden_fc_acc(g: Graph, nd: Node, state: GraphGolden) -> npt.NDArray[np.int64] | None:
-    """The fault-free raw accumulators (N, O) of FULLY_CONNECTED ``nd``, made on first use;
-    None past ``FC_ACC_BUDGET``."""
-    key = f"fc:{nd.name}"
-    if key in state._acc:
-        return state._acc[key]
+def fc_prep(g: Graph, nd: Node, state: GraphGolden) -> tuple[I64, I8] | None:
+    """FULLY_CONNECTED ``nd``'s fault-free raw accumulators (N, O) int64 and its weights
+    transposed (F, O), made once (``GraphCampaignInputs.golden``, before workers fork); None
+    past ``FC_ACC_BUDGET``."""
+    if nd.name in state._fc:
+        return state._fc[nd.name]
     x = state.values[nd.inputs[0]]
     n, o = len(x), nd.weight.shape[0]
-    used = sum(a.nbytes for k, a in state._acc.items() if a is not None and k.startswith("fc"))
+    used = sum(r[0].nbytes for r in state._fc.values() if r is not None)
     if used + 8 * n * o > FC_ACC_BUDGET:
-        state._acc[key] = None
+        state._fc[nd.name] = None
         return None
     wm = g.params[nd.name]["weight_matrix"]
-    out = np.empty((n, o), np.int64)
+    acc0 = np.empty((n, o), np.int64)
     for s in range(0, n, 1024):
         xs = x[s : s + 1024].reshape(-1, wm.shape[0]).astype(np.float32)
-        out[s : s + 1024] = kernels.exact_matmul(wm.T, xs.T).T
-    state._acc[key] = out
-    return out
+        acc0[s : s + 1024] = kernels.exact_matmul(wm.T, xs.T).T
+    state._fc[nd.name] = (acc0, np.ascontiguousarray(nd.weight.T))
+    return state._fc[nd.name]
 
 
 def fc_delta(g: Graph, nd: Node, state: GraphGolden, images: I64, x_new: I8) -> I8 | None:
@@ -58,15 +58,12 @@ def fc_delta(g: Graph, nd: Node, state: GraphGolden, images: I64, x_new: I8) -> 
     x_new = np.ascontiguousarray(x_new.reshape(len(images), -1))
     if np.count_nonzero(x_new != x_old) > DENSE_SHARE * x_old.size:
         return None
-    acc0 = golden_fc_acc(g, nd, state)
-    if acc0 is None:
+    prep = fc_prep(g, nd, state)
+    if prep is None:
         return None
-    key = f"fc-weight:{nd.name}"
-    if key not in state._acc:
-        state._acc[key] = np.ascontiguousarray(nd.weight.T.astype(np.int64))
     acc = np.empty((len(images), nd.weight.shape[0]), np.int64)
-    kernels_fc.sparse_fc_kernel(x_new, x_old, state._acc[key], acc0,
-                                np.asarray(images, np.int64), acc)  # fmt: skip
+    kernels_fc.sparse_fc_kernel(x_new, x_old, prep[1], prep[0], np.asarray(images, np.int64),
+                                acc)  # fmt: skip
     p = g.params[nd.name]
     out = requantize(acc.T[:, :, None], p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip

@@ -20,7 +20,7 @@ I64 = npt.NDArray[np.int64]
 @njit(cache=True, nogil=True)
 def sparse_fc_kernel(x_new, x_old, weight_t, acc0, images, out):  # pragma: no cover - numba
     """out[r] = acc0[images[r]] + sum over f of (x_new[r, f] - x_old[r, f]) weight_t[f]; x (R, F)
-    int8, weight_t (F, O) int64, acc0 (N, O) int64, out (R, O) int64."""
+    int8, weight_t (F, O) int8, acc0 (N, O) int64, out (R, O) int64."""
     n_rows, n_in = x_new.shape
     n_out = weight_t.shape[1]
     for r in range(n_rows):
@@ -31,9 +31,10 @@ def sparse_fc_kernel(x_new, x_old, weight_t, acc0, images, out):  # pragma: no c
             d = np.int64(x_new[r, f]) - np.int64(x_old[r, f])
             if d != 0:
                 for o in range(n_out):
-                    out[r, o] += d * weight_t[f, o]
+                    out[r, o] += d * np.int64(weight_t[f, o])
 
 
-def sparse_fc_ref(x_new: I8, x_old: I8, weight_t: I64, acc0: I64, images: I64) -> I64:
+def sparse_fc_ref(x_new: I8, x_old: I8, weight_t: I8, acc0: I64, images: I64) -> I64:
     """``sparse_fc_kernel`` in numpy: one exact int64 product of the differences."""
-    return acc0[images] + (x_new.astype(np.int64) - x_old.astype(np.int64)) @ weight_t
+    diff = x_new.astype(np.int64) - x_old.astype(np.int64)
+    return acc0[images] + diff @ weight_t.astype(np.int64)

@@ -12,6 +12,7 @@ workloads), then measures the int8 accuracy (and an ONNX model's float accuracy)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from accelsim.config.checks import write_yaml
+from accelsim.config.workload import DEFAULT_THRESHOLDS
 from accelsim.datasets import DATASET_NAMES, load_dataset
 from accelsim.errors import DatasetError, ParameterError, positive_int
 from accelsim.functional.graph import Graph
 from accelsim.functional.graphio import save_graph
 from accelsim.functional.models import model_predict
-from accelsim.interop.onnx_import import FloatModel, float_logits, import_onnx, read_onnx
+from accelsim.interop.onnx_import import FloatModel, float_logits, quantize_onnx, read_onnx
 from accelsim.interop.tflite_import import ImportResult, ModelImportError, import_tflite
 
 FORMATS = (".tflite", ".onnx")
@@ -103,7 +105,7 @@ def _workload(g: Graph, model_file: str) -> dict[str, Any]:
                 "bit_mapping": "log2",
                 "gradient_check": False,
             },
-            "thresholds_percent": [float(t) for t in range(0, 55, 5)],
+            "thresholds_percent": list(DEFAULT_THRESHOLDS),
             "protection": {"modes": ["none", "split", "tmr"]},
             "faults": {
                 "site": "neuron_output",
@@ -121,16 +123,17 @@ def _workload(g: Graph, model_file: str) -> dict[str, Any]:
 
 
 def _accuracies(g: Graph, fm: FloatModel | None, ds: str, eval_images: int,
-                data_dir: str | Path | None, explicit: str | None):  # fmt: skip
-    """(int8 accuracy, float accuracy, images, note) on the first test images, when found; a
-    dataset the user named that does not fit the model is an error."""
+                data_dir: str | Path | None):  # fmt: skip
+    """(int8 accuracy, float accuracy, images, note) on the first test images. A built-in
+    dataset that is not on disk only leaves the accuracy unmeasured; the user's own dataset
+    (a file or folder) that cannot be read or does not fit the model is an error."""
     if eval_images == 0:
         return None, None, 0, "not measured (eval_images 0)"
     try:
         data = load_dataset(ds, "test", data_dir=data_dir, n_images=eval_images,
                             shape=tuple(g.input_info.shape))  # fmt: skip
     except DatasetError as exc:
-        if explicit is not None and "the model takes" in str(exc):
+        if ds not in DATASET_NAMES:
             raise
         return None, None, 0, f"accuracy not measured: {exc}"
     preds = model_predict(g, data.images)
@@ -179,31 +182,31 @@ def import_model(
     fm = None
     if suffix == ".tflite":
         result = import_tflite(path, name=stem, requantization=requantization)
-        ds = _default_dataset(result.graph.input_info.shape, dataset)
         g = result.graph
-        g = Graph(g.name, ds, g.input, g.output, g.tensors, g.nodes,
-                  tuple(mean) if mean is not None else g.mean,
-                  tuple(std) if std is not None else g.std, g.requantization, g.source)  # fmt: skip
-        result.graph = g
+        ds = _default_dataset(g.input_info.shape, dataset)
+        result.graph = dataclasses.replace(
+            g, dataset=ds, mean=tuple(mean) if mean is not None else g.mean,
+            std=tuple(std) if std is not None else g.std,
+        )  # fmt: skip
     else:
-        first = read_onnx(path)
-        shape = tuple(first.arch["input_shape"])
-        ds = _default_dataset(shape, dataset)
+        fm = read_onnx(path, mean=mean, std=std)
+        shape = tuple(fm.arch["input_shape"])
+        ds = fm.arch["dataset"] = _default_dataset(shape, dataset)
         calib = None
-        if not first.is_quantized:  # a QDQ model carries its own quantisation
+        if not fm.is_quantized:  # a QDQ model carries its own quantisation
             calib_source = _default_dataset(shape, calibration or ds)
             n_calib = positive_int("calibration_images", calibration_images)
             calib = load_dataset(calib_source, "train", data_dir=data_dir, n_images=n_calib,
                                  shape=shape)  # fmt: skip
-        images = None if calib is None else calib.images
-        result, fm = import_onnx(path, images, name=stem, dataset=ds, mean=mean, std=std,
-                                 requantization=requantization)  # fmt: skip
-        fm = None if fm.is_quantized else fm  # a QDQ model has no float model to compare
-        if calib is not None:
+        result = quantize_onnx(fm, None if calib is None else calib.images, name=stem,
+                               source=str(path), requantization=requantization)  # fmt: skip
+        if calib is None:
+            fm = None  # a QDQ model has no float model to compare with
+        else:
             result.edges.append(f"calibration: the first {len(calib):,} train images of "
                                 f"{calib.source}")  # fmt: skip
     g = result.graph
-    accuracy, float_acc, n, note = _accuracies(g, fm, ds, eval_images, data_dir, dataset)
+    accuracy, float_acc, n, note = _accuracies(g, fm, ds, eval_images, data_dir)
     out = Path(out_dir) if out_dir is not None else Path("imported") / stem
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_graph(g, out / f"{stem}.yaml")

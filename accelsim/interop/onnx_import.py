@@ -31,6 +31,7 @@ Needs the ``onnx`` package (``pip install accelsim[onnx]``), imported when a fil
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy.typing as npt
 from accelsim.functional.graph_quantize import float_graph_forward, quantize_graph
 from accelsim.functional.quantize import normalize_images
 from accelsim.interop.flatbuffer import MissingExtraError
-from accelsim.interop.tflite_import import ImportResult, ModelImportError
+from accelsim.interop.tflite_import import ImportResult, ModelImportError, op_counts
 
 _FUSES = ("conv", "dwconv", "fc", "add", "maxpool", "avgpool")
 SUPPORTED = (
@@ -445,10 +446,7 @@ def read_onnx(
         "std": list(std) if std is not None else [1.0] * channels,
         "nodes": r.nodes,
     }
-    ops: dict[str, int] = {}
-    for n in r.nodes:
-        ops[n["op"]] = ops.get(n["op"], 0) + 1
-    fm = FloatModel(arch, r.weights, ops, r.edges)
+    fm = FloatModel(arch, r.weights, dict(Counter(n["op"] for n in r.nodes)), r.edges)
     if r.quant:
         fm.fixed, fm.quantized = _qdq_params(r)
     return fm
@@ -502,26 +500,33 @@ def import_onnx(
     requantization: str = "tflm",
     percentile: float = 100.0,
 ) -> tuple[ImportResult, FloatModel]:
-    """Read a float ONNX model and quantise it, calibrated on uint8 ``calibration`` images
-    (N, C, H, W): the int8 graph (with what the import found) and the float model."""
+    """Read an ONNX model and quantise it (``quantize_onnx``): the int8 graph, with what the
+    import found, and the float model."""
     fm = read_onnx(source, dataset=dataset, mean=mean, std=std)
-    stem = name or Path(source).stem
+    result = quantize_onnx(fm, calibration, name=name or Path(source).stem, source=str(source),
+                           requantization=requantization, percentile=percentile)  # fmt: skip
+    return result, fm
+
+
+def quantize_onnx(
+    fm: FloatModel, calibration: npt.NDArray[np.uint8] | None, *, name: str, source: str,
+    requantization: str = "tflm", percentile: float = 100.0,
+) -> ImportResult:  # fmt: skip
+    """The int8 graph of a float model read by ``read_onnx``, calibrated on uint8
+    ``calibration`` images (N, C, H, W); a QDQ model keeps its own quantisation (no images)."""
     try:
-        g = quantize_graph(stem, fm.arch, fm.weights, None if fm.is_quantized else calibration,
+        g = quantize_graph(name, fm.arch, fm.weights, None if fm.is_quantized else calibration,
                            percentile=percentile, requantization=requantization,
                            fixed=fm.fixed, quantized=fm.quantized)  # fmt: skip
     except ValueError as exc:
-        raise ModelImportError(str(source), f"cannot quantise: {exc}") from None
-    ops: dict[str, int] = {}
-    for n in g.nodes:
-        ops[n.op] = ops.get(n.op, 0) + 1
+        raise ModelImportError(source, f"cannot quantise: {exc}") from None
     if fm.is_quantized:
         edges = [*fm.edges, "a QDQ model: its own int8 weights, biases and activation "
                  f"quantisation, computed in accelsim's {requantization} arithmetic"]  # fmt: skip
     else:
         edges = [*fm.edges, f"quantised by accelsim on {len(calibration):,} calibration images "
                  "(per-tensor asymmetric activations, per-channel symmetric weights)"]  # fmt: skip
-    return ImportResult(g, str(source), ops, {}, edges, {}), fm
+    return ImportResult(g, source, op_counts(g), {}, edges, {})
 
 
 def float_logits(fm: FloatModel, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
@@ -529,4 +534,4 @@ def float_logits(fm: FloatModel, images: npt.NDArray[np.uint8]) -> npt.NDArray[n
     return fm.logits(normalize_images(images, fm.arch["mean"], fm.arch["std"]))
 
 
-__all__ = ["SUPPORTED", "FloatModel", "float_logits", "import_onnx", "read_onnx"]
+__all__ = ["SUPPORTED", "FloatModel", "float_logits", "import_onnx", "quantize_onnx", "read_onnx"]

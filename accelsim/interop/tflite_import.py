@@ -20,6 +20,7 @@ accelsim[tflite]``), imported when a file is read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from accelsim.errors import ModelFormatError
 from accelsim.functional.graph import Graph, Node, TensorInfo
 from accelsim.functional.graph_check import OPS
 from accelsim.interop.flatbuffer import schema, table
+from accelsim.interop.tflite_file import _same_padding
 
 _TYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}
 _ACTIVATIONS = {0: "none", 1: "relu", 3: "relu6"}
@@ -76,7 +78,7 @@ class ImportResult:
     ops: dict[str, int] = field(default_factory=dict)
     folded: dict[str, int] = field(default_factory=dict)
     edges: list[str] = field(default_factory=list)
-    tensor_names: dict[str, str] = field(default_factory=dict)  # accelsim -> .tflite name
+    tensor_names: dict[str, str] = field(default_factory=dict)  # accelsim name -> the file's
 
     def summary(self) -> str:
         g = self.graph
@@ -94,6 +96,11 @@ class ImportResult:
             )
         lines += [f"  {e}" for e in self.edges]
         return "\n".join(lines)
+
+
+def op_counts(g: Graph) -> dict[str, int]:
+    """How many nodes of each op ``g`` has, in order of first appearance."""
+    return dict(Counter(n.op for n in g.nodes))
 
 
 def _enum_names(module: Any) -> dict[int, str]:
@@ -265,14 +272,10 @@ class _Importer:
         return True
 
     def padding(self, mode: int, in_hw: tuple[int, int], k: tuple[int, int], s: int):
+        """(top, bottom, left, right) of TFLite's SAME (the exporter's rule) or VALID."""
         if mode == self.r.tfl.Padding.VALID:
             return (0, 0, 0, 0)
-        pads = []
-        for size, kernel in zip(in_hw, k, strict=True):
-            out = -(-size // s)
-            total = max((out - 1) * s + kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        return tuple(pads)
+        return _same_padding(in_hw[0], k[0], s) + _same_padding(in_hw[1], k[1], s)
 
     def activation(self, value: int, index: int, opname: str) -> str:
         if value not in _ACTIVATIONS:
@@ -323,6 +326,14 @@ class _Importer:
         self.declare(out, index, opname, name)
         self.nodes.append(Node(name, op, tuple(ins), name, **kw))
 
+    def internal(self, op: str, src: str, shape: tuple[int, ...], quant: tuple[float, int],
+                 attrs: dict[str, Any]) -> str:  # fmt: skip
+        """A node accelsim adds that the file has no tensor for; its output's name."""
+        name = self.node_name(op)
+        self.infos[name] = TensorInfo(name, shape, *quant)
+        self.nodes.append(Node(name, op, (src,), name, attrs))
+        return name
+
     def reshape_to(self, src: str, out: _Tensor, index: int, opname: str) -> None:
         target = self.shape_of(out)
         self.add("RESHAPE", [src], out, index, opname, attrs={"shape": target, "order": "hwc"})
@@ -362,22 +373,11 @@ class _Importer:
             if o is not None and o.WeightsFormat() != 0:
                 raise self.fail_op(index, opname, "shuffled weights format is not supported")
             w, b, s = self.weights(ins, index, opname, 0)
-            if len(self.infos[x].shape) == 3:  # TFLite flattens the NHWC input itself
-                flat = self.node_name("RESHAPE")
-                info = self.infos[x]
-                self.infos[flat] = TensorInfo(
-                    flat, (int(np.prod(info.shape)),), info.scale, info.zero_point
-                )
-                self.nodes.append(
-                    Node(
-                        flat,
-                        "RESHAPE",
-                        (x,),
-                        flat,
-                        {"shape": self.infos[flat].shape, "order": "hwc"},
-                    )
-                )
-                x = flat
+            info = self.infos[x]
+            if len(info.shape) == 3:  # TFLite flattens the NHWC input itself
+                shape = (int(np.prod(info.shape)),)
+                x = self.internal("RESHAPE", x, shape, (info.scale, info.zero_point),
+                                  {"shape": shape, "order": "hwc"})  # fmt: skip
             act = self.activation(o.FusedActivationFunction() if o else 0, index, opname)
             self.add(opname, [x], out, index, opname, attrs={"activation": act},
                      weight=np.ascontiguousarray(w), bias=b, weight_scale=s)  # fmt: skip
@@ -401,10 +401,8 @@ class _Importer:
             if axes != [1, 2] or len(self.infos[x].shape) != 3:
                 raise self.fail_op(index, opname, f"MEAN over axes {axes}: only H and W (1, 2)")
             if len(out.shape) == 4:  # keep_dims: MEAN then a (C, 1, 1) reshape
-                mean = self.node_name("MEAN")
-                info = TensorInfo(mean, (out.shape[3],), *self.quant(out, index, opname))
-                self.infos[mean] = info
-                self.nodes.append(Node(mean, "MEAN", (x,), mean))
+                quant = self.quant(out, index, opname)
+                mean = self.internal("MEAN", x, (out.shape[3],), quant, {})
                 self.reshape_to(mean, out, index, opname)
             else:
                 self.add("MEAN", [x], out, index, opname)
@@ -451,7 +449,7 @@ class _Importer:
         elif opname in ("RESHAPE", "SQUEEZE"):
             self.reshape_to(self.name_in(ins[0], index, opname), out, index, opname)
         elif opname == "QUANTIZE" and r.tensors[ins[0]].dtype is np.int8:
-            users = [c for c in self.consumers(outs[0])]
+            users = self.consumers(outs[0])
             if users and all(c == "CONCATENATION" for c in users):
                 self.requant[outs[0]] = ins[0]
                 self.folded["QUANTIZE (into CONCATENATION)"] = (
@@ -570,11 +568,8 @@ def import_tflite(
         requantization,
         label,
     )
-    ops: dict[str, int] = {}
-    for n in graph.nodes:
-        ops[n.op] = ops.get(n.op, 0) + 1
     names = {v: reader.tensors[k].name for k, v in imp.names.items()}
-    return ImportResult(graph, label, ops, imp.folded, imp.edges, names)
+    return ImportResult(graph, label, op_counts(graph), imp.folded, imp.edges, names)
 
 
 __all__ = ["SUPPORTED", "ImportResult", "ModelImportError", "import_tflite"]

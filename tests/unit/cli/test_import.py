@@ -115,3 +115,30 @@ def test_own_data_that_does_not_fit_the_model_is_named(tmp_path, capsys) -> None
     err = capsys.readouterr().err
     assert f"{rgb}: images are 3 x 32 x 32 (C x H x W), the model takes 1 x 28 x 28" in err
     assert not out.exists()  # nothing written for a model that cannot run on its data
+
+
+def test_a_workload_names_its_own_dataset_over_the_models(tmp_path, own_data, capsys) -> None:
+    """``dataset.source`` (relative to the workload file) replaces the model's dataset; a
+    source or a model ``dataset:`` that does not exist is named with its key."""
+    out = tmp_path / "m"
+    assert main(["import", str(LENET), "--out", str(out), "--eval-images", "0"]) == 0
+    assert load_graph(out / "lenet5_keras.yaml").dataset == "mnist"  # from the input shape
+    small = own_data.parent / "small.npz"
+    d = np.load(own_data)
+    np.savez(small, images=d["images"][:70], labels=d["labels"][:70])
+    text = (out / "lenet5_keras-workload.yaml").read_text()
+    workload = out / "own.yaml"
+    workload.write_text(text.replace("  dataset:\n", "  dataset:\n    source: ../data/small.npz\n"))
+    capsys.readouterr()
+    assert main(["eval", str(workload), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 70
+    bad = out / "bad.yaml"
+    bad.write_text(text.replace("  dataset:\n", "  dataset:\n    source: none.npz\n"))
+    assert main(["eval", str(bad)]) == 2
+    assert "workload.dataset.source" in capsys.readouterr().err
+    model = (out / "lenet5_keras.yaml").read_text()
+    (out / "lenet5_keras.yaml").write_text(model.replace("dataset: mnist", "dataset: none.npz"))
+    assert main(["eval", str(out / "lenet5_keras-workload.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "network.dataset" in err
+    assert "none.npz does not exist" in err

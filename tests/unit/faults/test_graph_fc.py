@@ -25,14 +25,15 @@ def test_sparse_fc_kernel_equals_its_reference(rng, rows, n_in, n_out) -> None:
     hit = rng.random((rows, n_in)) < 0.05
     x_new[hit] = rng.integers(-128, 128, size=int(hit.sum())).astype(np.int8)
     x_new[0, 0] = 127 if x_old[0, 0] != 127 else -128  # at least one extreme change
-    w = rng.integers(-127, 128, size=(n_in, n_out)).astype(np.int64)
+    w = rng.integers(-127, 128, size=(n_in, n_out)).astype(np.int8)
     acc0 = rng.integers(-(2**40), 2**40, size=(rows + 3, n_out)).astype(np.int64)
     images = rng.permutation(rows + 3)[:rows].astype(np.int64)
     out = np.empty((rows, n_out), np.int64)
     sparse_fc_kernel(x_new, x_old, w, acc0, images, out)
     np.testing.assert_array_equal(out, sparse_fc_ref(x_new, x_old, w, acc0, images))
     # and the reference is the plain definition: the accumulator of the new inputs
-    want = acc0[images] - x_old.astype(np.int64) @ w + x_new.astype(np.int64) @ w
+    w64 = w.astype(np.int64)
+    want = acc0[images] - x_old.astype(np.int64) @ w64 + x_new.astype(np.int64) @ w64
     np.testing.assert_array_equal(out, want)
 
 

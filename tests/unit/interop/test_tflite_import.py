@@ -19,6 +19,7 @@ from accelsim.interop.flatbuffer import FbGraph, FbOp, FbTensor, schema, seriali
 from accelsim.interop.tflite_file import graph_to_tflite, to_nhwc
 from accelsim.interop.tflite_import import ModelImportError, import_tflite
 from tests.conftest import DATA, data_dir_or_fail
+from tests.unit.interop.test_graph_tflite_micro import Builder
 from tests.unit.interop.test_litert_xnnpack import litert_outputs
 from tests.unit.interop.test_tflite_micro import _runtime, tflm_logits
 
@@ -163,9 +164,31 @@ def test_converter_files_of_another_scheme_are_refused(model, message) -> None:
 
 
 def test_a_model_whose_input_is_not_an_image_is_refused(rng) -> None:
-    from tests.unit.interop.test_graph_tflite_micro import Builder
 
     b = Builder(rng, (12,))
     b.weighted("FULLY_CONNECTED", "fc", "x", (5, 12), (5,), activation="none")
     with pytest.raises(ModelImportError, match=r"has shape \[1, 12\]: accelsim imports image"):
         import_tflite(graph_to_tflite(b.graph("fc")))
+
+
+def test_a_requantising_concatenation_round_trips_through_its_int8_quantize(rng) -> None:
+    """The exporter writes an int8 -> int8 QUANTIZE in front of each CONCATENATION input of
+    another quantisation; the importer folds it back into the concatenation, which requantises:
+    the same graph, the same logits (and TFLite Micro's)."""
+    b = Builder(rng, (2, 6, 6))
+    b.weighted("CONV_2D", "c1", "x", (3, 2, 3, 3), (3, 6, 6), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.weighted("CONV_2D", "c2", "x", (4, 2, 1, 1), (4, 6, 6))
+    b.op("CONCATENATION", "cat", ["c1", "c2", "x"], (9, 6, 6), scale=b.tensors["c1"].scale,
+         zp=b.tensors["c1"].zero_point, axis=0)  # fmt: skip
+    b.op("MEAN", "gap", ["cat"], (9,), scale=b.tensors["c1"].scale / 2, zp=-100)
+    b.weighted("FULLY_CONNECTED", "fc", "gap", (5, 9), (5,))
+    g = b.graph("fc")
+    blob = graph_to_tflite(g)
+    result = import_tflite(blob)
+    assert result.folded["QUANTIZE (into CONCATENATION)"] == 2  # c2 and x differ from cat
+    assert [n.op for n in result.graph.nodes].count("CONCATENATION") == 1
+    x = _random_inputs(g, rng, 32)
+    ours = graph_forward(result.graph, x)
+    np.testing.assert_array_equal(ours, graph_forward(g, x))
+    np.testing.assert_array_equal(tflm_logits(blob, x), ours)
