@@ -2,7 +2,7 @@
 until its float accuracy reaches the paper's int8 accuracy, then quantise it as the zoo is.
 
     python experiments/undertrain.py [--networks mlp7 lenet5 alexnet] [--seed 0]
-        [--eval-every 0] [--threads 2]
+        [--eval-every 0] [--threads 2] [--ship | --ship-only]
 
 Issue #18, section 1. Each network is built and trained as ``experiments/train/train_zoo.py``
 trains the shipped one (same architecture, optimiser, learning rate, batch, weight decay,
@@ -13,13 +13,16 @@ part in stopping. It is then quantised by ``quantize_network`` with the shipped 
 calibration (2,000 training images; the activation percentile picked on 2,000 others) and
 written to ``experiments/out/undertrain/<name>-undertrained.yaml`` with a JSON log (steps,
 images seen, validation, float and int8 test accuracy). ``experiments/paper_regime.py
---variants shipped undertrained`` measures it next to the other mechanisms. Only this script
-(and train_zoo) imports torch.
+--variants shipped undertrained`` measures it next to the other mechanisms. ``--ship`` also
+writes it to the zoo as ``<name>-paper`` (``accelsim/zoo/<name>-paper.yaml``: the paper-regime
+networks); ``--ship-only`` does that from the files already under ``experiments/out/undertrain``
+without training. Only this script (and train_zoo) imports torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,10 +34,12 @@ from torch import nn
 
 from accelsim import (
     ARCHITECTURES,
+    ZOO_DIR,
     Accuracy,
     files,
     float_accuracy,
     load_dataset,
+    load_network,
     predict,
     quantize_network,
     save_network,
@@ -86,7 +91,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=0, help="steps (0: per network)")
     parser.add_argument("--threads", type=int, default=2)
+    ship = parser.add_mutually_exclusive_group()
+    ship.add_argument("--ship", action="store_true", help="also write <name>-paper to the zoo")
+    ship.add_argument("--ship-only", action="store_true",
+                      help="only write <name>-paper to the zoo from existing outputs")  # fmt: skip
     args = parser.parse_args()
+    if args.ship_only:
+        for name in args.networks:
+            ship_paper(name)
+        return
     torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
     for name in args.networks:
@@ -114,6 +127,16 @@ def main() -> None:
                     "paper_int8_accuracy": PAPER_INT8[name]})  # fmt: skip
         files.write_text(OUT / f"{name}-undertrained.json", json.dumps(log, indent=2))
         print(json.dumps(log), flush=True)
+        if args.ship:
+            ship_paper(name)
+
+
+def ship_paper(name: str) -> None:
+    """The under-trained network as the zoo's ``<name>-paper`` (same weights and scales)."""
+    net = load_network(OUT / f"{name}-undertrained.yaml")
+    path = save_network(dataclasses.replace(net, name=f"{name}-paper"),
+                        ZOO_DIR / f"{name}-paper.yaml")  # fmt: skip
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ def critical_table(
     nvf: npt.NDArray[np.float64], thresholds_percent: tuple[float, ...], network: str | None = None
 ) -> tuple[TableRow, ...]:
     """Neurons with NVF >= T for each threshold T (percent), with the paper's numbers when the
-    network is one of the paper's and T is on its grid."""
-    paper = PAPER_TABLE_I.get(network or "")
+    network is one of the paper's (or its ``-paper`` variant) and T is on its grid."""
+    paper = PAPER_TABLE_I.get((network or "").removesuffix("-paper"))
     rows = []
     for t in thresholds_percent:
         count = int(np.sum(nvf * 100 >= t - 1e-12))

@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "experiments" / "out"
 NETWORKS = ("mlp7", "lenet5", "alexnet")
 NAMES = {"mlp7": "MLP-7", "lenet5": "LeNet-5", "alexnet": "AlexNet"}
+# the zoo's paper-regime variants (experiments/undertrain.py): compared with the same paper rows
+NAMES |= {f"{k}-paper": f"{v} (paper regime)" for k, v in NAMES.items()}
 PAPER = {  # DESIGN.md section 7
     "mlp7": {"neurons": 2816, "int8_accuracy": 70.1, "fi_sample": 6750, "critical_20": 503,
              "critical_20_share": 17.86, "split_loss_20": 4.86, "loss_ratio": 2.14,
@@ -28,9 +30,14 @@ PAPER = {  # DESIGN.md section 7
 }  # fmt: skip
 
 
+def paper_key(network: str) -> str:
+    """The paper's network a zoo network stands for (``lenet5-paper`` -> ``lenet5``)."""
+    return network.removesuffix("-paper")
+
+
 def paper_shares(network: str) -> list[float]:
     """The shares (percent of neurons) the paper's NVF grid protects, largest first, > 0."""
-    table = PAPER_TABLE_I[network]
+    table = PAPER_TABLE_I[paper_key(network)]
     return [100 * c / table[0] for c in table if c > 0]
 
 
@@ -66,4 +73,4 @@ def save(name: str, doc: dict[str, Any], markdown: list[str]) -> Path:
 
 
 __all__ = ["NAMES", "NETWORKS", "OUT", "PAPER", "PAPER_TABLE_I", "PAPER_THRESHOLDS", "REPO",
-           "paper_shares", "save", "study_json"]  # fmt: skip
+           "paper_key", "paper_shares", "save", "study_json"]  # fmt: skip

@@ -19,6 +19,7 @@ from common import (
     PAPER_TABLE_I,
     PAPER_THRESHOLDS,
     REPO,
+    paper_key,
     paper_shares,
     save,
     study_json,
@@ -50,7 +51,7 @@ def main() -> None:
             resume=True,
         )  # fmt: skip
         docs[net] = doc
-        table = PAPER_TABLE_I[net]
+        table = PAPER_TABLE_I[paper_key(net)]
         n = table[0]
         md += [f"**{NAMES[net]}**: paper's network sizes (Fig. 4 g-i, from Table I) and ours at "
                "the same share of protected neurons; our accuracy loss and critical-fault rate "

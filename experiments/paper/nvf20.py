@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import NAMES, OUT, PAPER, REPO, save, study_json
+from common import NAMES, OUT, PAPER, REPO, paper_key, save, study_json
 
 
 def _fmt(est: dict, scale: float = 1.0) -> str:
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     docs, md = {}, []
     for net in args.networks.split(","):
-        paper = PAPER[net]
+        paper = PAPER[paper_key(net)]
         doc = study_json(
             args.arch, str(REPO / "workloads" / f"{net}.yaml"), scale="paper",
             thresholds=(20.0,), tops=(paper["critical_20_share"],), seed=args.seed,
