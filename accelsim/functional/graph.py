@@ -253,13 +253,15 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             depth_multiplier=node.attr("depth_multiplier", 1), input_zero_point=zp_in,
             output_zero_point=zp_out, act_range=p["act_range"],
         )  # fmt: skip
-    if node.op == "ADD" and g.requantization != "xnnpack":  # XNNPACK's ADD: the reference
+    if node.op == "ADD":  # either requantisation: a table of the specification's results
         a, b = (g.tensors[t] for t in node.inputs)
         out = g.tensors[node.output]
-        return graph_kernels.add(
-            xs[0], xs[1], scales=(a.scale, b.scale, out.scale),
-            zero_points=(a.zero_point, b.zero_point, out.zero_point), act_range=p["act_range"],
+        table = graph_kernels.add_table(
+            g.requantization, (float(a.scale), float(b.scale), float(out.scale)),
+            (int(a.zero_point), int(b.zero_point), int(out.zero_point)),
+            (int(p["act_range"][0]), int(p["act_range"][1])),
         )  # fmt: skip
+        return graph_kernels.lookup_add(xs[0], xs[1], table)
     if node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         pool = (
             graph_kernels.max_pool2d if node.op == "MAX_POOL_2D" else graph_kernels.average_pool2d

@@ -5,19 +5,23 @@ is padded with its zero point and multiplied as raw int8 (so every product stays
 and the chunked float32 sums stay exact), and the input offset comes back as
 ``-zp_in * sum(w[o])``, folded into the bias. Requantisation is one numba loop with the output
 zero point and the activation clamp. Depthwise convolutions (int32 sums of products of at most
-255 x 127), pools and ADD are one numba loop each.
-MEAN, CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as
-they are.
+255 x 127) and pools are one numba loop each. ADD, a function of two int8 codes, is a table of
+its 256 x 256 results computed once per set of quantisation parameters by the specification
+itself (``graph_ref.add`` or ``add_xnnpack``) and read per element (``add_table``). MEAN,
+CONCATENATION, PAD and RESHAPE are already whole-array numpy in ``graph_ref`` and run as they
+are.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from accelsim.functional import kernels
-from accelsim.functional.graph_ref import Padding, add_params
+from accelsim.functional import graph_ref, kernels
+from accelsim.functional.graph_ref import Padding
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
@@ -285,41 +289,42 @@ def average_pool2d(
     return _pool(x, size, stride, padding, act_range, True)
 
 
-@njit(cache=True, nogil=True)
-def _add_kernel(a, b, zero_points, params, act_range, out):
-    """TFLite's int8 ADD element by element (``AddFunc``) on flat arrays; ``zero_points`` (a,
-    b, out), ``params`` the (multiplier, left, right) of input 1, input 2 and the output,
-    ``act_range`` (lo, hi)."""
-    zp_a, zp_b, zp_out = zero_points
-    m1, l1, r1, m2, l2, r2, mo, lo_, ro = params
-    lo, hi = act_range
-    k1, k2, ko = (np.int64(1) << r1) - 1, (np.int64(1) << r2) - 1, (np.int64(1) << ro) - 1
-    for i in range(a.size):
-        x1 = (np.int64(a[i]) - zp_a) << 20
-        x2 = (np.int64(b[i]) - zp_b) << 20
-        s = _scale_by_multiplier(x1 << l1, m1, r1, k1, k1 >> 1) + _scale_by_multiplier(
-            x2 << l2, m2, r2, k2, k2 >> 1
-        )
-        y = _scale_by_multiplier(s << lo_, mo, ro, ko, ko >> 1) + zp_out
-        out[i] = min(max(y, lo), hi)
-
-
-def add(
-    a: I8,
-    b: I8,
-    *,
+@functools.lru_cache(maxsize=256)
+def add_table(
+    requantization: str,
     scales: tuple[float, float, float],
     zero_points: tuple[int, int, int],
     act_range: tuple[int, int],
 ) -> I8:
-    """ADD (``graph_ref.add``) in one numba pass."""
-    params = []
-    for m, s in add_params(*scales):
-        params += [np.int64(m), max(s, 0), max(-s, 0)]
+    """ADD's result for every pair of int8 codes, (256 * 256,) at ``(a + 128) * 256 + (b +
+    128)``: the specification (``graph_ref.add``, or ``add_xnnpack`` for ``xnnpack``) run once
+    on all 65,536 pairs, so the table equals it by construction. Read-only, cached per node's
+    parameters."""
+    codes = np.arange(-128, 128, dtype=np.int8)
+    a, b = np.repeat(codes, 256), np.tile(codes, 256)
+    spec = graph_ref.add_xnnpack if requantization == "xnnpack" else graph_ref.add
+    table = np.ascontiguousarray(
+        spec(a, b, scales=scales, zero_points=zero_points, act_range=act_range), np.int8
+    )
+    table.setflags(write=False)
+    return table
+
+
+@njit(cache=True, nogil=True)
+def _lookup_kernel(a, b, table, out):
+    """out[i] = table[(a[i] + 128) * 256 + b[i] + 128] on flat int8 arrays."""
+    for i in range(a.size):
+        out[i] = table[((np.int64(a[i]) + 128) << 8) + np.int64(b[i]) + 128]
+
+
+def lookup_add(a: I8, b: I8, table: I8) -> I8:
+    """ADD of two int8 tensors of one shape through ``add_table``'s table (one numba pass)."""
     out = np.empty(a.size, np.int8)
-    _add_kernel(
-        np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
-        tuple(int(z) for z in zero_points), tuple(int(p) for p in params),
-        (int(act_range[0]), int(act_range[1])), out,
-    )  # fmt: skip
+    _lookup_kernel(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                   table, out)  # fmt: skip
     return out.reshape(a.shape)
+
+
+def lookup_add_ref(a: I8, b: I8, table: I8) -> I8:
+    """``lookup_add`` in numpy (its reference)."""
+    return table[(a.astype(np.int64) + 128) * 256 + b.astype(np.int64) + 128]
