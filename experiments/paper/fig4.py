@@ -58,12 +58,14 @@ def main() -> None:
                f"({doc['rows'][0]['faults']:,} faults x {doc['rows'][0]['images']:,} test images "
                "per campaign, 95 % intervals)", "",
                "| paper NVF >= | share | paper split / TMR neurons | ours: NVF >= | split neurons"
-               " | split: accuracy loss (pp) | split: critical (%) | TMR: accuracy loss (pp) | "
-               "TMR: critical (%) |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+               " | split: accuracy loss (pp) | split: critical (%) | split: critical at a fixed "
+               "raw rate (%) | TMR: accuracy loss (pp) | TMR: critical (%) | TMR: critical at a "
+               "fixed raw rate (%) |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         base = doc["rows"][0]
         md.append(
             f"| unprotected | 0 % | {n:,} / {n:,} | - | {base['neurons']:,} | "
-            f"{_cell(base, 'accuracy_loss_pp', 1)} | {_cell(base, 'critical_rate', 100)} | - | - |"
+            f"{_cell(base, 'accuracy_loss_pp', 1)} | {_cell(base, 'critical_rate', 100)} | "
+            f"{_cell(base, 'critical_rate_fixed_raw', 100)} | - | - | - |"
         )
         by_count: dict[int, dict] = {}
         for r in doc["rows"][1:]:
@@ -78,7 +80,9 @@ def main() -> None:
                 f"| {t:g} % | {share:.2f} % | {n + count:,} / {n + 2 * count:,} | "
                 f"{s['threshold_percent']:.4g} % | {s['neurons']:,} | "
                 f"{_cell(s, 'accuracy_loss_pp', 1)} | {_cell(s, 'critical_rate', 100)} | "
-                f"{_cell(m, 'accuracy_loss_pp', 1)} | {_cell(m, 'critical_rate', 100)} |"
+                f"{_cell(s, 'critical_rate_fixed_raw', 100)} | "
+                f"{_cell(m, 'accuracy_loss_pp', 1)} | {_cell(m, 'critical_rate', 100)} | "
+                f"{_cell(m, 'critical_rate_fixed_raw', 100)} |"
             )
         md.append("")
     save("fig4", docs, md)

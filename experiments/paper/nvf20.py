@@ -22,8 +22,13 @@ def _fmt(est: dict, scale: float = 1.0) -> str:
 
 
 def _ratio(base: dict, row: dict, key: str) -> str:
-    ours = row[key]["value"]
-    return "inf" if ours <= 0 else f"{base[key]['value'] / ours:.2f}"
+    """unprotected / protected, with the range from the ratio of the two 95 % intervals' near
+    ends to that of their far ends (conservative: the campaigns are independent)."""
+    b, r = base[key], row[key]
+    if r["value"] <= 0 or b["value"] <= 0:
+        return "none (a value <= 0)"
+    far = "inf" if r["lo"] <= 0 else f"{b['hi'] / r['lo']:.2f}"
+    return f"{b['value'] / r['value']:.2f}x [{max(b['lo'], 0) / r['hi']:.2f}, {far}]"
 
 
 def _mode_rows(row: dict, base: dict, paper: dict, arch: str) -> list[str]:
@@ -37,9 +42,12 @@ def _mode_rows(row: dict, base: dict, paper: dict, arch: str) -> list[str]:
     return [
         f"{at}: protected | {paper_protected} | {row['critical_neurons']:,} ({share:.2f} %) |",
         f"{at}: accuracy loss (pp) | {paper_loss} | {_fmt(row['accuracy_loss_pp'])} "
-        f"({_ratio(base, row, 'accuracy_loss_pp')}x lower) |",
+        f"(unprotected / this: {_ratio(base, row, 'accuracy_loss_pp')}) |",
         f"{at}: critical-fault rate (%) | {paper_crit} | {_fmt(row['critical_rate'], 100)} "
-        f"({_ratio(base, row, 'critical_rate')}x fewer) |",
+        f"(unprotected / this: {_ratio(base, row, 'critical_rate')}) |",
+        f"{at}: critical rate at a fixed raw fault rate (%) | - | "
+        f"{_fmt(row['critical_rate_fixed_raw'], 100)} "
+        f"(unprotected / this: {_ratio(base, row, 'critical_rate_fixed_raw')}) |",
         f"{at}: neurons | {paper_neurons:,} (at 20 %) | {row['neurons']:,} |",
         f"{at}: cycles on {arch} | - | +{row['cycle_overhead_percent']:.2f} % |",
     ]
