@@ -35,18 +35,14 @@ from torch import nn
 from accelsim import (
     ARCHITECTURES,
     ZOO_DIR,
-    Accuracy,
     files,
-    float_accuracy,
     load_dataset,
     load_network,
-    predict,
-    quantize_network,
     save_network,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
-from quantize_zoo import PERCENTILES
+from quantize_zoo import quantize_best
 from train_zoo import DEFAULTS, augment, build, evaluate, export, preprocess, train_step
 
 OUT = Path(__file__).resolve().parent / "out" / "undertrain"
@@ -109,18 +105,8 @@ def main() -> None:
         train = load_dataset(arch["dataset"], "train")
         test = load_dataset(arch["dataset"], "test")
         pick = np.random.default_rng(args.seed).permutation(len(train) - VALIDATION)[:4000]
-        calib, held = pick[:2000], pick[2000:]
-        scores = {}
-        for pct in PERCENTILES:
-            net = quantize_network(name, arch, weights, train.images[calib], percentile=pct)
-            scores[pct] = float(np.mean(predict(net, train.images[held]) == train.labels[held]))
-        best = max(PERCENTILES, key=lambda p: (scores[p], p))
-        probe = quantize_network(name, arch, weights, train.images[calib], percentile=best)
-        int8_acc = float(np.mean(predict(probe, test.images) == test.labels))
-        float_acc = float_accuracy(arch, weights, test.images, test.labels)
-        acc = Accuracy(float_acc, int8_acc, "test", len(test))
-        net = quantize_network(f"{name}-undertrained", arch, weights, train.images[calib],
-                               percentile=best, accuracy=acc)  # fmt: skip
+        net, best, _ = quantize_best(f"{name}-undertrained", arch, weights, train, test, pick)
+        float_acc, int8_acc = net.accuracy.float_accuracy, net.accuracy.int8_accuracy
         save_network(net, OUT / f"{name}-undertrained.yaml")
         log.update({"name": name, "seed": args.seed, "percentile": best,
                     "float_test_accuracy": float_acc, "int8_test_accuracy": int8_acc,
