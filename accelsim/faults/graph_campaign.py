@@ -68,6 +68,16 @@ def graph_n_neurons(g: Graph) -> int:
     return n_neurons(g)
 
 
+def changeable_tensors(g: Graph) -> set[str]:
+    """The tensors a fault in a neuron output can change: those outputs and everything
+    downstream of them."""
+    hit = {g.nodes[i].output for i in graph_neuron_nodes(g)}
+    for nd in g.nodes:
+        if any(t in hit for t in nd.inputs):
+            hit.add(nd.output)
+    return hit
+
+
 @dataclass(frozen=True, eq=False)
 class GraphCampaignInputs:
     """Faults in the neuron outputs (every copy, with a plan) of graph ``graph`` on int8
@@ -100,15 +110,18 @@ class GraphCampaignInputs:
         FULLY_CONNECTED (within their budgets) that the sparse kernels start from, the
         channels-last copies of the convolutions' tensors and the box kernels loaded: made
         here, once, so that forked workers share them."""
+        changeable = changeable_tensors(self.graph)
+        convs = frozenset(nd.name for nd in self.graph.nodes
+                          if nd.op == "CONV_2D" and nd.inputs[0] in changeable)  # fmt: skip
         if self.plan is None:
-            values, accs = golden_pass(self.graph, self.x)
+            values, accs = golden_pass(self.graph, self.x, convs)
             pre: dict[int, I8] = {}
         else:
             (values, pre), accs = protected_graph_values(self.pnet, self.x), {}
         state = GraphGolden(values, classify(values[self.graph.output]), self.labels, pre)
         state._acc.update(accs)
         for nd in self.graph.nodes:
-            if nd.op == "CONV_2D":
+            if nd.name in convs:
                 golden_acc(self.graph, nd, state)
                 state.channels_last(nd.inputs[0])  # what the convolutions' kernels read
                 state.channels_last(nd.output)
@@ -192,15 +205,30 @@ def faulty_graph_output(
     whole."""
     pnet = g if isinstance(g, ProtectedNetwork) else unprotected(g)
     g = pnet.net
+    flat = state.values[g.nodes[node].output].reshape(len(state.values[g.output]), -1)
+    faulty_col = _faulty_column(pnet, state, node, index, mask, kind, copy)
+    live = np.flatnonzero(faulty_col != flat[:, index])
+    logits = state.values[g.output].copy()
+    for start in range(0, live.size, CHUNK_IMAGES):  # bounded temporaries, however many images
+        _propagate(pnet, state, node, index, faulty_col, live[start : start + CHUNK_IMAGES],
+                   logits)  # fmt: skip
+    return logits
+
+
+# A fault's images go through the graph in chunks of at most this many: the per-node arrays
+# (boxes x images) then stay the same size at 1,000 or 10,000 test images.
+CHUNK_IMAGES = 1000
+
+
+def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int,
+               faulty_col: I8, live: I64, logits: I8) -> None:  # fmt: skip
+    """``faulty_graph_output`` for images ``live`` (where the faulty column differs): their
+    logits written into ``logits``."""
+    g = pnet.net
     guarded = pnet.plan.mode is not ProtectionMode.NONE
     target = g.nodes[node].output
     golden = state.values[target]
     flat = golden.reshape(len(golden), -1)
-    faulty_col = _faulty_column(pnet, state, node, index, mask, kind, copy)
-    live = np.flatnonzero(faulty_col != flat[:, index])
-    logits = state.values[g.output].copy()
-    if live.size == 0:
-        return logits
     shape = golden.shape[1:]
     changed: dict[str, Entry] = {}
     if len(shape) == 3:
@@ -266,7 +294,6 @@ def faulty_graph_output(
     if g.output in changed:
         r, v, _, _ = changed[g.output]
         logits[live[r]] = v
-    return logits
 
 
 def sample_graph_faults(

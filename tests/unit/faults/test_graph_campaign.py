@@ -240,6 +240,23 @@ def wide(rng, requantization: str = "tflm"):
     return b.graph("fc", requantization)
 
 
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_images_in_chunks_equal_full_reinference(rng, monkeypatch, chunk: int) -> None:
+    """A fault's images in chunks of one or four (of 12) give the full re-inference's logits,
+    on the residual graph, whose stem convolution reads the graph input and keeps no
+    accumulators."""
+    from accelsim.faults import graph_campaign
+
+    monkeypatch.setattr(graph_campaign, "CHUNK_IMAGES", chunk)
+    g = residual(rng)
+    x = rng.integers(-128, 128, size=(12, *g.tensors[g.input].shape)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(12, np.int64)).golden()
+    stem = [nd.name for nd in g.nodes if nd.op == "CONV_2D" and nd.inputs[0] == g.input]
+    assert stem
+    assert all(name not in state._acc for name in stem)
+    assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 120, seed=2)) > 12
+
+
 def test_changed_boxes_equal_full_reinference_on_wide_maps(rng) -> None:
     g = wide(rng)
     x = rng.integers(-128, 128, size=(10, 2, 14, 14)).astype(np.int8)
