@@ -128,11 +128,15 @@ def compare_box_kernel(out, golden, img, where, counts, bbox):
                 o = out[n, c, y]
                 g = golden[src, c, oy0 + y]
                 p = plane[y]
+                k32 = np.int32(0)  # int32 lanes: numba widens int32 arithmetic to int64
+                a32 = np.int32(0)
                 for x in range(bw):
-                    d = np.int32(o[x]) - np.int32(g[ox0 + x])
+                    d = np.int32(np.int32(o[x]) - np.int32(g[ox0 + x]))
                     p[x] |= d != 0
-                    k += d != 0
-                    a += abs(d)
+                    k32 = np.int32(k32 + np.int32(d != 0))
+                    a32 = np.int32(a32 + np.int32(abs(d)))
+                k += k32
+                a += a32
         for y in range(bh):
             for x in range(bw):
                 total[y, x] |= plane[y, x]
@@ -157,10 +161,14 @@ def count_changes_kernel(golden, img, slot, vals, where, counts):
                 for y in range(by0, by1 + 1):
                     v = vals[s, c, y - by0]
                     g = golden[src, c, y]
+                    k32 = np.int32(0)
+                    a32 = np.int32(0)
                     for x in range(bx0, bx1 + 1):
-                        d = np.int64(v[x - bx0]) - np.int64(g[x])
-                        k += d != 0
-                        a += abs(d)
+                        d = np.int32(np.int32(v[x - bx0]) - np.int32(g[x]))
+                        k32 = np.int32(k32 + np.int32(d != 0))
+                        a32 = np.int32(a32 + np.int32(abs(d)))
+                    k += k32
+                    a += a32
         counts[n, 0] = k
         counts[n, 1] = a
 
@@ -256,24 +264,24 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
                 g_out = golden_out[src, oy0 + py, ox0 + px]
                 dl = delta[py, px]
                 yv = ys[py, px]
-                if fp32:
-                    for o in range(n_out):
+                hit = np.int32(0)  # the comparison fused in, on int32 lanes
+                mv = np.int32(0)
+                for o in range(n_out):  # the loop-invariant branch is unswitched by LLVM
+                    if fp32:
                         a = np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]
                         v = np.int64(np.rint(np.float32(a) * scale[o])) + zp
-                        yv[o] = min(max(v, lo), hi)
-                else:
-                    for o in range(n_out):
+                    else:
                         a = (np.int64(g_acc[o]) + np.int64(dl[o]) + bias[o]) << lshift[o]
                         m = masks[o]
                         v = _scale_by_multiplier(a, mult[o], rshift[o], m, m >> 1) + zp
-                        yv[o] = min(max(v, lo), hi)
-                hit = 0
-                for o in range(n_out):
-                    d = np.int32(yv[o]) - np.int32(g_out[o])
-                    hit |= d != 0
-                    n_diff += d != 0
-                    moved += abs(d)
-                total[py, px] |= hit
+                    yo = np.int32(min(max(v, lo), hi))
+                    yv[o] = yo
+                    d = np.int32(yo - np.int32(g_out[o]))
+                    hit = np.int32(hit + np.int32(d != 0))
+                    mv = np.int32(mv + np.int32(abs(d)))
+                n_diff += hit
+                moved += mv
+                total[py, px] |= hit != 0
         counts[n, 0] = n_diff
         counts[n, 1] = moved
         for o in range(n_out):
