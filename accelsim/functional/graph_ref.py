@@ -240,7 +240,7 @@ def mean_hw(
     """MEAN over H and W (global average pooling): (N, C, H, W) -> (N, C)."""
     count = x.shape[2] * x.shape[3]
     multiplier, shift = mean_multiplier(input_scale, output_scale, count)
-    acc = x.astype(np.int64).sum(axis=(2, 3)) - input_zero_point * count
+    acc = x.sum(axis=(2, 3), dtype=np.int64) - input_zero_point * count
     return _finish(acc, multiplier, shift, output_zero_point, -128, 127)
 
 
@@ -337,7 +337,7 @@ def mean_hw_xnnpack(
     """XNNPACK's MEAN over H and W: ``rint(float32(sum - zp_in n) * scale) + zp_out`` with
     ``scale = float32(s_in / s_out) * float32(1 / n)`` in float32, saturated."""
     count = x.shape[2] * x.shape[3]
-    acc = x.astype(np.int64).sum(axis=(2, 3)) - input_zero_point * count
+    acc = x.sum(axis=(2, 3), dtype=np.int64) - input_zero_point * count
     scale = (float32(input_scale) / float32(output_scale)) * (np.float32(1.0) / np.float32(count))
     out = np.rint(acc.astype(np.float32) * np.float32(scale)) + output_zero_point
     return np.clip(out, -128, 127).astype(np.int8)

@@ -76,6 +76,12 @@ def test_mean_multiplier_divides_by_the_count() -> None:
         x, input_scale=0.5, input_zero_point=1, output_scale=0.5, output_zero_point=-3
     )
     assert out.tolist() == [[9 - 1 - 3, -4 - 1 - 3]]
+    # sums of 1,024 extreme codes (outside int16): no wrap-around
+    x = np.full((1, 2, 32, 32), -128, np.int8)
+    x[0, 1] = 127
+    for mean in (ref.mean_hw, ref.mean_hw_xnnpack):
+        out = mean(x, input_scale=0.5, input_zero_point=0, output_scale=0.5, output_zero_point=0)
+        assert out.tolist() == [[-128, 127]]
 
 
 def test_add_by_hand() -> None:
