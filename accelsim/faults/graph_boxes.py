@@ -30,12 +30,13 @@ I64 = npt.NDArray[np.int64]
 @dataclass(frozen=True)
 class ConvPrep:
     """What the box kernels need of one CONV_2D, made once per campaign: its weights as the
-    GEMM path's (O, kh kw C) float32 matrix and as the sparse kernel's (kh, kw, C, O) in float32
-    and int32, the largest |weight|, and the requantisation records."""
+    GEMM path's (O, kh kw C) float32 matrix and as the sparse kernel's (kh, kw, C, O) in float32,
+    int32 and int8, the largest |weight|, and the requantisation records."""
 
     gemm: npt.NDArray[np.float32]
     taps32: npt.NDArray[np.float32]
     taps_int: npt.NDArray[np.int32]
+    taps8: npt.NDArray[np.int8]
     max_weight: int
     rq: tuple[npt.NDArray, ...]
     q: npt.NDArray[np.int64]
@@ -199,6 +200,10 @@ ACC_BUDGET = 3 << 30
 # float32 sums of integers are exact below 2^24: the sparse kernel sums in float32 (faster)
 # when no partial sum can reach this
 FLOAT_SUM_LIMIT = 1 << 24
+# The sparse kernel reads int8 taps when its float32 / int32 ones are larger than this: AlexNet's
+# conv4 and conv5 (2.4 and 1.8 MB, more than a core's 2 MB L2, which its sums then stream
+# from): the replayed kernel takes 8-15 % less time there, 3-12 % more on ResNet-20's (<= 0.15 MB)
+TAPS_IN_L2 = 1 << 20
 
 
 def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry: Entry | None,
@@ -217,30 +222,6 @@ def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry
     kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
                              _where(entry, out_box), conv, cols)  # fmt: skip
     return exact_matmul(conv_prep(g, nd, state).gemm, cols.T).reshape(o, img.size, n_pix)
-
-
-def warm_kernels() -> None:
-    """Load every box kernel (both sparse sum types) from numba's cache in this process, on
-    one-element arrays of the campaign's types: forked workers then share the loaded code
-    instead of each loading it. Without it a first round of 40 ResNet-20 faults on two workers
-    ran 3,796 pairs/s against 4,497-4,521 in the next two; with it 4,106-4,171 against
-    3,969-5,090 (within the machine's noise)."""
-    one8 = np.zeros((1, 1, 1, 1), np.int8)
-    i1 = np.zeros(1, np.int64)
-    box = np.zeros(8, np.int64)
-    conv = np.array([1, 1, 1, 0, 0, 0], np.int64)
-    counts, bbox = np.zeros((1, 2), np.int64), np.zeros(4, np.int64)
-    kb.read_overlay_kernel(one8, i1, i1, one8, box, one8.copy())
-    kb.gather_columns_kernel(one8, i1, i1, one8, box, conv, np.zeros((1, 1), np.float32))
-    kb.count_changes_kernel(one8, i1, i1, one8, box, counts)
-    kb.compare_box_kernel(one8, one8, i1, box, counts, bbox)
-    rq = (i1, i1, i1, i1, np.zeros(1, np.float32))
-    for dtype in (np.float32, np.int32):
-        kb.sparse_conv_kernel(
-            (one8, np.zeros((1, 1, 1, 1), np.int32), one8), i1, i1, one8, box, conv,
-            np.zeros((1, 1, 1, 1), dtype), np.zeros((1, 1, 1), dtype), rq,
-            np.array([0, 0, -128, 127], np.int64), (one8.copy(), counts, bbox),
-        )  # fmt: skip
 
 
 def _acc_fits(g: Graph, nd: Node, n: int, used: int) -> bool:
@@ -333,6 +314,7 @@ def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
         np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32),
         np.ascontiguousarray(taps, np.float32),
         np.ascontiguousarray(taps, np.int32),
+        np.ascontiguousarray(taps, np.int8),
         int(np.abs(nd.weight.astype(np.int64)).max()),
         rq,
         np.array([int(fp32), zp, *p["act_range"]], np.int64),
@@ -369,6 +351,7 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
         exact32 = int(counts[:, 1].max()) * prep.max_weight < FLOAT_SUM_LIMIT
         w_t = prep.taps32 if exact32 else prep.taps_int
         delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), w_t.dtype)
+        w_t = prep.taps8 if w_t.nbytes > TAPS_IN_L2 else w_t
         out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
         out_counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
         fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))

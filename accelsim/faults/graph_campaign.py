@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind, ProtectionMode
+from accelsim.faults import kernels_boxes as kb
 from accelsim.faults.graph_boxes import (
     WINDOWED,
     Entry,
@@ -34,7 +35,6 @@ from accelsim.faults.graph_boxes import (
     golden_pass,
     read_tensor,
     union_box,
-    warm_kernels,
     window_box,
     windowed_region,
 )
@@ -127,7 +127,7 @@ class GraphCampaignInputs:
                 state.channels_last(nd.output)
             elif nd.op == "FULLY_CONNECTED":
                 fc_prep(self.graph, nd, state)
-        warm_kernels()
+        kb.warm()
         return state
 
     def fault_free_classes(self) -> I64:

@@ -4,7 +4,8 @@
   file of the function it caches, so a helper changed elsewhere would leave a stale cache. The
   few shared requantisation helpers are copied; every copy equals the original.
 - No kernel takes more than 12 arguments (scratch buffers and tables travel as records).
-- No ``fastmath`` but in the dense kernel's class-blind bound, whose soundness a test shows.
+- No ``fastmath`` but where a test shows it harmless: the dense kernel's class-blind bound, the
+  sparse convolution's FMA contraction.
 - The fault-propagation modules stay under 400 lines.
 """
 
@@ -70,7 +71,66 @@ def test_kernels_take_records_and_no_fastmath(path: Path) -> None:
 
 
 # (file, kernel) whose fastmath a test below shows harmless to what it computes
-FASTMATH_SHOWN_SOUND = {("kernels_layers.py", "dense_changes_kernel")}
+FASTMATH_SHOWN_SOUND = {
+    ("kernels_layers.py", "dense_changes_kernel"),
+    ("kernels_boxes.py", "sparse_conv_kernel"),
+}
+
+
+@pytest.mark.parametrize("case", ["edge", "random"])
+def test_the_sparse_kernels_contraction_changes_nothing(case: str) -> None:
+    """``sparse_conv_kernel`` lets LLVM fuse ``row + d * w`` into one FMA (``fastmath``
+    ``contract``). Its float32 sums run only while every partial sum is an integer below 2^24 in
+    magnitude, where a product, a sum and an FMA are all exact, so fusing changes nothing. At
+    that edge (every output the sum of 9 x 57 products 255 x 127 = 16,613,505, just under
+    2^24 = 16,777,216) and on random changes: the kernel as compiled equals itself compiled
+    without fastmath and its own int32 sums, output for output (the fault-free sums cancel the
+    change's up to +-200, so an output moves with every unit of its sum: with 70 channels, sums
+    past 2^24, the float32 outputs differ and this test fails)."""
+    import numba
+
+    from accelsim.faults import kernels_boxes as kb
+
+    rng = np.random.default_rng(3)
+    c, h, w, o = 57, 6, 6, 16
+    golden = np.full((2, c, h, w), -128, np.int8)
+    vals = np.full((1, c, h, w), 127, np.int8)
+    weight = np.full((3, 3, c, o), 127, np.int8)
+    if case == "random":
+        golden = rng.integers(-128, 128, size=golden.shape).astype(np.int8)
+        vals = rng.integers(-128, 128, size=vals.shape).astype(np.int8)
+        weight = rng.integers(-127, 128, size=weight.shape).astype(np.int8)
+    # fault-free sums that cancel the change's exact sum (int64, by brute force) up to +-200:
+    # the outputs then show every unit of the sums, and a float32 rounding would change them
+    d = np.zeros((c, h + 2, w + 2), np.int64)
+    d[:, 1:-1, 1:-1] = vals[0].astype(np.int64) - golden[1]
+    change = sum(np.einsum("cyx,co->yxo", d[:, i : i + h, j : j + w], weight[i, j].astype(np.int64))
+                 for i in range(3) for j in range(3))  # fmt: skip
+    golden_acc = np.zeros((2, h, w, o), np.int32)
+    golden_acc[1] = rng.integers(-200, 200, size=(h, w, o)) - change
+    golden_out = rng.integers(-128, 128, size=(2, h, w, o)).astype(np.int8)
+    where = np.array([0, h - 1, 0, w - 1, 0, h - 1, 0, w - 1], np.int64)
+    conv = np.array([3, 3, 1, 1, 1, 0], np.int64)
+    one = np.ones(o, np.int64)
+    rq = (np.zeros(o, np.int64), one << 30, np.zeros(o, np.int64), np.zeros(o, np.int64),
+          np.zeros(o, np.float32))  # fmt: skip
+    plain = numba.njit(nogil=True)(kb.sparse_conv_kernel.py_func)
+    results = []
+    for kernel, dtype, w_dtype in [(kb.sparse_conv_kernel, np.float32, np.float32),
+                                   (kb.sparse_conv_kernel, np.float32, np.int8),
+                                   (plain, np.float32, np.float32),
+                                   (kb.sparse_conv_kernel, np.int32, np.int32)]:  # fmt: skip
+        out = np.empty((1, o, h, w), np.int8)
+        counts, bbox = np.empty((1, 2), np.int64), np.empty(4, np.int64)
+        kernel((golden, golden_acc, golden_out), np.array([1]), np.array([0]), vals, where,
+               conv, np.ascontiguousarray(weight, w_dtype), np.empty((h, w, o), dtype), rq,
+               np.array([0, 0, -128, 127], np.int64), (out, counts, bbox))  # fmt: skip
+        results.append((out, counts))
+    for out, counts in results[1:]:
+        np.testing.assert_array_equal(out, results[0][0])
+        np.testing.assert_array_equal(counts, results[0][1])
+    assert np.abs(change).max() > (15 << 20 if case == "edge" else 1 << 17)
+    assert len(np.unique(results[0][0])) > 100  # the outputs show the sums unit by unit
 
 
 def test_the_dense_kernels_fastmath_keeps_its_bound_sound(rng) -> None:

@@ -131,7 +131,8 @@ def test_count_changes_equals_its_reference(seed: int) -> None:
 @pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0)])
 def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) -> None:
     """The kernel's int8 outputs equal the brute-force accumulators requantised by the graph
-    engine's own ``requantize``, with float32 and with int32 sums."""
+    engine's own ``requantize``, with float32 and with int32 sums, each from taps of its own
+    type and from int8 taps."""
     from accelsim.functional.graph_kernels import requantize
     from accelsim.functional.graph_ref import xnnpack_scale
 
@@ -163,14 +164,14 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
     golden_out = rng.integers(-128, 128, size=(golden.shape[0], o, oh, ow)).astype(np.int8)
     golden_out[img[0], :, oy0 : out_box[1] + 1, ox0 : out_box[3] + 1] = want[0]  # unchanged
     want_counts, want_bbox = ref.compare_box_ref(want, golden_out, img, where)
-    for dtype in (np.float32, np.int32):
+    for dtype, w_dtype in [(s, w) for s in (np.float32, np.int32) for w in (s, np.int8)]:
         out = np.empty((img.size, o, bh, bw), np.int8)
         counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
         fault_free = (golden, np.ascontiguousarray(golden_acc.transpose(0, 2, 3, 1)),
                       np.ascontiguousarray(golden_out.transpose(0, 2, 3, 1)))  # fmt: skip
         kb.sparse_conv_kernel(
             fault_free, img, slot, vals, where, conv,
-            np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype),
+            np.ascontiguousarray(weight.transpose(2, 3, 1, 0), w_dtype),
             np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]), (out, counts, bbox),
         )  # fmt: skip
         np.testing.assert_array_equal(out, want)
