@@ -424,8 +424,14 @@ def _on_processes(
         )
         try:
             yield from _bounded(lambda b: pool.submit(_worker_batch, b), batches, 2 * workers, stop)
-        finally:
+        except BaseException:  # Ctrl-C, an error, the caller stopped: running batches not awaited
             pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        # Every batch done: wait for the pool's manager thread to finish. Left running, it raced
+        # Python 3.11's exit hook, which wakes it through a pipe the thread may close between the
+        # hook's check and its write: "OSError: [Errno 9] Bad file descriptor" in two benchmark
+        # scripts that exited right after their campaign (later CPythons lock it: gh-125451).
+        pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager

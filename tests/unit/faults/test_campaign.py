@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.errors import AccelsimError
 from accelsim.faults import campaign as campaign_module
-from accelsim.faults.campaign import CampaignInputs, pending_batches, run_campaign
+from accelsim.faults.campaign import (
+    CampaignInputs,
+    evaluate_faults,
+    pending_batches,
+    run_campaign,
+)
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.faults.store import FaultRows, open_store, read_rows
@@ -341,3 +347,15 @@ def test_default_batches_give_every_worker_work() -> None:
     assert _batch_size(None, 1000, 3, 4) == 1
     assert _batch_size(None, 10_000, 600, 2) == 64  # LeNet-5's benchmark: unchanged
     assert _batch_size(7, 1000, 40, 2) == 7
+
+
+def test_a_finished_pool_leaves_no_thread_behind(campaign) -> None:
+    """Once every batch is done the process pool's manager thread has ended: left running, it
+    races Python 3.11's exit hook (a write to a pipe it closes: EBADF at interpreter exit)."""
+    from concurrent.futures.process import _ExecutorManagerThread
+
+    inputs, faults = campaign
+    rows = evaluate_faults(inputs, faults, workers=2, batch_size=7)
+    assert len(rows) == len(faults)
+    alive = [t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread)]
+    assert alive == []
