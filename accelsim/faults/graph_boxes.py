@@ -329,6 +329,16 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
     the fault-free tensor with ``entry`` laid over: computed from the changed inputs alone
     (``sparse_conv_kernel``, on the fault-free accumulators) where that is cheaper, else by
     one GEMM over the box."""
+    out, counts, bbox = conv_box_values(g, nd, state, live, rows, entry, out_box)
+    if counts is None:
+        return box_entry(out, state.values[nd.output], live, rows, out_box)
+    return _entry_of(out, rows, out_box, counts, bbox)
+
+
+def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
+                    entry: Entry, out_box: Box) -> tuple[I8, I64 | None, I64 | None]:  # fmt: skip
+    """``conv_box``'s outputs (rows, O, box) before the comparison, and the comparison with
+    the fault-free output (counts, bbox) where the sparse kernel made it (else None)."""
     p = g.params[nd.name]
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
@@ -357,12 +367,11 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
         fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
         kb.sparse_conv_kernel(fault_free, img, slot, entry[1], where, conv, w_t, delta,
                               prep.rq, prep.q, (out, out_counts, bbox))  # fmt: skip
-        return _entry_of(out, rows, out_box, out_counts, bbox)
+        return out, out_counts, bbox
     acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-    out = out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
-    return box_entry(out, state.values[nd.output], live, rows, out_box)
+    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1), None, None
 
 
 def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:

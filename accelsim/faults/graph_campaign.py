@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +33,7 @@ from accelsim.faults.graph_boxes import (
     box_entry,
     changed_entry,
     conv_box,
+    conv_box_values,
     golden_acc,
     golden_pass,
     read_tensor,
@@ -47,8 +50,9 @@ from accelsim.functional.graphio import graph_hash
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
 from accelsim.protection.graph_protected import (
+    PLAIN_MERGES,
+    merge_fault_free,
     merge_node_copies,
-    protect_output,
     protected_graph_values,
 )
 from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan, plan_hash
@@ -226,7 +230,8 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
     """``faulty_graph_output`` for images ``live`` (where the faulty column differs): their
     logits written into ``logits``."""
     g = pnet.net
-    guarded = pnet.plan.mode is not ProtectionMode.NONE
+    mode = pnet.plan.mode
+    guarded = mode is not ProtectionMode.NONE
     target = g.nodes[node].output
     golden = state.values[target]
     flat = golden.reshape(len(golden), -1)
@@ -250,7 +255,9 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
         if not hits:
             continue
         rows = np.unique(np.concatenate(hits))
-        guard = guarded and pnet.plan.for_layer(j) is not None
+        # a protected node merges fault-free copies here (the fault is upstream): the plain
+        # value under PLAIN_MERGES, else merge_fault_free on the plain output
+        guard = guarded and pnet.plan.for_layer(j) is not None and mode not in PLAIN_MERGES
         in_box = union_box([e[2] for e in entries if e is not None])
         fault_free = state.values[nd.output]
         entry: Entry | None
@@ -265,11 +272,14 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
                 continue
             src = nd.inputs[0]
             region, pad = windowed_region(nd, *g.tensors[src].shape[1:], out_box)
-            x_in = read_tensor(state, src, live, rows, entries[0], region)
             sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
-            part = run_node(g, sub, [x_in])
+            x_in = _Lazy(partial(read_tensor, state, src, live, rows, entries[0], region))
+            if nd.op == "CONV_2D":
+                part = conv_box_values(g, nd, state, live, rows, entries[0], out_box)[0]
+            else:
+                part = run_node(g, sub, x_in())
             if guard:
-                part = protect_output(pnet, j, sub, [x_in], part, box=out_box)[0]
+                part = merge_fault_free(pnet, j, sub, part, out_box, x_in)
             entry = box_entry(part, fault_free, live, rows, out_box)
         elif nd.op in ELEMENTWISE and in_box is not None:
             pairs = zip(nd.inputs, entries, strict=True)
@@ -283,18 +293,31 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             pairs = zip(nd.inputs, entries, strict=True)
             ins = [read_tensor(state, t, live, rows, e, None) for t, e in pairs]
             out = None
-            if nd.op == "FULLY_CONNECTED" and not guard:
+            if nd.op == "FULLY_CONNECTED":
                 out = fc_delta(g, nd, state, live[rows], ins[0])
             if out is None:
                 out = run_node(g, nd, ins)
             if guard:
-                out = protect_output(pnet, j, nd, ins, out)[0]
+                out = merge_fault_free(pnet, j, nd, out, None, ins.copy)
             entry = changed_entry(out, fault_free[live[rows]], rows, None)
         if entry is not None:
             changed[nd.output] = entry
     if g.output in changed:
         r, v, _, _ = changed[g.output]
         logits[live[r]] = v
+
+
+class _Lazy:
+    """A node's one input, as the list ``run_node`` takes, read on the first call only (a
+    protected convolution on the sparse path reads it only to recompute split halves)."""
+
+    def __init__(self, read: Callable[[], I8]) -> None:
+        self._read, self._value = read, None
+
+    def __call__(self) -> list[I8]:
+        if self._value is None:
+            self._value = [self._read()]
+        return self._value
 
 
 def sample_graph_faults(

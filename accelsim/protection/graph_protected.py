@@ -21,6 +21,7 @@ node index. Per protected neuron of a node with output zero point zp and activat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -176,6 +177,64 @@ def protect_output(
     if fault is not None and not hit_protected:
         flat[:, fault[0]] = fault[2](flat[:, fault[0]])
     return out, pre
+
+
+# Modes whose fault-free copies merge to the plain value (TMR's vote of three equal codes, DMR's
+# AND or comparison of two equal codes): downstream of a fault, where none of a node's copies is
+# hit, their nodes compute exactly what the unprotected node does (a test holds every code).
+PLAIN_MERGES = (
+    ProtectionMode.NONE, ProtectionMode.TMR, ProtectionMode.DMR_AND, ProtectionMode.DMR_RECOMPUTE,
+)  # fmt: skip
+_PER_CHANNEL = ("offset_bias", "multiplier", "shift")
+
+
+def channel_node(nd: Node, chs: I64, params: Mapping[str, Any]) -> tuple[Node, dict[str, Any]]:
+    """CONV_2D or FULLY_CONNECTED ``nd`` restricted to its output channels ``chs``, and
+    ``params`` (the node's, or a split half's) sliced alike."""
+    o = nd.weight.shape[0]
+    p = dict(params)
+    for k in _PER_CHANNEL:
+        if p.get(k) is not None and np.ndim(p[k]) == 1 and len(p[k]) == o:
+            p[k] = np.asarray(p[k])[chs]
+    p["weight_matrix"] = np.ascontiguousarray(params["weight_matrix"][:, chs])
+    scale = nd.weight_scale
+    if scale is not None and scale.size == o:
+        scale = scale[chs]
+    bias = None if nd.bias is None else nd.bias[chs]
+    return dataclasses.replace(nd, weight=nd.weight[chs], bias=bias, weight_scale=scale), p
+
+
+def merge_fault_free(
+    pnet, i: int, nd: Node, y: I8, box: Box | None, inputs: Callable[[], Sequence[I8]]
+) -> I8:
+    """``protect_output`` without a fault in node ``i``, for the campaign's changed regions:
+    ``y`` (node ``i``'s plain output, over ``box`` of the feature map when given, computed by
+    ``nd`` on ``inputs()``) with its protected neurons merged from their fault-free copies.
+    Unchanged in ``PLAIN_MERGES``; ranger and zero merge ``y`` itself; a split recomputes its
+    halves for the output channels that hold protected neurons only (the whole node for a
+    depthwise convolution, whose channels read their own input channels)."""
+    index = pnet.plan.for_layer(i)
+    if index is None or pnet.plan.mode in PLAIN_MERGES:
+        return y
+    g = pnet.net
+    _, cols = local_columns(index, tuple(g.tensors[g.nodes[i].output].shape), box)
+    if cols.size == 0:
+        return y
+    out = y.copy()
+    flat = out.reshape(len(y), -1)
+    if pnet.plan.mode not in SPLITS:
+        copies = [flat[:, cols].copy()]
+    elif nd.op in ("CONV_2D", "FULLY_CONNECTED"):
+        per = flat.shape[1] // nd.weight.shape[0]  # values per output channel
+        chs, at = np.unique(cols // per, return_inverse=True)
+        sub, params = channel_node(nd, chs, half_params(g, g.nodes[i]))
+        half = run_node(g, sub, inputs(), params=params).reshape(len(y), -1)
+        half = cap_halves(pnet, i, half[:, at * per + cols % per])
+        copies = [half, half.copy()]
+    else:
+        copies = node_copies(pnet, i, nd, inputs(), y, cols)
+    flat[:, cols] = merge_node_copies(pnet, i, copies, flat[:, cols])
+    return out
 
 
 def protected_graph_values(

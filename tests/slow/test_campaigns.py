@@ -13,7 +13,9 @@ from accelsim.cli.main import main
 from accelsim.config.workload import FaultKind, FaultSite, FaultSpec
 from accelsim.config.workload import ProtectionMode as Mode
 from accelsim.datasets import load_dataset
+from accelsim.faults.campaign import evaluate_faults, fault_source
 from accelsim.faults.golden import compute_golden
+from accelsim.faults.graph_campaign import GraphCampaignInputs
 from accelsim.faults.model import fault_batch
 from accelsim.faults.propagate import faulty_classes
 from accelsim.faults.sampling import build_population, sample_faults
@@ -69,6 +71,30 @@ def test_campaign_equals_full_reinference_on_real_networks(name, dataset, mode, 
     got = faulty_classes(state, fault_batch(faults))
     for f, row in zip(faults, got, strict=True):
         np.testing.assert_array_equal(row, classify(protected_logits(pnet, x, fault=f)), str(f))
+
+
+@pytest.mark.parametrize("mode", [Mode.SPLIT, Mode.TMR, Mode.RANGER], ids=lambda m: m.value)
+def test_protected_alexnet_on_the_graph_engine_equals_full_reinference(mode):
+    """What ``run`` and ``inject`` now do for a protected AlexNet: the graph engine, its
+    protected convolutions on the sparse path; every 40th neuron protected, faults over every
+    copy, each fault's changed classes against a full protected re-inference."""
+    net = load_network("alexnet")
+    data = load_dataset("cifar10", "test", data_dir=data_dir_or_fail(), n_images=12)
+    x = quantize_images(net, data.images)
+    labels = data.labels.astype(np.int64)
+    chosen = {i: np.arange(0, int(np.prod(net.layers[i].out_shape)), 40) for i in net.neuron_layers}
+    pnet = ProtectedNetwork(net, plan_from_neurons(net, mode, chosen), profile_ranges(net, x[:5]))
+    source = fault_source(pnet, x, labels)
+    assert isinstance(source, GraphCampaignInputs)
+    spec = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, 40, 0.01, 0.95, 0.5, 9)
+    faults = sample_faults(
+        build_population(net, pnet.plan, spec.kind, 1), spec, rng=np.random.default_rng(9)
+    )
+    rows = evaluate_faults(source, fault_batch(faults))
+    golden = classify(protected_logits(pnet, x))
+    want = [int(np.sum(classify(protected_logits(pnet, x, fault=f)) != golden)) for f in faults]
+    np.testing.assert_array_equal(rows.n_changed, want)
+    assert sum(want) > 0
 
 
 @pytest.mark.parametrize("flow", ["output_stationary", "weight_stationary"])

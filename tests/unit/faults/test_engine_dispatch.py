@@ -1,5 +1,6 @@
-"""Which engine runs a chain's campaign: the graph engine for unprotected chains of
-``GRAPH_ENGINE_MACS`` or more, the chain engine otherwise; the rows are the same either way."""
+"""Which engine runs a chain's campaign: the graph engine for chains of ``GRAPH_ENGINE_MACS``
+or more (protected too, unless they split more than ``SPLIT_GRAPH_SHARE`` of their neurons),
+the chain engine otherwise; the rows are the same either way."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from accelsim.faults.graph_campaign import GraphCampaignInputs
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.faults.store import open_store
+from accelsim.functional.models import n_neurons
 from accelsim.functional.network import quantize_images
 from accelsim.protection.plan import plan_from_neurons
-from accelsim.protection.protected import ProtectedNetwork, unprotected
+from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
 
 
 def _rows(tmp_path: Path, name: str, source, faults):
@@ -49,10 +51,45 @@ def test_a_large_unprotected_chain_runs_on_the_graph_engine_with_the_same_rows(
         np.testing.assert_array_equal(getattr(graph, field), getattr(chain, field))
 
 
-def test_a_protected_chain_stays_on_the_chain_engine(tiny_net, tiny_images, monkeypatch) -> None:
+@pytest.mark.parametrize("mode", [Mode.SPLIT, Mode.TMR, Mode.RANGER], ids=lambda m: m.value)
+def test_a_large_protected_chain_runs_on_the_graph_engine_with_the_same_rows(
+    tmp_path: Path, tiny_net, tiny_images, monkeypatch, mode
+) -> None:
+    x = quantize_images(tiny_net, tiny_images)
+    labels = np.arange(len(x)) % 5
+    layer = tiny_net.neuron_layers[0]
+    plan = plan_from_neurons(tiny_net, mode, {layer: np.array([0, 3])})
+    pnet = ProtectedNetwork(tiny_net, plan, profile_ranges(tiny_net, x))
+    assert plan.n_protected / n_neurons(tiny_net) <= campaign_module.SPLIT_GRAPH_SHARE
+    pop = build_population(tiny_net, plan, FaultKind.SINGLE_BIT, 1)
+    spec = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, "exhaustive", 0.01, 0.95,
+                     0.5, 0)  # fmt: skip
+    faults = fault_batch(sample_faults(pop, spec, rng=np.random.default_rng(0)))
+    assert isinstance(fault_source(pnet, x, labels), CampaignInputs)
+    chain = _rows(tmp_path, "chain", fault_source(pnet, x, labels), faults)
+    monkeypatch.setattr(campaign_module, "GRAPH_ENGINE_MACS", 0)
+    source = fault_source(pnet, x, labels)
+    assert isinstance(source, GraphCampaignInputs)
+    graph = _rows(tmp_path, "graph", source, faults)
+    assert chain.n_changed.sum() > 0
+    assert (faults.copy > 0).any() or mode is Mode.RANGER  # ranger adds no copies
+    for field in ("ids", "layer", "neuron", "copy", "mask", "n_changed", "n_correct"):
+        np.testing.assert_array_equal(getattr(graph, field), getattr(chain, field))
+
+
+def test_a_chain_splitting_many_neurons_stays_on_the_chain_engine(
+    tiny_net, tiny_images, monkeypatch
+) -> None:
     monkeypatch.setattr(campaign_module, "GRAPH_ENGINE_MACS", 0)
     x = quantize_images(tiny_net, tiny_images)
     layer = tiny_net.neuron_layers[0]
-    plan = plan_from_neurons(tiny_net, Mode.SPLIT, {layer: np.array([0, 3])})
-    source = fault_source(ProtectedNetwork(tiny_net, plan, {}), x, np.zeros(len(x), np.int64))
-    assert isinstance(source, CampaignInputs)
+    size = int(np.prod(tiny_net.layers[layer].out_shape))
+    many = np.arange(int(size * 0.8))  # more than SPLIT_GRAPH_SHARE of the network's neurons
+    labels = np.zeros(len(x), np.int64)
+    split = plan_from_neurons(tiny_net, Mode.SPLIT, {layer: many})
+    assert split.n_protected / n_neurons(tiny_net) > campaign_module.SPLIT_GRAPH_SHARE
+    assert isinstance(fault_source(ProtectedNetwork(tiny_net, split, {}), x, labels),
+                      CampaignInputs)  # fmt: skip
+    tmr = plan_from_neurons(tiny_net, Mode.TMR, {layer: many})
+    assert isinstance(fault_source(ProtectedNetwork(tiny_net, tmr, {}), x, labels),
+                      GraphCampaignInputs)  # fmt: skip

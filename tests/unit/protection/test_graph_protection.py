@@ -16,15 +16,19 @@ from accelsim.faults.campaign import CampaignInputs, fault_batch
 from accelsim.faults.graph_campaign import GraphCampaignInputs, faulty_graph_output
 from accelsim.faults.model import apply_fault
 from accelsim.faults.sampling import build_population, sample_faults
-from accelsim.functional.graph import Graph, graph_from_network
+from accelsim.functional.graph import Graph, graph_from_network, run_graph, run_node
 from accelsim.functional.models import layer_sizes
 from accelsim.functional.network import classify, quantize_images
 from accelsim.protection.graph_protected import (
+    PLAIN_MERGES,
+    channel_node,
     graph_ranges,
+    half_params,
+    merge_node_copies,
     protected_graph_classes,
     protected_graph_values,
 )
-from accelsim.protection.plan import plan_from_neurons, plan_from_nvf, splittable
+from accelsim.protection.plan import EXTRA_COPIES, plan_from_neurons, plan_from_nvf, splittable
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges
 from tests.unit.faults.test_graph_campaign import concat, inverted, residual, wide
 
@@ -140,3 +144,37 @@ def test_split_is_refused_where_the_lcu_does_not_hold(rng) -> None:
     plan = plan_from_nvf(fixed, ProtectionMode.SPLIT, nvf, 50.0)
     assert plan.layers == (0,)  # c2 cannot be split: the sweep leaves it out
     assert plan_from_nvf(fixed, ProtectionMode.TMR, nvf, 50.0).layers == (0, 1)
+
+
+@pytest.mark.parametrize("mode", [m for m in PLAIN_MERGES if m is not ProtectionMode.NONE],
+                         ids=lambda m: m.value)  # fmt: skip
+def test_fault_free_copies_merge_to_the_plain_code_in_plain_merge_modes(mode, rng) -> None:
+    # the campaign computes these modes' nodes downstream of a fault as unprotected ones
+    g = converter_zero_points(residual(rng))
+    plan = random_plan(g, mode, rng)
+    codes = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1)
+    pnet = ProtectedNetwork(g, plan, {})
+    for i in plan.layers:
+        copies = [codes.copy() for _ in range(1 + EXTRA_COPIES[mode])]
+        np.testing.assert_array_equal(merge_node_copies(pnet, i, copies, codes), codes)
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+def test_a_channel_slice_computes_those_channels_of_the_node(requantization, rng) -> None:
+    # what a split recomputes for its protected channels only, against the whole node
+    g = wide(rng, requantization)
+    x = rng.integers(-128, 128, size=(5, *g.input_info.shape)).astype(np.int8)
+    values = {g.input: x, **run_graph(g, x, keep=lambda t: True, reference=True)}
+    checked = 0
+    for nd in g.nodes:
+        if nd.op not in ("CONV_2D", "FULLY_CONNECTED"):
+            continue
+        ins = [values[t] for t in nd.inputs]
+        o = nd.weight.shape[0]
+        chs = np.sort(rng.choice(o, max(1, o // 2), replace=False))
+        for params in (g.params[nd.name], half_params(g, nd)):
+            sub, p = channel_node(nd, chs, params)
+            want = run_node(g, nd, ins, params=params, reference=True)[:, chs]
+            np.testing.assert_array_equal(run_node(g, sub, ins, params=p), want)
+            checked += 1
+    assert checked >= 4
