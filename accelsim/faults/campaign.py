@@ -54,9 +54,9 @@ from accelsim.faults.store import (
     write_rows,
 )
 from accelsim.functional.graph import graph_from_network
-from accelsim.functional.models import model_hash, n_neurons
+from accelsim.functional.models import model_hash
 from accelsim.functional.network import Network, classify
-from accelsim.protection.plan import SPLITS, plan_hash
+from accelsim.protection.plan import plan_hash
 from accelsim.protection.protected import ProtectedNetwork, protected_logits
 
 I8 = npt.NDArray[np.int8]
@@ -313,28 +313,25 @@ class StoredCampaign:
     database: Path
 
 
-# A chain of at least this many MACs per image runs on the graph engine: measured on the zoo's
-# chains (docs/benchmarks.md), the graph engine's sparse convolutions from the golden
-# accumulators are 1.7-2.6x faster on AlexNet (90 M MACs), the chain engine's logit bounds
-# 2.2-3.8x faster on LeNet-5 (0.28 M) and MLP-7 (1.9 M). Protected AlexNet (150 faults x 1,000
-# images): the graph engine 1.26-1.27x faster with split on 0.6 % of the neurons, 1.37-1.94x
-# with TMR or ranger on 0.6 or 10 %, but 0.87-0.96x with split on 10 % (its halves are
-# recomputed per protected channel): past SPLIT_GRAPH_SHARE of split neurons chains stay.
+# A chain of at least this many MACs per image runs on the graph engine, protected or not:
+# measured on the zoo's chains (docs/benchmarks.md), the graph engine's sparse convolutions from
+# the golden accumulators are 1.7-2.6x faster on AlexNet (90 M MACs), the chain engine's logit
+# bounds 2.2-3.8x faster on LeNet-5 (0.28 M) and MLP-7 (1.9 M); on a protected AlexNet (150
+# faults x 1,000 images) the graph engine is 1.42-2.09x faster with 0.6 % of the neurons split,
+# under TMR or ranger, and 1.37-2.99x with 10 %.
 GRAPH_ENGINE_MACS = 10_000_000
-SPLIT_GRAPH_SHARE = 0.05
 
 
 def fault_source(pnet: ProtectedNetwork, x: I8, labels: I64) -> FaultSource:
     """The fault source of neuron-output faults in ``pnet``: ``CampaignInputs`` for a chain,
     ``faults.graph_campaign.GraphCampaignInputs`` for a graph, and for a chain of
-    ``GRAPH_ENGINE_MACS`` or more unless it splits more than ``SPLIT_GRAPH_SHARE`` of its
-    neurons (the chain as a graph, with the same plan: the same rows, faster)."""
+    ``GRAPH_ENGINE_MACS`` or more (the chain as a graph, with the same protection plan: the
+    same rows, faster)."""
     from accelsim.faults.graph_campaign import GraphCampaignInputs
 
     net = pnet.net
     if isinstance(net, Network):
-        split_share = pnet.plan.n_protected / n_neurons(net) if pnet.plan.mode in SPLITS else 0
-        if net.macs >= GRAPH_ENGINE_MACS and split_share <= SPLIT_GRAPH_SHARE:
+        if net.macs >= GRAPH_ENGINE_MACS:
             g = graph_from_network(net)
             return GraphCampaignInputs(g, x, labels, pnet.plan, dict(pnet.ranges))
         return CampaignInputs(pnet, x, labels)

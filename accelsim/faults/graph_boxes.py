@@ -329,16 +329,17 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
     the fault-free tensor with ``entry`` laid over: computed from the changed inputs alone
     (``sparse_conv_kernel``, on the fault-free accumulators) where that is cheaper, else by
     one GEMM over the box."""
-    out, counts, bbox = conv_box_values(g, nd, state, live, rows, entry, out_box)
+    out, counts, bbox, _ = conv_box_values(g, nd, state, live, rows, entry, out_box)
     if counts is None:
         return box_entry(out, state.values[nd.output], live, rows, out_box)
     return _entry_of(out, rows, out_box, counts, bbox)
 
 
 def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
-                    entry: Entry, out_box: Box) -> tuple[I8, I64 | None, I64 | None]:  # fmt: skip
-    """``conv_box``'s outputs (rows, O, box) before the comparison, and the comparison with
-    the fault-free output (counts, bbox) where the sparse kernel made it (else None)."""
+                    entry: Entry, out_box: Box, keep_acc: bool = False) -> tuple:  # fmt: skip
+    """``conv_box``'s outputs (rows, O, box) before the comparison, the comparison with the
+    fault-free output (counts, bbox) where the sparse kernel made it (else None), and with
+    ``keep_acc`` the raw accumulators (O, rows, box pixels) (else None)."""
     p = g.params[nd.name]
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
@@ -365,13 +366,15 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
         out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
         out_counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
         fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
+        kept = np.empty((rows.size, *delta.shape), np.int32) if keep_acc else kb.NO_ACC
         kb.sparse_conv_kernel(fault_free, img, slot, entry[1], where, conv, w_t, delta,
-                              prep.rq, prep.q, (out, out_counts, bbox))  # fmt: skip
-        return out, out_counts, bbox
+                              prep.rq, prep.q, (out, out_counts, bbox, kept))  # fmt: skip
+        acc = kept.reshape(rows.size, n_pix, o).transpose(2, 0, 1) if keep_acc else None
+        return out, out_counts, bbox, acc
     acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1), None, None
+    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1), None, None, acc
 
 
 def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:

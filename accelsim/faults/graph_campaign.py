@@ -55,7 +55,7 @@ from accelsim.protection.graph_protected import (
     merge_node_copies,
     protected_graph_values,
 )
-from accelsim.protection.plan import EXTRA_COPIES, ProtectionPlan, plan_hash
+from accelsim.protection.plan import EXTRA_COPIES, SPLITS, ProtectionPlan, plan_hash
 from accelsim.protection.protected import ProtectedNetwork, unprotected
 
 I8 = npt.NDArray[np.int8]
@@ -274,12 +274,14 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             region, pad = windowed_region(nd, *g.tensors[src].shape[1:], out_box)
             sub = dataclasses.replace(nd, attrs={**nd.attrs, "padding": pad})
             x_in = _Lazy(partial(read_tensor, state, src, live, rows, entries[0], region))
+            acc = None  # a split's halves are requantised from the raw accumulators
             if nd.op == "CONV_2D":
-                part = conv_box_values(g, nd, state, live, rows, entries[0], out_box)[0]
+                part, _, _, acc = conv_box_values(g, nd, state, live, rows, entries[0], out_box,
+                                                  keep_acc=mode in SPLITS)  # fmt: skip
             else:
                 part = run_node(g, sub, x_in())
             if guard:
-                part = merge_fault_free(pnet, j, sub, part, out_box, x_in)
+                part = merge_fault_free(pnet, j, sub, part, out_box, x_in, acc=acc)
             entry = box_entry(part, fault_free, live, rows, out_box)
         elif nd.op in ELEMENTWISE and in_box is not None:
             pairs = zip(nd.inputs, entries, strict=True)

@@ -173,6 +173,9 @@ def count_changes_kernel(golden, img, slot, vals, where, counts):
         counts[n, 1] = a
 
 
+NO_ACC = np.zeros((0, 0, 0, 0), np.int32)  # sparse_conv_kernel's acc when none is kept
+
+
 @njit(cache=True, nogil=True)
 def _taps(lo, hi, k, pad, stride, o_lo, o_hi):
     """For input coordinates lo..hi: taps[v - lo, i] = the output coordinate (relative to
@@ -217,13 +220,15 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
     output); ``rq`` = (bias, multiplier, left shift, right shift) int64 and scale float32 per
     channel; ``q`` = (XNNPACK's fp32 requantisation or not, output zero point, clamp lo, clamp
     hi); ``outs`` = (out (n, O, bh, bw) int8, counts (n, 2), bbox (4,)) as in
-    ``compare_box_kernel``. w_t (kh, kw, C, O), int8 or delta's dtype (int8 when the wider
-    copy would not stay in a core's L2); delta (bh, bw, O) scratch: the changes are summed in
-    it, int32, or float32 (faster) where the caller has shown every partial sum below 2^24 in
-    magnitude (the sum of |new - old| times the largest |weight|), so that float32 holds it
-    exactly."""
+    ``compare_box_kernel``, and acc (n, bh, bw, O) int32, where the raw accumulators are kept
+    unless it is empty (``NO_ACC``; a split recomputes its halves from them). w_t (kh, kw, C,
+    O), int8 or delta's dtype (int8 when the wider copy would not stay in a core's L2); delta
+    (bh, bw, O) scratch: the changes are summed in it, int32, or float32 (faster) where the
+    caller has shown every partial sum below 2^24 in magnitude (the sum of |new - old| times
+    the largest |weight|), so that float32 holds it exactly."""
     golden, golden_acc, golden_out = fault_free
-    out, counts, bbox = outs
+    out, counts, bbox, acc = outs
+    keep = acc.shape[0] > 0
     by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
     kh, kw, stride, top, left = conv[0], conv[1], conv[2], conv[3], conv[4]
     bias, mult, lshift, rshift, scale = rq
@@ -287,6 +292,10 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
                 n_diff += hit
                 moved += mv
                 total[py, px] |= hit != 0
+                if keep:
+                    kept = acc[n, py, px]
+                    for o in range(n_out):
+                        kept[o] = g_acc[o] + np.int32(dl[o])
         counts[n, 0] = n_diff
         counts[n, 1] = moved
         for o in range(n_out):
@@ -317,5 +326,5 @@ def warm() -> None:
             sparse_conv_kernel(
                 (one8, np.zeros((1, 1, 1, 1), np.int32), one8), i1, i1, one8, box, conv,
                 np.zeros((1, 1, 1, 1), w_dtype), np.zeros((1, 1, 1), dtype), rq,
-                np.array([0, 0, -128, 127], np.int64), (one8.copy(), counts, bbox),
+                np.array([0, 0, -128, 127], np.int64), (one8.copy(), counts, bbox, NO_ACC),
             )  # fmt: skip

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from accelsim.config.workload import ProtectionMode
 from accelsim.errors import AccelsimError
 from accelsim.functional.graph import Graph, Node, run_graph, run_node
+from accelsim.functional.graph_kernels import requantize
 from accelsim.functional.graph_ref import quantized_activation_range
 from accelsim.functional.models import neuron_layers
 from accelsim.functional.network import classify
@@ -205,14 +206,16 @@ def channel_node(nd: Node, chs: I64, params: Mapping[str, Any]) -> tuple[Node, d
 
 
 def merge_fault_free(
-    pnet, i: int, nd: Node, y: I8, box: Box | None, inputs: Callable[[], Sequence[I8]]
-) -> I8:
+    pnet, i: int, nd: Node, y: I8, box: Box | None, inputs: Callable[[], Sequence[I8]],
+    *, acc: np.ndarray | None = None,
+) -> I8:  # fmt: skip
     """``protect_output`` without a fault in node ``i``, for the campaign's changed regions:
     ``y`` (node ``i``'s plain output, over ``box`` of the feature map when given, computed by
     ``nd`` on ``inputs()``) with its protected neurons merged from their fault-free copies.
-    Unchanged in ``PLAIN_MERGES``; ranger and zero merge ``y`` itself; a split recomputes its
-    halves for the output channels that hold protected neurons only (the whole node for a
-    depthwise convolution, whose channels read their own input channels)."""
+    Unchanged in ``PLAIN_MERGES``; ranger and zero merge ``y`` itself; a split requantises its
+    halves from ``acc`` (the raw accumulators (O, N, box pixels) of a CONV_2D) when given, else
+    recomputes them for the output channels that hold protected neurons only (the whole node
+    for a depthwise convolution, whose channels read their own input channels)."""
     index = pnet.plan.for_layer(i)
     if index is None or pnet.plan.mode in PLAIN_MERGES:
         return y
@@ -224,6 +227,15 @@ def merge_fault_free(
     flat = out.reshape(len(y), -1)
     if pnet.plan.mode not in SPLITS:
         copies = [flat[:, cols].copy()]
+    elif acc is not None:
+        per = acc.shape[2]
+        ch = cols // per
+        p = half_params(g, g.nodes[i])
+        sliced = [None if p.get(k) is None else np.asarray(p[k])[ch] for k in _PER_CHANNEL]
+        moved = np.asarray(acc[ch, :, cols % per], np.float64)[:, :, None]  # (n_cols, N, 1)
+        half = requantize(moved, *sliced, g.tensors[nd.output].zero_point, p["act_range"])
+        half = cap_halves(pnet, i, half[:, :, 0])
+        copies = [half, half.copy()]
     elif nd.op in ("CONV_2D", "FULLY_CONNECTED"):
         per = flat.shape[1] // nd.weight.shape[0]  # values per output channel
         chs, at = np.unique(cols // per, return_inverse=True)

@@ -124,7 +124,7 @@ def test_the_sparse_kernels_contraction_changes_nothing(case: str) -> None:
         counts, bbox = np.empty((1, 2), np.int64), np.empty(4, np.int64)
         kernel((golden, golden_acc, golden_out), np.array([1]), np.array([0]), vals, where,
                conv, np.ascontiguousarray(weight, w_dtype), np.empty((h, w, o), dtype), rq,
-               np.array([0, 0, -128, 127], np.int64), (out, counts, bbox))  # fmt: skip
+               np.array([0, 0, -128, 127], np.int64), (out, counts, bbox, kb.NO_ACC))  # fmt: skip
         results.append((out, counts))
     for out, counts in results[1:]:
         np.testing.assert_array_equal(out, results[0][0])

@@ -1,6 +1,5 @@
 """Which engine runs a chain's campaign: the graph engine for chains of ``GRAPH_ENGINE_MACS``
-or more (protected too, unless they split more than ``SPLIT_GRAPH_SHARE`` of their neurons),
-the chain engine otherwise; the rows are the same either way."""
+or more, protected or not, the chain engine otherwise; the rows are the same either way."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from accelsim.faults.graph_campaign import GraphCampaignInputs
 from accelsim.faults.model import fault_batch
 from accelsim.faults.sampling import build_population, sample_faults
 from accelsim.faults.store import open_store
-from accelsim.functional.models import n_neurons
 from accelsim.functional.network import quantize_images
 from accelsim.protection.plan import plan_from_neurons
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges, unprotected
@@ -60,7 +58,6 @@ def test_a_large_protected_chain_runs_on_the_graph_engine_with_the_same_rows(
     layer = tiny_net.neuron_layers[0]
     plan = plan_from_neurons(tiny_net, mode, {layer: np.array([0, 3])})
     pnet = ProtectedNetwork(tiny_net, plan, profile_ranges(tiny_net, x))
-    assert plan.n_protected / n_neurons(tiny_net) <= campaign_module.SPLIT_GRAPH_SHARE
     pop = build_population(tiny_net, plan, FaultKind.SINGLE_BIT, 1)
     spec = FaultSpec(FaultSite.NEURON_OUTPUT, FaultKind.SINGLE_BIT, 1, "exhaustive", 0.01, 0.95,
                      0.5, 0)  # fmt: skip
@@ -75,21 +72,3 @@ def test_a_large_protected_chain_runs_on_the_graph_engine_with_the_same_rows(
     assert (faults.copy > 0).any() or mode is Mode.RANGER  # ranger adds no copies
     for field in ("ids", "layer", "neuron", "copy", "mask", "n_changed", "n_correct"):
         np.testing.assert_array_equal(getattr(graph, field), getattr(chain, field))
-
-
-def test_a_chain_splitting_many_neurons_stays_on_the_chain_engine(
-    tiny_net, tiny_images, monkeypatch
-) -> None:
-    monkeypatch.setattr(campaign_module, "GRAPH_ENGINE_MACS", 0)
-    x = quantize_images(tiny_net, tiny_images)
-    layer = tiny_net.neuron_layers[0]
-    size = int(np.prod(tiny_net.layers[layer].out_shape))
-    many = np.arange(int(size * 0.8))  # more than SPLIT_GRAPH_SHARE of the network's neurons
-    labels = np.zeros(len(x), np.int64)
-    split = plan_from_neurons(tiny_net, Mode.SPLIT, {layer: many})
-    assert split.n_protected / n_neurons(tiny_net) > campaign_module.SPLIT_GRAPH_SHARE
-    assert isinstance(fault_source(ProtectedNetwork(tiny_net, split, {}), x, labels),
-                      CampaignInputs)  # fmt: skip
-    tmr = plan_from_neurons(tiny_net, Mode.TMR, {layer: many})
-    assert isinstance(fault_source(ProtectedNetwork(tiny_net, tmr, {}), x, labels),
-                      GraphCampaignInputs)  # fmt: skip

@@ -167,14 +167,17 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
     for dtype, w_dtype in [(s, w) for s in (np.float32, np.int32) for w in (s, np.int8)]:
         out = np.empty((img.size, o, bh, bw), np.int8)
         counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
+        kept = np.empty((img.size, bh, bw, o), np.int32)  # the raw accumulators, kept
         fault_free = (golden, np.ascontiguousarray(golden_acc.transpose(0, 2, 3, 1)),
                       np.ascontiguousarray(golden_out.transpose(0, 2, 3, 1)))  # fmt: skip
         kb.sparse_conv_kernel(
             fault_free, img, slot, vals, where, conv,
             np.ascontiguousarray(weight.transpose(2, 3, 1, 0), w_dtype),
-            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]), (out, counts, bbox),
+            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]),
+            (out, counts, bbox, kept),
         )  # fmt: skip
         np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(kept.reshape(img.size, -1, o).transpose(2, 0, 1), acc)
         np.testing.assert_array_equal(counts, want_counts)
         np.testing.assert_array_equal(bbox, want_bbox)
     assert want_counts[0, 0] == 0
@@ -197,7 +200,7 @@ def test_sparse_conv_by_hand() -> None:
         np.array([1, 1, 1, 1, 0, 2, 0, 2]), np.array([3, 3, 1, 1, 1, 0]), weight,
         np.empty((3, 3, 1), np.float32),
         (np.zeros(1, np.int64), one << 30, one, np.zeros(1, np.int64), np.zeros(1, np.float32)),
-        np.array([0, 0, -128, 127]), (out, counts, bbox),
+        np.array([0, 0, -128, 127]), (out, counts, bbox, kb.NO_ACC),
     )  # fmt: skip
     np.testing.assert_array_equal(out[0, 0], 10 + 3 * np.arange(9)[::-1].reshape(3, 3))
     # tap (2, 2) reaches output (0, 0) with weight 8, ...: 8 outputs move, by 3 * (0 + ... + 8)

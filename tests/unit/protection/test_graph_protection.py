@@ -178,3 +178,34 @@ def test_a_channel_slice_computes_those_channels_of_the_node(requantization, rng
             np.testing.assert_array_equal(run_node(g, sub, ins, params=p), want)
             checked += 1
     assert checked >= 4
+
+
+@pytest.mark.parametrize("tap_cost", [0, 10**12], ids=["sparse", "gemm"])
+@pytest.mark.parametrize("mode", [ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED],
+                         ids=lambda m: m.value)  # fmt: skip
+def test_split_halves_from_either_convolution_path_equal_full_reinference(
+    tap_cost, mode, rng, monkeypatch
+) -> None:
+    # the halves of a split convolution downstream of a fault come from the raw accumulators
+    # that the sparse kernel keeps, or that the GEMM over the box gives
+    from accelsim.faults import graph_boxes
+
+    monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
+    g = converter_zero_points(wide(rng))
+    x = rng.integers(-128, 128, size=(10, *g.input_info.shape)).astype(np.int8)
+    plan = random_plan(g, mode, rng)
+    pnet = ProtectedNetwork(g, plan, {})
+    state = GraphCampaignInputs(g, x, np.zeros(len(x), np.int64), plan, {}).golden()
+    faults = sampled_faults(g, plan, 80, seed=int(rng.integers(1000)))
+    fault_free = protected_graph_values(pnet, x, reference=True)[0][g.output]
+    moved = 0
+    for k in range(len(faults)):
+        node, index, copy, mask, kind = (int(a[k]) for a in (
+            faults.layer, faults.index, faults.copy, faults.mask, faults.kind))  # fmt: skip
+        hit = (node, index, copy, lambda v, m=mask, k=kind: apply_fault(v, m, k))
+        want = protected_graph_values(pnet, x, fault=hit, reference=True)[0][g.output]
+        got = faulty_graph_output(pnet, state, node, index, mask, kind, copy=copy)
+        np.testing.assert_array_equal(got, want, err_msg=str((node, index, copy, mask)))
+        moved += bool(np.any(want != fault_free))
+    assert moved > 10
