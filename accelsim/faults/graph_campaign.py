@@ -310,8 +310,9 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
 
 
 class _Lazy:
-    """A node's one input, as the list ``run_node`` takes, read on the first call only (a
-    protected convolution on the sparse path reads it only to recompute split halves)."""
+    """A windowed node's input region, as the list ``run_node`` takes, read on the first call
+    only (a convolution, protected or not, never reads it: its box comes from the changed
+    inputs or the GEMM's own im2col)."""
 
     def __init__(self, read: Callable[[], I8]) -> None:
         self._read, self._value = read, None
