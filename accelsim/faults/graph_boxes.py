@@ -146,8 +146,11 @@ def _where(entry: Entry | None, box: Box) -> I64:
 def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry | None,
           region: Box | None) -> I8:  # fmt: skip
     """Tensor ``t`` of images ``live[rows]``: the fault-free values with the changed ones laid
-    over, whole or only ``region`` of a feature map."""
+    over, whole or only ``region`` of a feature map; the entry's own values (not a copy: read
+    them only) where every row changed and its box is the region."""
     golden = state.values[t]
+    if entry is not None and entry[2] == region and region and entry[0].size == rows.size:
+        return entry[1]  # entry rows are a subset of rows: of equal size, they are rows
     if region is not None and (entry is None or entry[2] is not None):
         y0, y1, x0, x1 = region
         out = np.empty((rows.size, golden.shape[1], y1 - y0 + 1, x1 - x0 + 1), np.int8)
