@@ -186,6 +186,8 @@ def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64) -> Entry | N
     if not keep.any():
         return None
     y0, y1, x0, x1 = (int(v) for v in bbox)
+    if (y0, y1, x0, x1) == tuple(box) and keep.all():
+        return rows, out, (y0, y1, x0, x1), counts  # every row, the whole box: no copy
     sub = out[keep][:, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1]
     return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1), counts[keep]
 
