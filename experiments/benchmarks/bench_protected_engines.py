@@ -69,6 +69,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    known = [m.value for m in ProtectionMode]
+    bad = [m for m in args.modes.split(",") if m not in known]
+    if bad:
+        ap.error(f"--modes: {', '.join(bad)} unknown; choose from {', '.join(known)}")
 
     net = load_network(args.network)
     data = load_dataset(DATASETS[args.network], "test", n_images=args.images)

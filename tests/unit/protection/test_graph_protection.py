@@ -180,11 +180,12 @@ def test_a_channel_slice_computes_those_channels_of_the_node(requantization, rng
     assert checked >= 4
 
 
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
 @pytest.mark.parametrize("tap_cost", [0, 10**12], ids=["sparse", "gemm"])
 @pytest.mark.parametrize("mode", [ProtectionMode.SPLIT, ProtectionMode.SPLIT_CLAMPED],
                          ids=lambda m: m.value)  # fmt: skip
 def test_split_halves_from_either_convolution_path_equal_full_reinference(
-    tap_cost, mode, rng, monkeypatch
+    tap_cost, mode, requantization, rng, monkeypatch
 ) -> None:
     # the halves of a split convolution downstream of a fault come from the raw accumulators
     # that the sparse kernel keeps, or that the GEMM over the box gives
@@ -192,7 +193,7 @@ def test_split_halves_from_either_convolution_path_equal_full_reinference(
 
     monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
     monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
-    g = converter_zero_points(wide(rng))
+    g = converter_zero_points(wide(rng, requantization))
     x = rng.integers(-128, 128, size=(10, *g.input_info.shape)).astype(np.int8)
     plan = random_plan(g, mode, rng)
     pnet = ProtectedNetwork(g, plan, {})
