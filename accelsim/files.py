@@ -32,6 +32,14 @@ except ImportError:  # not POSIX: no folder locks (atomic writes still hold)
 LOCK_NAME = ".accelsim.lock"
 
 
+def beside(stem: Path | str, extension: str) -> Path:
+    """``stem`` with ``extension`` appended to its whole name: unlike ``Path.with_suffix``, a
+    dot already in the name (a threshold ``T0.86875``, a model ``net.v2``) is kept, so two
+    stems that differ after their last dot never share a file."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + extension)
+
+
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 

@@ -48,7 +48,7 @@ def nvf_figure(result: NvfResult, title: str) -> Figure:
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
     """Write ``stem``.png and ``stem``.svg; returns the paths."""
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [files.beside(stem, ".png"), files.beside(stem, ".svg")]
     for path in paths:
         with files.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=130, format=path.suffix[1:])

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from accelsim import files
 from accelsim.analysis.store import write_csv
 from accelsim.config.workload import WorkloadSpec
 from accelsim.functional.models import model_hash
@@ -75,7 +76,7 @@ def analyze_workload(
     and the figure beside the cached result."""
     run = workload_nvf(as_workload(workload), **nvf_options)
     result, net, stem = run.result, run.net, run.stem
-    write_csv(result, net, stem.with_suffix(".csv"))
+    write_csv(result, net, files.beside(stem, ".csv"))
     figures = save_figure(nvf_figure(result, net.name), stem)
     nvf = result.nvf
     table = tuple(critical_table(nvf, PAPER_THRESHOLDS, net.name))
@@ -83,5 +84,5 @@ def analyze_workload(
     half = float(np.median(np.concatenate([lay.half_width for lay in result.layers])))
     bound = float(np.median(np.concatenate([result.bound_half_width(lay)
                                             for lay in result.layers])))  # fmt: skip
-    paths = (stem.with_suffix(".npz"), stem.with_suffix(".csv"), *figures)
+    paths = (files.beside(stem, ".npz"), files.beside(stem, ".csv"), *figures)
     return AnalysisResult(run, table, fine, half, bound, paths)

@@ -258,8 +258,9 @@ class Campaign:
             for bits in pop.choices
             if (sel := np.flatnonzero(rows.mask == sum(1 << b for b in bits))).size
         )
-        stem = self.database.with_suffix("")
-        paths = (self.database, stem.with_suffix(".faults.csv"), stem.with_suffix(".summary.csv"))
+        stem = self.database.with_name(self.database.name.removesuffix(".sqlite"))
+        paths = (self.database, files.beside(stem, ".faults.csv"),
+                 files.beside(stem, ".summary.csv"))  # fmt: skip
         _write_fault_csv(paths[1], rows, net, n, golden_correct)
         _write_summary_csv(paths[2], [("all", overall), *(("layer", s) for s in per_layer),
                                       *(("bit", s) for s in per_bit)])  # fmt: skip

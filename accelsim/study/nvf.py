@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from accelsim import files
 from accelsim.analysis.store import analysis_key, load_nvf, save_nvf
 from accelsim.analysis.vulnerability import NvfResult, compute_nvf
 from accelsim.config.workload import (
@@ -116,7 +117,7 @@ def workload_nvf(
     key = analysis_key(net, x, method, mapping, gradient_check)
     folder = Path(output_dir or spec.output_dir) / "analysis"
     stem = folder / f"nvf-{net.name}-{method.value}-{key}"
-    npz = stem.with_suffix(".npz")
+    npz = files.beside(stem, ".npz")
     start = time.perf_counter()
     result = None
     if npz.is_file() and not force:

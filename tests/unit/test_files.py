@@ -144,3 +144,12 @@ def test_a_holder_may_take_its_folder_again_and_the_outermost_release_frees_it(
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_beside_keeps_dots_already_in_the_name(tmp_path: Path) -> None:
+    assert files.beside(tmp_path / "campaign-net-T0.86875", ".faults.csv") == (
+        tmp_path / "campaign-net-T0.86875.faults.csv"
+    )
+    assert files.beside("nvf-net.v2-linear", ".npz") == Path("nvf-net.v2-linear.npz")
+    # the trap it replaces: with_suffix cuts the name at its last dot
+    assert Path("campaign-net-T0.5").with_suffix(".csv").name == "campaign-net-T0.csv"

@@ -53,6 +53,23 @@ def test_inject_json_summary_and_files(capsys, tmp_path: Path) -> None:
         assert next(csv.DictReader(fh))["group"] == "all"
 
 
+def test_dotted_thresholds_keep_their_own_csv_files(capsys, tmp_path: Path) -> None:
+    """Thresholds 0.5 and 0.9 in one output folder: each campaign's CSVs carry its whole
+    name (``...-T0.5.faults.csv``), so neither overwrites the other's."""
+    names = {}
+    for threshold in ("0.5", "0.9"):
+        doc = _inject(capsys, tmp_path, "--faults", "10", "--protection", "split",
+                      "--threshold", threshold, "--test-images", "20")  # fmt: skip
+        names[threshold] = [Path(f).name for f in doc["files"]]
+    for threshold, (db, faults_csv, summary_csv) in names.items():
+        stem = f"campaign-lenet5-split-T{threshold}"
+        assert (db, faults_csv, summary_csv) == (
+            f"{stem}.sqlite", f"{stem}.faults.csv", f"{stem}.summary.csv")  # fmt: skip
+        with (tmp_path / "campaigns" / faults_csv).open() as fh:
+            assert len(list(csv.DictReader(fh))) == 10
+    assert len(list((tmp_path / "campaigns").glob("*.csv"))) == 4
+
+
 def test_leveugle_default_gives_the_papers_campaign_size(capsys, tmp_path: Path) -> None:
     """LeNet-5 with the workload's defaults (e = 1 %, 95 %, p = 0.5): 7,645 faults, here on
     20 images so that the test stays quick."""
