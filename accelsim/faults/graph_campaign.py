@@ -53,10 +53,10 @@ from accelsim.protection.graph_protected import (
     PLAIN_MERGES,
     merge_fault_free,
     merge_node_copies,
-    protected_graph_values,
+    protected_graph_tensors,
 )
 from accelsim.protection.plan import EXTRA_COPIES, SPLITS, ProtectionPlan, plan_hash
-from accelsim.protection.protected import ProtectedNetwork, unprotected
+from accelsim.protection.protected import ProtectedNetwork, protected_logits, unprotected
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
@@ -121,7 +121,7 @@ class GraphCampaignInputs:
             values, accs = golden_pass(self.graph, self.x, convs)
             pre: dict[int, I8] = {}
         else:
-            (values, pre), accs = protected_graph_values(self.pnet, self.x), {}
+            (values, pre), accs = protected_graph_tensors(self.pnet, self.x), {}
         state = GraphGolden(values, classify(values[self.graph.output]), self.labels, pre)
         state._acc.update(accs)
         for nd in self.graph.nodes:
@@ -137,8 +137,7 @@ class GraphCampaignInputs:
     def fault_free_classes(self) -> I64:
         if self.plan is None:  # batched, without keeping every tensor
             return classify(graph_forward(self.graph, self.x))
-        values, _ = protected_graph_values(self.pnet, self.x)
-        return classify(values[self.graph.output])
+        return classify(protected_logits(self.pnet, self.x))
 
     def order(self, faults: FaultBatch) -> I64:
         """Faults of one node together, in element order."""

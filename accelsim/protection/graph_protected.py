@@ -271,6 +271,28 @@ def protected_graph_values(
     return values, pre
 
 
+def protected_graph_tensors(
+    pnet, x: I8, *, batch_size: int = 256
+) -> tuple[dict[str, I8], dict[int, I8]]:
+    """``protected_graph_values`` of the fault-free network, ``batch_size`` images at a time
+    into arrays made once: the same tensors, without whole-test-set temporaries (a
+    convolution's im2col of 10,000 AlexNet images is 8 GB; at 256 it is 0.2 GB)."""
+    n = len(x)
+    if n <= batch_size:
+        return protected_graph_values(pnet, x)
+    values: dict[str, I8] = {}
+    pre: dict[int, I8] = {}
+    for start in range(0, n, batch_size):
+        part, part_pre = protected_graph_values(pnet, x[start : start + batch_size])
+        for out, got in ((values, part), (pre, part_pre)):
+            for key, a in got.items():
+                if key not in out:
+                    out[key] = np.empty((n, *a.shape[1:]), a.dtype)
+                out[key][start : start + len(a)] = a
+    values[pnet.net.input] = x
+    return values, pre
+
+
 def protected_graph_classes(pnet, x: I8, **kwargs: Any) -> I64:
     values, _ = protected_graph_values(pnet, x, **kwargs)
     return classify(values[pnet.net.output])

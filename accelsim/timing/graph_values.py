@@ -33,7 +33,7 @@ from accelsim.protection.graph_protected import (
     half_params,
     merge_node_copies,
     protect_output,
-    protected_graph_values,
+    protected_graph_tensors,
 )
 from accelsim.protection.plan import SPLITS
 from accelsim.protection.protected import ProtectedNetwork
@@ -197,7 +197,7 @@ class GraphPeCampaignInputs(PeCampaignInputs):
     KIND: ClassVar[bytes] = b"graph-pe"
 
     def golden(self) -> GraphPeGolden:
-        values, _ = protected_graph_values(self.pnet, self.x)
+        values, _ = protected_graph_tensors(self.pnet, self.x)
         return GraphPeGolden(values, classify(values[self.pnet.net.output]), self.labels)
 
     def fault_free_classes(self) -> I64:

@@ -26,6 +26,7 @@ from accelsim.protection.graph_protected import (
     half_params,
     merge_node_copies,
     protected_graph_classes,
+    protected_graph_tensors,
     protected_graph_values,
 )
 from accelsim.protection.plan import EXTRA_COPIES, plan_from_neurons, plan_from_nvf, splittable
@@ -95,6 +96,25 @@ def test_protected_graph_faults_equal_full_reinference(build, mode, rng) -> None
         assert by_id[int(faults.ids[k])] == changed, (mode, fault)
         moved += bool(np.any(want != fault_free))
     assert moved > 0
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, wide])
+@pytest.mark.parametrize("mode", [ProtectionMode.TMR, ProtectionMode.SPLIT], ids=str)
+def test_batched_golden_tensors_equal_one_whole_pass(build, mode, rng) -> None:
+    """The campaign's golden run, 5 images at a time (the last batch short), gives every
+    tensor and every protected node's pre-merge copy of one whole-batch pass."""
+    g = converter_zero_points(build(rng))
+    x = rng.integers(-128, 128, size=(12, *g.input_info.shape)).astype(np.int8)
+    pnet = ProtectedNetwork(g, random_plan(g, mode, rng), graph_ranges(g, x))
+    values, pre = protected_graph_values(pnet, x)
+    got_values, got_pre = protected_graph_tensors(pnet, x, batch_size=5)
+    assert pre
+    assert got_values.keys() == values.keys()
+    assert got_pre.keys() == pre.keys()
+    for want, got in ((values, got_values), (pre, got_pre)):
+        for key, a in want.items():
+            assert got[key].dtype == a.dtype
+            np.testing.assert_array_equal(got[key], a, err_msg=str(key))
 
 
 @pytest.mark.parametrize(
