@@ -141,6 +141,7 @@ from accelsim.interop.tflite_import import ImportResult, ModelImportError, impor
 from accelsim.protection.graph_protected import (
     graph_ranges,
     protected_graph_classes,
+    protected_graph_tensors,
     protected_graph_values,
     split_refusal,
 )
