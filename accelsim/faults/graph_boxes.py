@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.faults import kernels_boxes as kb
+from accelsim.faults.code_check import CODE_CHECK, NO_THRESHOLDS, code_thresholds
 from accelsim.functional import graph_kernels
 from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.graph_kernels import requantize
@@ -31,7 +32,7 @@ I64 = npt.NDArray[np.int64]
 class ConvPrep:
     """What the box kernels need of one CONV_2D, made once per campaign: its weights as the
     GEMM path's (O, kh kw C) float32 matrix and as the sparse kernel's (kh, kw, C, O) in float32,
-    int32 and int8, the largest |weight|, and the requantisation records."""
+    int32 and int8, the largest |weight|, the requantisation records and ``code_thresholds``."""
 
     gemm: npt.NDArray[np.float32]
     taps32: npt.NDArray[np.float32]
@@ -313,7 +314,7 @@ def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
         np.maximum(-shift, 0),
         np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
     )
-    zp = g.tensors[nd.output].zero_point
+    q = np.array([fp32, g.tensors[nd.output].zero_point, *p["act_range"], CODE_CHECK], np.int64)
     taps = nd.weight.transpose(2, 3, 1, 0)
     prep = ConvPrep(
         np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32),
@@ -321,8 +322,8 @@ def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
         np.ascontiguousarray(taps, np.int32),
         np.ascontiguousarray(taps, np.int8),
         int(np.abs(nd.weight.astype(np.int64)).max()),
-        rq,
-        np.array([int(fp32), zp, *p["act_range"]], np.int64),
+        (*rq, code_thresholds(rq, q) if CODE_CHECK else NO_THRESHOLDS),
+        q,
     )
     state._prep[nd.name] = prep
     return prep

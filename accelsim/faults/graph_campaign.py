@@ -42,6 +42,7 @@ from accelsim.faults.graph_boxes import (
     windowed_region,
 )
 from accelsim.faults.graph_fc import fc_delta, fc_prep
+from accelsim.faults.kernels_pool import POOLS, pool_box
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
@@ -264,8 +265,9 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             out_box = window_box(g, nd, in_box)
             if out_box is None:
                 continue
-            if nd.op == "CONV_2D" and not guard:
-                entry = conv_box(g, nd, state, live, rows, entries[0], out_box)
+            if (nd.op == "CONV_2D" or nd.op in POOLS) and not guard:
+                box_of = conv_box if nd.op == "CONV_2D" else pool_box
+                entry = box_of(g, nd, state, live, rows, entries[0], out_box)
                 if entry is not None:
                     changed[nd.output] = entry
                 continue

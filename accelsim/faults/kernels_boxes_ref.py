@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.functional import graph_ref
+
 I8 = npt.NDArray[np.int8]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -93,3 +95,19 @@ def sparse_conv_ref(
     base = golden_acc[img][:, :, oy0 : oy1 + 1, ox0 : ox1 + 1].astype(np.int64)
     acc = base + sums[0] - sums[1]
     return acc.transpose(1, 0, 2, 3).reshape(weight.shape[0], img.size, -1).astype(np.int32)
+
+
+def pool_box_ref(golden: I8, golden_out: I8, img: I64, slot: I64, vals: I8, where: I64,
+                 pool: I64) -> tuple[I8, I64, I64]:  # fmt: skip
+    """The pool of the whole overlaid map by the specification (``graph_ref``), cropped to the
+    output box, and ``compare_box_ref`` of it."""
+    kh, kw, stride, top, left, average, lo, hi = (int(v) for v in pool)
+    _, _, h, w = golden.shape
+    oh, ow = golden_out.shape[2:]
+    full = read_overlay_ref(golden, img, slot, vals, np.array([*where[:4], 0, h - 1, 0, w - 1]))
+    padding = (top, (oh - 1) * stride + kh - h - top, left, (ow - 1) * stride + kw - w - left)
+    spec = graph_ref.average_pool2d if average else graph_ref.max_pool2d
+    pooled = spec(full, size=(kh, kw), stride=stride, padding=padding, act_range=(lo, hi))
+    oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
+    out = np.ascontiguousarray(pooled[:, :, oy0 : oy1 + 1, ox0 : ox1 + 1])
+    return (out, *compare_box_ref(out, golden_out, img, where))

@@ -90,6 +90,7 @@ def test_the_sparse_kernels_contraction_changes_nothing(case: str) -> None:
     import numba
 
     from accelsim.faults import kernels_boxes as kb
+    from accelsim.faults.code_check import NO_THRESHOLDS
 
     rng = np.random.default_rng(3)
     c, h, w, o = 57, 6, 6, 16
@@ -113,7 +114,7 @@ def test_the_sparse_kernels_contraction_changes_nothing(case: str) -> None:
     conv = np.array([3, 3, 1, 1, 1, 0], np.int64)
     one = np.ones(o, np.int64)
     rq = (np.zeros(o, np.int64), one << 30, np.zeros(o, np.int64), np.zeros(o, np.int64),
-          np.zeros(o, np.float32))  # fmt: skip
+          np.zeros(o, np.float32), NO_THRESHOLDS)  # fmt: skip
     plain = numba.njit(nogil=True)(kb.sparse_conv_kernel.py_func)
     results = []
     for kernel, dtype, w_dtype in [(kb.sparse_conv_kernel, np.float32, np.float32),

@@ -10,6 +10,9 @@ import pytest
 
 from accelsim.faults import kernels_boxes as kb
 from accelsim.faults import kernels_boxes_ref as ref
+from accelsim.faults.code_check import NO_THRESHOLDS
+from accelsim.faults.kernels_pool import pool_box_kernel
+from accelsim.functional import graph_ref
 
 
 def _case(rng, c: int, h: int, w: int):
@@ -111,6 +114,55 @@ def test_compare_box_by_hand() -> None:
     np.testing.assert_array_equal(bbox, [1, 3, 1, 2])
 
 
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize(("k", "stride", "pad"), [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+def test_pool_box_equals_its_reference(seed: int, average: bool, k: int, stride: int,
+                                       pad: int) -> None:  # fmt: skip
+    """Read, pool and compare in one pass equal the specification's pool of the overlaid map,
+    cropped to the output box, and its comparison with the fault-free pool."""
+    rng = np.random.default_rng(seed)
+    c, h, w = 3, 8, 7
+    golden, img, slot, vals, box = _case(rng, c, h, w)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    lo, hi = (-128, 127) if seed % 2 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+    pool = np.array([k, k, stride, pad, pad, average, lo, hi], np.int64)
+    spec = graph_ref.average_pool2d if average else graph_ref.max_pool2d
+    bottom = (oh - 1) * stride + k - h - pad
+    right = (ow - 1) * stride + k - w - pad
+    golden_out = spec(golden, size=(k, k), stride=stride, padding=(pad, bottom, pad, right),
+                      act_range=(lo, hi))  # fmt: skip
+    oy0, ox0 = int(rng.integers(0, oh)), int(rng.integers(0, ow))
+    out_box = (oy0, int(rng.integers(oy0, oh)), ox0, int(rng.integers(ox0, ow)))
+    where = np.array([*box, *out_box], np.int64)
+    out = np.empty((img.size, c, out_box[1] - oy0 + 1, out_box[3] - ox0 + 1), np.int8)
+    counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
+    pool_box_kernel(golden, golden_out, img, slot, vals, where, pool, out, counts, bbox)
+    want = ref.pool_box_ref(golden, golden_out, img, slot, vals, where, pool)
+    np.testing.assert_array_equal(out, want[0])
+    np.testing.assert_array_equal(counts, want[1])
+    np.testing.assert_array_equal(bbox, want[2])
+    # by hand: images without values pool the fault-free map, unchanged
+    assert not counts[slot < 0].any()
+
+
+def test_pool_box_by_hand() -> None:
+    """A 2x2 max pool, stride 2, of a 4x4 map whose entry raises (1, 1) from 4 to 9 and lowers
+    (2, 2) from 5 to -3: two window maxima move, by +5 and -4 (to 1, the window's next
+    largest); the other two windows keep theirs."""
+    golden = np.array([[[[1, 2, 0, 0], [3, 4, 0, 0], [0, 0, 5, 1], [0, 0, 1, 1]]]], np.int8)
+    golden_out = np.array([[[[4, 0], [0, 5]]]], np.int8)
+    vals = np.array([[[[9, 0], [0, -3]]]], np.int8)  # entry box rows 1..2, columns 1..2
+    out = np.empty((1, 1, 2, 2), np.int8)
+    counts, bbox = np.empty((1, 2), np.int64), np.empty(4, np.int64)
+    pool_box_kernel(golden, golden_out, np.array([0]), np.array([0]), vals,
+                       np.array([1, 2, 1, 2, 0, 1, 0, 1]),
+                       np.array([2, 2, 2, 0, 0, 0, -128, 127]), out, counts, bbox)  # fmt: skip
+    np.testing.assert_array_equal(out[0, 0], [[9, 0], [0, 1]])
+    np.testing.assert_array_equal(counts, [[2, 9]])
+    np.testing.assert_array_equal(bbox, [0, 1, 0, 1])
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_count_changes_equals_its_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -129,10 +181,13 @@ def test_count_changes_equals_its_reference(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
 @pytest.mark.parametrize(("k", "stride", "pad"), [(3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0)])
-def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) -> None:
+@pytest.mark.parametrize("check", [0, 1])
+def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad, check) -> None:
     """The kernel's int8 outputs equal the brute-force accumulators requantised by the graph
     engine's own ``requantize``, with float32 and with int32 sums, each from taps of its own
-    type and from int8 taps."""
+    type and from int8 taps; requantising every output, and (``check``) only those whose
+    accumulator leaves its fault-free code's thresholds."""
+    from accelsim.faults.code_check import code_thresholds
     from accelsim.functional.graph_kernels import requantize
     from accelsim.functional.graph_ref import xnnpack_scale
 
@@ -157,11 +212,19 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
         mult, shift = scale, None
         rq = (bias, np.zeros(o, np.int64), np.zeros(o, np.int64), np.zeros(o, np.int64), scale)
         fp32 = 1
+    q = np.array([fp32, zp, lo, hi, check])
+    rq = (*rq, code_thresholds(rq, q))
     acc = ref.sparse_conv_ref(golden, golden_acc, img, slot, vals, where, conv, weight)
     want = requantize(acc, bias, mult, shift, zp, (lo, hi))
     bh, bw = out_box[1] - oy0 + 1, out_box[3] - ox0 + 1
     want = want.reshape(img.size, o, bh, bw)
-    golden_out = rng.integers(-128, 128, size=(golden.shape[0], o, oh, ow)).astype(np.int8)
+    # the fault-free outputs: those of the fault-free accumulators, so that many outputs keep
+    # their code (the check's shortcut); random ones in odd seeds (the kernel's outputs do not
+    # depend on them, only the comparison does)
+    ff_acc = np.ascontiguousarray(golden_acc.transpose(1, 0, 2, 3)).reshape(o, len(golden), -1)
+    golden_out = requantize(ff_acc, bias, mult, shift, zp, (lo, hi)).reshape(-1, o, oh, ow)
+    if seed % 2:
+        golden_out = rng.integers(-128, 128, size=(golden.shape[0], o, oh, ow)).astype(np.int8)
     golden_out[img[0], :, oy0 : out_box[1] + 1, ox0 : out_box[3] + 1] = want[0]  # unchanged
     want_counts, want_bbox = ref.compare_box_ref(want, golden_out, img, where)
     for dtype, w_dtype in [(s, w) for s in (np.float32, np.int32) for w in (s, np.int8)]:
@@ -173,8 +236,7 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad) 
         kb.sparse_conv_kernel(
             fault_free, img, slot, vals, where, conv,
             np.ascontiguousarray(weight.transpose(2, 3, 1, 0), w_dtype),
-            np.empty((bh, bw, o), dtype), rq, np.array([fp32, zp, lo, hi]),
-            (out, counts, bbox, kept),
+            np.empty((bh, bw, o), dtype), rq, q, (out, counts, bbox, kept),
         )  # fmt: skip
         np.testing.assert_array_equal(out, want)
         np.testing.assert_array_equal(kept.reshape(img.size, -1, o).transpose(2, 0, 1), acc)
@@ -199,7 +261,8 @@ def test_sparse_conv_by_hand() -> None:
         (golden, golden_acc, golden_out), np.array([0]), np.array([0]), vals,
         np.array([1, 1, 1, 1, 0, 2, 0, 2]), np.array([3, 3, 1, 1, 1, 0]), weight,
         np.empty((3, 3, 1), np.float32),
-        (np.zeros(1, np.int64), one << 30, one, np.zeros(1, np.int64), np.zeros(1, np.float32)),
+        (np.zeros(1, np.int64), one << 30, one, np.zeros(1, np.int64), np.zeros(1, np.float32),
+         NO_THRESHOLDS),
         np.array([0, 0, -128, 127]), (out, counts, bbox, kb.NO_ACC),
     )  # fmt: skip
     np.testing.assert_array_equal(out[0, 0], 10 + 3 * np.arange(9)[::-1].reshape(3, 3))
