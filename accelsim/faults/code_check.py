@@ -28,11 +28,12 @@ def _vector_int64() -> bool:
 
 
 # The sparse convolution requantises an output only when its new accumulator leaves its
-# fault-free code's interval (``code_thresholds``); elsewhere it keeps the code. On
-# a host without AVX-512 the requantisation runs one output at a time and the check saves most
-# of it (about 99 % of the outputs of AlexNet's conv4 keep their code): the replayed kernel took
-# 0.76 of the time on an AVX2-only AMD EPYC; with AVX-512 the requantisation is vectorised and
-# the check's branch was 5-15 % slower (docs/campaigns.md).
+# fault-free code's interval (``code_thresholds``); elsewhere it keeps the code. On a host
+# without AVX-512 the requantisation runs one output at a time and the check saves most of it
+# (a pair reaching AlexNet's conv5 changes a mean 145 of the 16,384 values conv4 wrote, 1,000
+# images): the replayed kernel took 0.76 of the time on an AVX2-only AMD EPYC. With AVX-512
+# the requantisation is vectorised and a check of the same kind was slower, 1.94-1.99 s
+# against 1.66-1.93 s in ResNet-20 replays (docs/campaigns.md).
 CODE_CHECK = not _vector_int64()
 NO_THRESHOLDS = np.zeros((0, 257), np.int64)  # the table when CODE_CHECK is off
 

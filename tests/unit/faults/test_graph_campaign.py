@@ -278,17 +278,23 @@ def test_changed_boxes_equal_full_reinference_on_wide_maps(rng) -> None:
 
 @pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
 @pytest.mark.parametrize(
-    ("tap_cost", "float_limit", "budget"),
-    [(0, 1 << 24, 1 << 30), (0, 0, 1 << 30), (10**9, 1 << 24, 1 << 30), (0, 1 << 24, 0)],
-    ids=["sparse-float32", "sparse-int32", "gemm", "no-accumulators"],
-)
+    ("tap_cost", "float_limit", "budget", "code_check"),
+    [(0, 1 << 24, 1 << 30, False), (0, 1 << 24, 1 << 30, True), (0, 0, 1 << 30, True),
+     (10**9, 1 << 24, 1 << 30, False), (0, 1 << 24, 0, False)],
+    ids=["sparse-float32", "sparse-float32-code-check", "sparse-int32-code-check", "gemm",
+         "no-accumulators"],
+)  # fmt: skip
 def test_both_convolution_paths_equal_full_reinference(
-    rng, monkeypatch, requantization: str, tap_cost: int, float_limit: int, budget: int
-) -> None:
-    """A CONV_2D in a changed box runs from its changed inputs alone (float32 or int32 sums)
-    or by a GEMM over the box; every path gives the full re-inference's logits."""
+    rng, monkeypatch, requantization: str, tap_cost: int, float_limit: int, budget: int,
+    code_check: bool,
+) -> None:  # fmt: skip
+    """A CONV_2D in a changed box runs from its changed inputs alone (float32 or int32 sums,
+    requantising every output or, with the code check, only those that leave their code's
+    thresholds) or by a GEMM over the box; every path gives the full re-inference's logits,
+    whichever check the host would choose."""
     from accelsim.faults import graph_boxes
 
+    monkeypatch.setattr(graph_boxes, "CODE_CHECK", code_check)
     monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
     monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
     monkeypatch.setattr(graph_boxes, "FLOAT_SUM_LIMIT", float_limit)
