@@ -17,8 +17,13 @@ I64 = npt.NDArray[np.int64]
 
 
 def _vector_int64() -> bool:
-    """Whether numba's host target has AVX-512 (``avx512f``): only there does LLVM vectorise the
-    int64 multiplies and variable arithmetic shifts of the requantisation."""
+    """Whether numba compiles for AVX-512 (``avx512f``): only there does LLVM vectorise the int64
+    multiplies and variable arithmetic shifts of the requantisation. The features numba is told
+    to target (``NUMBA_CPU_FEATURES``), else the host's."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
     try:
         from llvmlite import binding
 

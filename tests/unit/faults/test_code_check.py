@@ -1,6 +1,6 @@
 """``code_thresholds`` bounds each code's accumulators exactly, against the specification's
 requantisation (``graph_ref``: TFLite's fixed point and XNNPACK's fp32 scale), for channels
-with and without ReLU, and the host switch is a plain bool."""
+with and without ReLU, and the check runs where numba compiles without AVX-512."""
 
 from __future__ import annotations
 
@@ -61,5 +61,19 @@ def test_each_code_owns_exactly_its_interval(requantization: str, seed: int) -> 
         np.testing.assert_array_equal(located, spec(acc, k))
 
 
-def test_the_check_is_chosen_by_the_host() -> None:
-    assert isinstance(CODE_CHECK, bool)
+def test_the_check_follows_the_features_numba_targets(monkeypatch) -> None:
+    """AVX-512 in the features numba compiles for (``NUMBA_CPU_FEATURES``) turns the check off,
+    their absence turns it on; without them the host's features decide."""
+    from numba.core import config
+
+    from accelsim.faults.code_check import _vector_int64
+
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert _vector_int64() is True
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert _vector_int64() is False
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    from llvmlite import binding
+
+    assert _vector_int64() is bool(binding.get_host_cpu_features().get("avx512f", False))
+    assert CODE_CHECK is not _vector_int64()
