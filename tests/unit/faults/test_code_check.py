@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelsim.faults.code_check import CODE_CHECK, code_thresholds
+from accelsim.faults.code_check import code_thresholds
 from accelsim.functional import graph_ref
 from accelsim.functional.graph_ref import xnnpack_scale
 
@@ -63,7 +63,9 @@ def test_each_code_owns_exactly_its_interval(requantization: str, seed: int) -> 
 
 def test_the_check_follows_the_features_numba_targets(monkeypatch) -> None:
     """AVX-512 in the features numba compiles for (``NUMBA_CPU_FEATURES``) turns the check off,
-    their absence turns it on; without them the host's features decide."""
+    its absence turns it on; without them the host's features decide, and a host whose
+    features llvmlite cannot read gets the check."""
+    from llvmlite import binding
     from numba.core import config
 
     from accelsim.faults.code_check import _vector_int64
@@ -73,7 +75,13 @@ def test_the_check_follows_the_features_numba_targets(monkeypatch) -> None:
     monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
     assert _vector_int64() is False
     monkeypatch.setattr(config, "CPU_FEATURES", "")
-    from llvmlite import binding
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: {"avx2": True, "avx512f": True})
+    assert _vector_int64() is True
+    monkeypatch.setattr(binding, "get_host_cpu_features", lambda: {"avx2": True})
+    assert _vector_int64() is False
 
-    assert _vector_int64() is bool(binding.get_host_cpu_features().get("avx512f", False))
-    assert CODE_CHECK is not _vector_int64()
+    def unknown() -> dict:
+        raise RuntimeError("no features")
+
+    monkeypatch.setattr(binding, "get_host_cpu_features", unknown)
+    assert _vector_int64() is False
