@@ -2,10 +2,11 @@
 
 A fault that reaches a fully connected layer usually changes few of its inputs per image. The
 fault-free raw accumulators ``W x`` (the int8 codes; the input offset is left to
-``offset_bias`` as in ``graph_kernels``) are kept per node; each changed image adds ``(x_new -
-x_old)[f] W[:, f]`` over its own changed inputs f in int64 (``kernels_fc``), then requantises
-as the node does (TFLite's fixed point or XNNPACK's fp32). When more than ``DENSE_SHARE`` of
-the images' inputs changed the node runs whole (BLAS). Results equal ``run_node`` (tests).
+``offset_bias`` as in ``graph_kernels``) are kept per node, int32; each changed image adds
+``(x_new - x_old)[f] W[:, f]`` over its own changed inputs f (``kernels_fc``), then
+requantises as the node does (TFLite's fixed point or XNNPACK's fp32), in the same kernel.
+When more than ``DENSE_SHARE`` of the images' inputs changed the node runs whole (BLAS).
+Results equal ``run_node`` (tests).
 """
 
 from __future__ import annotations
@@ -17,37 +18,60 @@ from accelsim.faults import kernels_fc
 from accelsim.faults.graph_boxes import GraphGolden
 from accelsim.functional import kernels
 from accelsim.functional.graph import Graph, Node
-from accelsim.functional.graph_kernels import requantize
 
 I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
 
-# Above this share of changed inputs (over all the rows) the node runs whole on BLAS. A setting,
-# not tuned: AlexNet's fc1 sees a median 1.7 % per image (docs/campaigns.md).
-DENSE_SHARE = 0.05
+# Above this share of changed inputs (over all the rows) the node runs whole on BLAS. AlexNet's
+# fc1 (3,072 x 512) sees a median 1.7 % per image; replayed calls from 60 faults x 1,000 images
+# (one thread, Zen 4) took 0.16-0.18 s against 1.62-1.73 s whole below 5 %, 0.031-0.034 s
+# against 0.074-0.082 s at 10-20 %: the two would meet near 40 % (docs/campaigns.md).
+DENSE_SHARE = 0.3
 # Fault-free accumulators kept per process, all fully connected nodes together.
 FC_ACC_BUDGET = 1 << 30
+# The int32 sums of ``kernels_fc`` hold any accumulator of int8 codes below this many inputs.
+MAX_INPUTS = 1 << 17
 
 
-def fc_prep(g: Graph, nd: Node, state: GraphGolden) -> tuple[I64, I8] | None:
-    """FULLY_CONNECTED ``nd``'s fault-free raw accumulators (N, O) int64 and its weights
-    transposed (F, O), made once (``GraphCampaignInputs.golden``, before workers fork); None
-    past ``FC_ACC_BUDGET``."""
+def fc_prep(g: Graph, nd: Node, state: GraphGolden) -> tuple | None:
+    """FULLY_CONNECTED ``nd``'s fault-free raw accumulators (N, O) int32, its weights
+    transposed (F, O) and its requantisation records (``kernels_fc``), made once
+    (``GraphCampaignInputs.golden``, before workers fork); None past ``FC_ACC_BUDGET`` or
+    ``MAX_INPUTS``."""
     if nd.name in state._fc:
         return state._fc[nd.name]
     x = state.values[nd.inputs[0]]
-    n, o = len(x), nd.weight.shape[0]
+    n, (o, f) = len(x), nd.weight.shape
     used = sum(r[0].nbytes for r in state._fc.values() if r is not None)
-    if used + 8 * n * o > FC_ACC_BUDGET:
+    if used + 4 * n * o > FC_ACC_BUDGET or f >= MAX_INPUTS:
         state._fc[nd.name] = None
         return None
     wm = g.params[nd.name]["weight_matrix"]
-    acc0 = np.empty((n, o), np.int64)
+    acc0 = np.empty((n, o), np.int32)
     for s in range(0, n, 1024):
         xs = x[s : s + 1024].reshape(-1, wm.shape[0]).astype(np.float32)
         acc0[s : s + 1024] = kernels.exact_matmul(wm.T, xs.T).T
-    state._fc[nd.name] = (acc0, np.ascontiguousarray(nd.weight.T))
+    p = g.params[nd.name]
+    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
+    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
+    rq = (
+        np.asarray(p["offset_bias"], np.int64),
+        np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
+        np.maximum(shift, 0),
+        np.maximum(-shift, 0),
+        np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
+    )
+    q = np.array([fp32, g.tensors[nd.output].zero_point, *p["act_range"]], np.int64)
+    state._fc[nd.name] = (acc0, np.ascontiguousarray(nd.weight.T), rq, q)
     return state._fc[nd.name]
+
+
+def _words(x: I8) -> npt.NDArray[np.uint64]:
+    """Rows of int8 (R, F) as uint64 words, zero-padded to a multiple of 8 values."""
+    pad = -x.shape[1] % 8
+    if pad:
+        x = np.concatenate([x, np.zeros((len(x), pad), np.int8)], axis=1)
+    return x.view(np.uint64)
 
 
 def fc_delta(g: Graph, nd: Node, state: GraphGolden, images: I64, x_new: I8) -> I8 | None:
@@ -61,10 +85,8 @@ def fc_delta(g: Graph, nd: Node, state: GraphGolden, images: I64, x_new: I8) -> 
     prep = fc_prep(g, nd, state)
     if prep is None:
         return None
-    acc = np.empty((len(images), nd.weight.shape[0]), np.int64)
-    kernels_fc.sparse_fc_kernel(x_new, x_old, prep[1], prep[0], np.asarray(images, np.int64),
-                                acc)  # fmt: skip
-    p = g.params[nd.name]
-    out = requantize(acc.T[:, :, None], p["offset_bias"], p.get("multiplier"), p.get("shift"),
-                     g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-    return out[:, :, 0]
+    acc0, weight_t, rq, q = prep
+    out = np.empty((len(images), nd.weight.shape[0]), np.int8)
+    kernels_fc.sparse_fc_kernel((_words(x_new), _words(x_old)), x_new, x_old, weight_t, acc0,
+                                np.asarray(images, np.int64), rq, q, out)  # fmt: skip
+    return out

@@ -181,7 +181,7 @@ def test_fault_propagation_modules_stay_small() -> None:
 
 
 def test_copies_of_the_requantisation_helpers_equal_the_original(rng) -> None:
-    from accelsim.faults import kernels_boxes, kernels_layers, kernels_slack
+    from accelsim.faults import kernels_boxes, kernels_fc, kernels_layers, kernels_slack
     from accelsim.functional import graph_kernels, kernels
 
     n = 20_000
@@ -198,5 +198,5 @@ def test_copies_of_the_requantisation_helpers_equal_the_original(rng) -> None:
         mask = (1 << r) - 1
         x = int(a) << max(s, 0) if abs(int(a)) < 2**40 else int(a)
         want = kernels.scale_by_multiplier(x, m, r, mask, mask >> 1)
-        for copy in (kernels_layers, kernels_slack, graph_kernels, kernels_boxes):
+        for copy in (kernels_layers, kernels_slack, graph_kernels, kernels_boxes, kernels_fc):
             assert copy._scale_by_multiplier(x, m, r, mask, mask >> 1) == want
