@@ -4,6 +4,8 @@ A requantisation is monotonic in the accumulator, so each channel's codes split 
 accumulators into intervals: ``code_thresholds`` tabulates their bounds once per convolution,
 and ``kernels_boxes.sparse_conv_kernel`` keeps an output's fault-free code while its new
 accumulator stays inside that code's interval (exact: the table is the requantisation's own).
+``requant_records`` makes the requantisation records that table and the campaign kernels
+(``kernels_boxes``, ``kernels_fc``) take.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.functional.graph import Graph, Node
 from accelsim.functional.graph_kernels import requantize
 
 I64 = npt.NDArray[np.int64]
@@ -71,3 +74,18 @@ def code_thresholds(rq: tuple[npt.NDArray, ...], q: I64) -> I64:
     out[code(np.full((o, 257), -far)) >= codes] = np.iinfo(np.int64).min
     out[code(np.full((o, 257), far)) < codes] = np.iinfo(np.int64).max
     return out
+
+
+def requant_records(g: Graph, nd: Node) -> tuple[tuple[npt.NDArray, ...], I64]:
+    """The kernels' requantisation records of weighted node ``nd``: ``rq`` = (bias, multiplier,
+    left shift, right shift) int64 and scale float32 per channel, ``q`` = (XNNPACK's fp32
+    scale or TFLite's fixed point, output zero point, clamp lo, clamp hi)."""
+    p = g.params[nd.name]
+    o = nd.weight.shape[0]
+    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
+    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
+    rq = (np.asarray(p["offset_bias"], np.int64),
+          np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
+          np.maximum(shift, 0), np.maximum(-shift, 0),
+          np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32))  # fmt: skip
+    return rq, np.array([fp32, g.tensors[nd.output].zero_point, *p["act_range"]], np.int64)

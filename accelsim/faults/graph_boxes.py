@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.faults import kernels_boxes as kb
-from accelsim.faults.code_check import CODE_CHECK, NO_THRESHOLDS, code_thresholds
+from accelsim.faults.code_check import CODE_CHECK, NO_THRESHOLDS, code_thresholds, requant_records
 from accelsim.functional import graph_kernels
 from accelsim.functional.graph import Graph, Node, run_node
 from accelsim.functional.graph_kernels import requantize
@@ -303,18 +303,9 @@ def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
     """``ConvPrep`` of CONV_2D ``nd``, made on first use and kept in ``state``."""
     if nd.name in state._prep:
         return state._prep[nd.name]
-    p = g.params[nd.name]
     o = nd.weight.shape[0]
-    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
-    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
-    rq = (
-        np.asarray(p["offset_bias"], np.int64),
-        np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
-        np.maximum(shift, 0),
-        np.maximum(-shift, 0),
-        np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
-    )
-    q = np.array([fp32, g.tensors[nd.output].zero_point, *p["act_range"], CODE_CHECK], np.int64)
+    rq, q = requant_records(g, nd)
+    q = np.array([*q, CODE_CHECK], np.int64)
     taps = nd.weight.transpose(2, 3, 1, 0)
     prep = ConvPrep(
         np.ascontiguousarray(nd.weight.transpose(0, 2, 3, 1).reshape(o, -1), np.float32),
@@ -342,10 +333,12 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
 
 
 def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
-                    entry: Entry, out_box: Box, keep_acc: bool = False) -> tuple:  # fmt: skip
-    """``conv_box``'s outputs (rows, O, box) before the comparison, the comparison with the
-    fault-free output (counts, bbox) where the sparse kernel made it (else None), and with
-    ``keep_acc`` the raw accumulators (O, rows, box pixels) (else None)."""
+                    entry: Entry, out_box: Box, keep_acc: bool = False,
+                    channels_last: bool = False) -> tuple:  # fmt: skip
+    """``conv_box``'s outputs (rows, O, box), or (rows, box, O) with ``channels_last``, before
+    the comparison, the comparison with the fault-free output (counts, bbox) where the sparse
+    kernel made it (else None), and with ``keep_acc`` the raw accumulators (O, rows, box
+    pixels) (else None)."""
     p = g.params[nd.name]
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
@@ -364,12 +357,13 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
     if fault_free_acc is not None:
         prep = conv_prep(g, nd, state)
         t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
-        conv = np.array([kh, kw, stride, t, left, 0], np.int64)
+        conv = np.array([kh, kw, stride, t, left, channels_last], np.int64)
         exact32 = int(counts[:, 1].max()) * prep.max_weight < FLOAT_SUM_LIMIT
         w_t = prep.taps32 if exact32 else prep.taps_int
         delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), w_t.dtype)
         w_t = prep.taps8 if w_t.nbytes > TAPS_IN_L2 else w_t
-        out = np.empty((rows.size, o, y1 - y0 + 1, x1 - x0 + 1), np.int8)
+        bx = (y1 - y0 + 1, x1 - x0 + 1)
+        out = np.empty((rows.size, *bx, o) if channels_last else (rows.size, o, *bx), np.int8)
         out_counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
         fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
         kept = np.empty((rows.size, *delta.shape), np.int32) if keep_acc else kb.NO_ACC
@@ -380,7 +374,9 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
     acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-    return out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1), None, None, acc
+    out = out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)
+    out = np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if channels_last else out
+    return out, None, None, acc
 
 
 def changed_entry(out: I8, fault_free: I8, rows: I64, box: Box | None) -> Entry | None:

@@ -42,11 +42,11 @@ from accelsim.faults.graph_boxes import (
     windowed_region,
 )
 from accelsim.faults.graph_fc import fc_delta, fc_prep
-from accelsim.faults.kernels_pool import POOLS, pool_box
+from accelsim.faults.kernels_pool import POOLS, conv_pool_box, pool_box
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
-from accelsim.functional.graph import Graph, graph_forward, run_node
+from accelsim.functional.graph import Graph, Node, graph_forward, run_node
 from accelsim.functional.graphio import graph_hash
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
@@ -265,6 +265,12 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             out_box = window_box(g, nd, in_box)
             if out_box is None:
                 continue
+            pool_nd = _pool_after(pnet, j) if nd.op == "CONV_2D" and not guard else None
+            if pool_nd is not None:  # the pool alone reads this output: one pass for both
+                entry = conv_pool_box(g, nd, pool_nd, state, live, rows, entries[0], out_box)
+                if entry is not None:
+                    changed[pool_nd.output] = entry
+                continue
             if (nd.op == "CONV_2D" or nd.op in POOLS) and not guard:
                 box_of = conv_box if nd.op == "CONV_2D" else pool_box
                 entry = box_of(g, nd, state, live, rows, entries[0], out_box)
@@ -308,6 +314,22 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
     if g.output in changed:
         r, v, _, _ = changed[g.output]
         logits[live[r]] = v
+
+
+def _pool_after(pnet: ProtectedNetwork, j: int) -> Node | None:
+    """The MAX_POOL_2D or AVERAGE_POOL_2D that alone reads node ``j``'s output, where its
+    output merges no copies (``conv_pool_box`` then makes the pool's entry without the
+    node's own); else None."""
+    g = pnet.net
+    out = g.nodes[j].output
+    readers = g.consumers(out)
+    if out == g.output or len(readers) != 1 or readers[0].op not in POOLS:
+        return None
+    k = next(i for i, n in enumerate(g.nodes) if n is readers[0])
+    mode = pnet.plan.mode
+    if mode is not ProtectionMode.NONE and pnet.plan.for_layer(k) is not None:
+        return None if mode not in PLAIN_MERGES else readers[0]
+    return readers[0]
 
 
 class _Lazy:

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.faults import kernels_fc
+from accelsim.faults.code_check import requant_records
 from accelsim.faults.graph_boxes import GraphGolden
 from accelsim.functional import kernels
 from accelsim.functional.graph import Graph, Node
@@ -51,18 +52,7 @@ def fc_prep(g: Graph, nd: Node, state: GraphGolden) -> tuple | None:
     for s in range(0, n, 1024):
         xs = x[s : s + 1024].reshape(-1, wm.shape[0]).astype(np.float32)
         acc0[s : s + 1024] = kernels.exact_matmul(wm.T, xs.T).T
-    p = g.params[nd.name]
-    fp32 = p.get("shift") is None  # XNNPACK's fp32 scale in place of multiplier and shift
-    shift = np.zeros(o, np.int64) if fp32 else np.asarray(p["shift"], np.int64)
-    rq = (
-        np.asarray(p["offset_bias"], np.int64),
-        np.zeros(o, np.int64) if fp32 else np.asarray(p["multiplier"], np.int64),
-        np.maximum(shift, 0),
-        np.maximum(-shift, 0),
-        np.asarray(p["multiplier"], np.float32) if fp32 else np.zeros(o, np.float32),
-    )
-    q = np.array([fp32, g.tensors[nd.output].zero_point, *p["act_range"]], np.int64)
-    state._fc[nd.name] = (acc0, np.ascontiguousarray(nd.weight.T), rq, q)
+    state._fc[nd.name] = (acc0, np.ascontiguousarray(nd.weight.T), *requant_records(g, nd))
     return state._fc[nd.name]
 
 

@@ -244,7 +244,8 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
     requantisation or not, output zero point, clamp lo, clamp hi[, check]): with check
     nonzero, an output whose accumulator stays inside its fault-free code's thresholds keeps
     that code without a requantisation (``code_check.CODE_CHECK``; else the table may be
-    empty); ``outs`` = (out (n, O, bh, bw) int8, counts (n, 2), bbox (4,)) as in
+    empty); ``conv`` = (kh, kw, stride, top, left, channels last); ``outs`` = (out (n, O, bh,
+    bw) int8, or (n, bh, bw, O) with channels last nonzero, counts (n, 2), bbox (4,)) as in
     ``compare_box_kernel``, and acc (n, bh, bw, O) int32, where the raw accumulators are kept
     unless it is empty (``NO_ACC``; a split recomputes its halves from them). w_t (kh, kw, C,
     O), int8 or delta's dtype (int8 when the wider copy would not stay in a core's L2); delta
@@ -256,6 +257,7 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
     keep = acc.shape[0] > 0
     by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
     kh, kw, stride, top, left = conv[0], conv[1], conv[2], conv[3], conv[4]
+    channels_last = conv[5] != 0
     bias, mult, lshift, rshift, scale, codes = rq
     fp32, zp, lo, hi = q[0], q[1], q[2], q[3]
     check = q.size > 4 and q[4] != 0
@@ -329,10 +331,17 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
                         kept[o] = g_acc[o] + np.int32(dl[o])
         counts[n, 0] = n_diff
         counts[n, 1] = moved
-        for o in range(n_out):
+        if channels_last:  # out (n, bh, bw, O): a pool reads it next (kernels_pool)
+            out_n = out[n]
             for py in range(bh):
                 for px in range(bw):
-                    out[n, o, py, px] = ys[py, px, o]
+                    for o in range(n_out):
+                        out_n[py, px, o] = ys[py, px, o]
+        else:
+            for o in range(n_out):
+                for py in range(bh):
+                    for px in range(bw):
+                        out[n, o, py, px] = ys[py, px, o]
     _bbox_of(total, oy0, ox0, bbox)
 
 
@@ -343,7 +352,7 @@ def warm() -> None:
     on two workers ran 3,796 pairs/s against 4,497-4,521 in the next two; with it 4,106-4,171
     against 3,969-5,090 (within the machine's noise)."""
     from accelsim.faults.code_check import CODE_CHECK
-    from accelsim.faults.kernels_pool import pool_box_kernel
+    from accelsim.faults.kernels_pool import pool_box_kernel, pool_cl_kernel
 
     one8 = np.zeros((1, 1, 1, 1), np.int8)
     i1 = np.zeros(1, np.int64)
@@ -356,6 +365,8 @@ def warm() -> None:
     compare_box_kernel(one8, one8, i1, box, counts, bbox)
     pool_box_kernel(one8, one8, i1, i1, one8, box, np.array([1, 1, 1, 0, 0, 0, -128, 127]),
                     one8.copy(), counts, bbox)  # fmt: skip
+    pool_cl_kernel(one8, one8, one8, i1, box, np.array([1, 1, 1, 0, 0, 0, -128, 127]),
+                   one8.copy(), counts, bbox)  # fmt: skip
     rq = (i1, i1, i1, i1, np.zeros(1, np.float32), np.zeros((1, 257), np.int64))
     for dtype in (np.float32, np.int32):
         for w_dtype in (dtype, np.int8):

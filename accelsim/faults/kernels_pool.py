@@ -8,7 +8,16 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from accelsim.faults.graph_boxes import Box, Entry, GraphGolden, _entry_of, _slots, _where
+from accelsim.faults.graph_boxes import (
+    Box,
+    Entry,
+    GraphGolden,
+    _entry_of,
+    _slots,
+    _where,
+    conv_box_values,
+    window_box,
+)
 from accelsim.functional.graph import Graph, Node
 
 I64 = npt.NDArray[np.int64]
@@ -99,21 +108,109 @@ def pool_box_kernel(golden, golden_out, img, slot, vals, where, pool, out, count
 POOLS = ("MAX_POOL_2D", "AVERAGE_POOL_2D")
 
 
+def _pool_record(g: Graph, nd: Node) -> I64:
+    """(kh, kw, stride, top, left, average, lo, hi) of pool ``nd``, as the kernels take it."""
+    kh, kw = nd.attr("size")
+    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
+    lo, hi = g.params[nd.name]["act_range"]
+    return np.array([kh, kw, nd.attr("stride", 1), t, left, nd.op == "AVERAGE_POOL_2D", lo, hi],
+                    np.int64)  # fmt: skip
+
+
 def pool_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
              out_box: Box) -> Entry | None:  # fmt: skip
     """The entry of a pool's outputs in ``out_box`` for images ``live[rows]``, its input the
     fault-free tensor with ``entry`` laid over (``pool_box_kernel``: read, pool and compare in
     one pass)."""
-    kh, kw = nd.attr("size")
-    t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
-    lo, hi = g.params[nd.name]["act_range"]
-    pool = np.array([kh, kw, nd.attr("stride", 1), t, left, nd.op == "AVERAGE_POOL_2D", lo, hi],
-                    np.int64)  # fmt: skip
     y0, y1, x0, x1 = out_box
     n_chan = g.tensors[nd.output].shape[0]
     out = np.empty((rows.size, n_chan, y1 - y0 + 1, x1 - x0 + 1), np.int8)
     counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
     pool_box_kernel(state.values[nd.inputs[0]], state.values[nd.output], live[rows],
-                       _slots(rows, entry), entry[1], _where(entry, out_box), pool, out, counts,
-                       bbox)  # fmt: skip
+                       _slots(rows, entry), entry[1], _where(entry, out_box), _pool_record(g, nd),
+                       out, counts, bbox)  # fmt: skip
     return _entry_of(out, rows, out_box, counts, bbox)
+
+
+@njit(cache=True, nogil=True)
+def pool_cl_kernel(codes, golden_cl, golden_out, img, where, pool, out, counts, bbox):
+    """A pool's outputs over the output box of ``where`` whose input is a convolution's
+    channels-last codes: codes[n] (bh, bw, C) over the input box of ``where``, the fault-free
+    map golden_cl[img[n]] (H, W, C) elsewhere; every window of the box pooled across the
+    channels at once, and the comparison with the fault-free output golden_out (N, C, OH, OW)
+    that ``compare_box_kernel`` makes. Windows, ``pool`` and ``out`` (n, C, obh, obw) as in
+    ``pool_box_kernel``."""
+    cy0, cy1, cx0, cx1, oy0, oy1, ox0, ox1 = where
+    kh, kw, stride, top, left = pool[0], pool[1], pool[2], pool[3], pool[4]
+    average, lo, hi = pool[5] != 0, pool[6], pool[7]
+    h, w, n_chan = golden_cl.shape[1], golden_cl.shape[2], golden_cl.shape[3]
+    bh, bw = oy1 - oy0 + 1, ox1 - ox0 + 1
+    best = np.empty(n_chan, np.int32)
+    total = np.zeros((bh, bw), np.uint8)
+    for n in range(img.size):
+        src = img[n]
+        n_diff = 0
+        moved = 0
+        for py in range(bh):
+            y0 = (oy0 + py) * stride - top
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for px in range(bw):
+                x0 = (ox0 + px) * stride - left
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                start = 0 if average else -128
+                for o in range(n_chan):
+                    best[o] = start
+                for yy in range(ya, yb):
+                    for xx in range(xa, xb):
+                        if cy0 <= yy <= cy1 and cx0 <= xx <= cx1:
+                            v = codes[n, yy - cy0, xx - cx0]
+                        else:
+                            v = golden_cl[src, yy, xx]
+                        if average:
+                            for o in range(n_chan):
+                                best[o] += np.int32(v[o])
+                        else:
+                            for o in range(n_chan):
+                                best[o] = max(best[o], np.int32(v[o]))
+                if average:  # rounded half away from zero, as graph_kernels._pool_kernel
+                    count = (yb - ya) * (xb - xa)
+                    half = count // 2
+                    for o in range(n_chan):
+                        a = np.int64(best[o])
+                        best[o] = (a + half) // count if a > 0 else -((half - a) // count)
+                hit = 0
+                for o in range(n_chan):
+                    r = min(max(np.int64(best[o]), lo), hi)
+                    out[n, o, py, px] = r
+                    d = r - np.int64(golden_out[src, o, oy0 + py, ox0 + px])
+                    hit += d != 0
+                    moved += abs(d)
+                n_diff += hit
+                total[py, px] |= hit != 0
+        counts[n, 0] = n_diff
+        counts[n, 1] = moved
+    bbox[0], bbox[1], bbox[2], bbox[3] = oy1 + 1, oy0 - 1, ox1 + 1, ox0 - 1  # none yet
+    for py in range(bh):
+        for px in range(bw):
+            if total[py, px]:
+                bbox[0], bbox[1] = min(bbox[0], oy0 + py), max(bbox[1], oy0 + py)
+                bbox[2], bbox[3] = min(bbox[2], ox0 + px), max(bbox[3], ox0 + px)
+
+
+def conv_pool_box(g: Graph, nd: Node, pool_nd: Node, state: GraphGolden, live: I64, rows: I64,
+                  entry: Entry, out_box: Box) -> Entry | None:  # fmt: skip
+    """The entry of pool ``pool_nd``'s outputs for images ``live[rows]`` where CONV_2D ``nd``,
+    its input's only producer, recomputes ``out_box`` (``conv_box_values``, channels last):
+    the convolution's own entry is never made (the pool is its output's only reader)."""
+    pool_box_ = window_box(g, pool_nd, out_box)
+    if pool_box_ is None:
+        return None
+    codes = conv_box_values(g, nd, state, live, rows, entry, out_box, channels_last=True)[0]
+    y0, y1, x0, x1 = pool_box_
+    out = np.empty((rows.size, g.tensors[pool_nd.output].shape[0], y1 - y0 + 1, x1 - x0 + 1),
+                   np.int8)  # fmt: skip
+    counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
+    pool_cl_kernel(codes, state.channels_last(nd.output), state.values[pool_nd.output],
+                   live[rows], np.array([*out_box, *pool_box_], np.int64),
+                   _pool_record(g, pool_nd), out, counts, bbox)  # fmt: skip
+    return _entry_of(out, rows, pool_box_, counts, bbox)

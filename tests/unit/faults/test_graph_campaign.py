@@ -311,3 +311,43 @@ def test_both_convolution_paths_equal_full_reinference(
     sparse_calls.clear()  # the golden state loads the kernels once
     assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 150, seed=3)) > 15
     assert bool(sparse_calls) == (tap_cost == 0 and budget > 0)  # the path under test ran
+
+
+def pooled(rng, requantization: str = "tflm"):
+    """Convolutions each read by a max pool alone, as AlexNet's: 2x2 of stride 2, and 3x3 of
+    stride 2 with SAME padding (windows that overlap and cross the map's edge)."""
+    b = Builder(rng, (2, 12, 12))
+    b.weighted("CONV_2D", "c1", "x", (4, 2, 3, 3), (4, 12, 12), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.op("MAX_POOL_2D", "p1", ["c1"], (4, 6, 6), size=(2, 2), stride=2)
+    b.weighted("CONV_2D", "c2", "p1", (5, 4, 3, 3), (5, 6, 6), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.op("MAX_POOL_2D", "p2", ["c2"], (5, 3, 3), size=(3, 3), stride=2, padding=(0, 1, 0, 1))
+    b.op("RESHAPE", "flat", ["p2"], (45,), shape=(45,), order="chw")
+    b.weighted("FULLY_CONNECTED", "fc", "flat", (6, 45), (6,))
+    return b.graph("fc", requantization)
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+@pytest.mark.parametrize("build", [pooled, wide])
+@pytest.mark.parametrize("tap_cost", [0, 10**9], ids=["sparse", "gemm"])
+def test_a_pool_after_its_convolution_equals_full_reinference(
+    rng, monkeypatch, requantization: str, build, tap_cost: int
+) -> None:
+    """A pool that alone reads a convolution's output is computed from the convolution's
+    channels-last codes in one pass (``conv_pool_box``; max pools here, ``wide``'s average
+    pool), on the sparse and on the GEMM path: every fault gives the full re-inference's
+    logits, and the fused path ran."""
+    from accelsim.faults import graph_boxes, kernels_pool
+
+    monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
+    calls = []
+    kernel = kernels_pool.pool_cl_kernel
+    monkeypatch.setattr(kernels_pool, "pool_cl_kernel", lambda *a: calls.append(1) or kernel(*a))
+    g = build(rng, requantization)
+    shape = g.tensors[g.input].shape
+    x = rng.integers(-128, 128, size=(10, *shape)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
+    assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 200, seed=4)) > 20
+    assert calls

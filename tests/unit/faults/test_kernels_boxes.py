@@ -11,7 +11,7 @@ import pytest
 from accelsim.faults import kernels_boxes as kb
 from accelsim.faults import kernels_boxes_ref as ref
 from accelsim.faults.code_check import NO_THRESHOLDS
-from accelsim.faults.kernels_pool import pool_box_kernel
+from accelsim.faults.kernels_pool import pool_box_kernel, pool_cl_kernel
 from accelsim.functional import graph_ref
 
 
@@ -146,6 +146,41 @@ def test_pool_box_equals_its_reference(seed: int, average: bool, k: int, stride:
     assert not counts[slot < 0].any()
 
 
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize(("k", "stride", "pad"), [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+def test_pool_of_channels_last_codes_equals_its_reference(seed: int, average: bool, k: int,
+                                                          stride: int, pad: int) -> None:  # fmt: skip
+    """A pool that reads a convolution's channels-last codes over its output box (every row
+    has them) and the fault-free map elsewhere equals the specification's pool of the
+    overlaid map, cropped to the pool's output box, and its comparison."""
+    rng = np.random.default_rng(seed)
+    c, h, w = 5, 8, 7
+    golden, img, slot, vals, box = _case(rng, c, h, w)
+    slot = np.arange(img.size)
+    vals = rng.integers(-128, 128, size=(img.size, *vals.shape[1:])).astype(np.int8)
+    vals[0] = golden[img[0]][:, box[0] : box[1] + 1, box[2] : box[3] + 1]  # one row unchanged
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    lo, hi = (-128, 127) if seed % 2 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+    pool = np.array([k, k, stride, pad, pad, average, lo, hi], np.int64)
+    spec = graph_ref.average_pool2d if average else graph_ref.max_pool2d
+    padding = (pad, (oh - 1) * stride + k - h - pad, pad, (ow - 1) * stride + k - w - pad)
+    golden_out = spec(golden, size=(k, k), stride=stride, padding=padding, act_range=(lo, hi))
+    oy0, ox0 = int(rng.integers(0, oh)), int(rng.integers(0, ow))
+    out_box = (oy0, int(rng.integers(oy0, oh)), ox0, int(rng.integers(ox0, ow)))
+    where = np.array([*box, *out_box], np.int64)
+    out = np.empty((img.size, c, out_box[1] - oy0 + 1, out_box[3] - ox0 + 1), np.int8)
+    counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
+    pool_cl_kernel(np.ascontiguousarray(vals.transpose(0, 2, 3, 1)),
+                   np.ascontiguousarray(golden.transpose(0, 2, 3, 1)), golden_out, img, where,
+                   pool, out, counts, bbox)  # fmt: skip
+    want = ref.pool_box_ref(golden, golden_out, img, slot, vals, where, pool)
+    np.testing.assert_array_equal(out, want[0])
+    np.testing.assert_array_equal(counts, want[1])
+    np.testing.assert_array_equal(bbox, want[2])
+    assert counts[0, 0] == 0  # the unchanged row pools to the fault-free output
+
+
 def test_pool_box_by_hand() -> None:
     """A 2x2 max pool, stride 2, of a 4x4 map whose entry raises (1, 1) from 4 to 9 and lowers
     (2, 2) from 5 to -3: two window maxima move, by +5 and -4 (to 1, the window's next
@@ -242,6 +277,15 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad, 
         np.testing.assert_array_equal(kept.reshape(img.size, -1, o).transpose(2, 0, 1), acc)
         np.testing.assert_array_equal(counts, want_counts)
         np.testing.assert_array_equal(bbox, want_bbox)
+        # channels last (a pool reads it next): the same codes, (n, bh, bw, O)
+        out_cl = np.empty((img.size, bh, bw, o), np.int8)
+        kb.sparse_conv_kernel(
+            fault_free, img, slot, vals, where, np.array([*conv[:5], 1], np.int64),
+            np.ascontiguousarray(weight.transpose(2, 3, 1, 0), w_dtype),
+            np.empty((bh, bw, o), dtype), rq, q, (out_cl, counts, bbox, kb.NO_ACC),
+        )  # fmt: skip
+        np.testing.assert_array_equal(out_cl, want.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(counts, want_counts)
     assert want_counts[0, 0] == 0
 
 
