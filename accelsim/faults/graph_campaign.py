@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.faults import kernels_boxes as kb
+from accelsim.faults import kernels_fc
 from accelsim.faults.graph_boxes import (
     WINDOWED,
     Entry,
@@ -133,6 +134,7 @@ class GraphCampaignInputs:
             elif nd.op == "FULLY_CONNECTED":
                 fc_prep(self.graph, nd, state)
         kb.warm()
+        kernels_fc.warm()
         return state
 
     def fault_free_classes(self) -> I64:

@@ -85,3 +85,14 @@ def sparse_fc_ref(x_new: I8, x_old: I8, weight_t: I8, acc0: I64, images: I64,
     if fp32:
         return graph_ref._finish(acc, rq[4], None, zp, lo, hi)
     return graph_ref._finish(acc, rq[1], rq[2] - rq[3], zp, lo, hi)
+
+
+def warm() -> None:
+    """Load ``sparse_fc_kernel`` from numba's cache in this process, as ``kernels_boxes.warm``
+    does for the box kernels, so that forked workers share the loaded code."""
+    x = np.zeros((1, 8), np.int8)
+    i1 = np.zeros(1, np.int64)
+    rq = (i1, i1, i1, i1, np.zeros(1, np.float32))
+    sparse_fc_kernel((x.view(np.uint64), x.view(np.uint64)), x, x, np.zeros((8, 1), np.int8),
+                     np.zeros((1, 1), np.int32), i1, rq, np.array([0, 0, -128, 127]),
+                     np.zeros((1, 1), np.int8))  # fmt: skip

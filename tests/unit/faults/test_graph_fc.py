@@ -128,3 +128,29 @@ def test_campaigns_through_the_fc_path_equal_full_reinference(
     state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
     assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 120, seed=5)) > 10
     assert calls  # the path under test ran
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+def test_the_golden_state_loads_the_kernel_the_campaign_calls(rng, monkeypatch,
+                                                              requantization) -> None:  # fmt: skip
+    """``GraphCampaignInputs.golden`` calls the FC kernel (``kernels_fc.warm``) with the very
+    argument types ``fc_delta`` passes, so that forked workers find that specialisation loaded
+    instead of each loading it."""
+    import numba
+
+    from accelsim.faults import kernels_fc
+
+    monkeypatch.setattr(graph_fc, "DENSE_SHARE", 1.0)
+    types = []
+    kernel = kernels_fc.sparse_fc_kernel
+    monkeypatch.setattr(kernels_fc, "sparse_fc_kernel",
+                        lambda *a: types.append(numba.typeof(a)) or kernel(*a))  # fmt: skip
+    g = _fc_graph(rng, requantization)
+    x = rng.integers(-128, 128, size=(6, 4, 6, 6)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(6, np.int64)).golden()
+    assert len(types) == 1  # the warm-up
+    fc1 = next(n for n in g.nodes if n.name == "fc1")
+    x_new = state.values["flat"][[0, 3]].copy()
+    x_new[:, 7] ^= 1
+    assert graph_fc.fc_delta(g, fc1, state, np.array([0, 3]), x_new) is not None
+    assert types[1] == types[0]
