@@ -1,6 +1,9 @@
 """Pools of a changed box in graph campaigns: MAX_POOL_2D and AVERAGE_POOL_2D recompute only
 the windows that hold a changed input (``pool_box_kernel``, held equal to
-``kernels_boxes_ref.pool_box_ref``); ``pool_box`` makes the entry of their output box."""
+``kernels_boxes_ref.pool_box_ref``); ``pool_box`` makes the entry of their output box. A pool
+that alone reads a convolution's output is made in the convolution's call instead
+(``conv_pool_box``): the sparse convolution's codes channels-last, then every window of the
+pool's box across all channels at once (``pool_cl_kernel``, held to the same reference)."""
 
 from __future__ import annotations
 
