@@ -233,7 +233,6 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
     logits written into ``logits``."""
     g = pnet.net
     mode = pnet.plan.mode
-    guarded = mode is not ProtectionMode.NONE
     target = g.nodes[node].output
     golden = state.values[target]
     flat = golden.reshape(len(golden), -1)
@@ -259,7 +258,7 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
         rows = np.unique(np.concatenate(hits))
         # a protected node merges fault-free copies here (the fault is upstream): the plain
         # value under PLAIN_MERGES, else merge_fault_free on the plain output
-        guard = guarded and pnet.plan.for_layer(j) is not None and mode not in PLAIN_MERGES
+        guard = _merges(pnet, j)
         in_box = union_box([e[2] for e in entries if e is not None])
         fault_free = state.values[nd.output]
         entry: Entry | None
@@ -318,20 +317,25 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
         logits[live[r]] = v
 
 
+def _merges(pnet: ProtectedNetwork, j: int) -> bool:
+    """Whether node ``j`` merges fault-free copies on its own path (``merge_fault_free``): a
+    protected node, unless its mode's merge of fault-free copies is the plain value."""
+    mode = pnet.plan.mode
+    return (mode is not ProtectionMode.NONE and pnet.plan.for_layer(j) is not None
+            and mode not in PLAIN_MERGES)  # fmt: skip
+
+
 def _pool_after(pnet: ProtectedNetwork, j: int) -> Node | None:
-    """The MAX_POOL_2D or AVERAGE_POOL_2D that alone reads node ``j``'s output, where its
-    output merges no copies (``conv_pool_box`` then makes the pool's entry without the
-    node's own); else None."""
+    """The MAX_POOL_2D or AVERAGE_POOL_2D that alone reads node ``j``'s output and merges no
+    copies (``conv_pool_box`` then makes the pool's entry without the node's own); else
+    None."""
     g = pnet.net
     out = g.nodes[j].output
     readers = g.consumers(out)
     if out == g.output or len(readers) != 1 or readers[0].op not in POOLS:
         return None
     k = next(i for i, n in enumerate(g.nodes) if n is readers[0])
-    mode = pnet.plan.mode
-    if mode is not ProtectionMode.NONE and pnet.plan.for_layer(k) is not None:
-        return None if mode not in PLAIN_MERGES else readers[0]
-    return readers[0]
+    return None if _merges(pnet, k) else readers[0]
 
 
 class _Lazy:
