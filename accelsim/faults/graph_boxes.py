@@ -18,8 +18,8 @@ import numpy.typing as npt
 
 from accelsim.faults import kernels_boxes as kb
 from accelsim.faults.code_check import CODE_CHECK, NO_THRESHOLDS, code_thresholds, requant_records
-from accelsim.functional import graph_kernels
-from accelsim.functional.graph import Graph, Node, run_node
+from accelsim.faults.graph_golden import golden_acc
+from accelsim.functional.graph import Graph, Node
 from accelsim.functional.graph_kernels import requantize
 from accelsim.functional.kernels import exact_matmul
 
@@ -182,14 +182,18 @@ def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box) -> Entry 
     return _entry_of(out, rows, box, counts, bbox)
 
 
-def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64) -> Entry | None:
+def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64,
+              channels_last: bool = False) -> Entry | None:  # fmt: skip
+    """The entry of ``out`` (rows, C, box), or (rows, box, C) with ``channels_last``, from
+    the kernels' comparison (``compare_box_kernel``'s counts and bbox)."""
     keep = counts[:, 0] > 0
     if not keep.any():
         return None
     y0, y1, x0, x1 = (int(v) for v in bbox)
     if (y0, y1, x0, x1) == tuple(box) and keep.all():
         return rows, out, (y0, y1, x0, x1), counts  # every row, the whole box: no copy
-    sub = out[keep][:, :, y0 - box[0] : y1 - box[0] + 1, x0 - box[2] : x1 - box[2] + 1]
+    ys, xs = slice(y0 - box[0], y1 - box[0] + 1), slice(x0 - box[2], x1 - box[2] + 1)
+    sub = out[keep][:, ys, xs] if channels_last else out[keep][:, :, ys, xs]
     return rows[keep], np.ascontiguousarray(sub), (y0, y1, x0, x1), counts[keep]
 
 
@@ -199,10 +203,6 @@ def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64) -> Entry | N
 # 16); the sparse kernel runs when it is the cheaper by that measure.
 TAP_COST_BASE = 100
 TAP_COST_PER_CHANNEL = 3.5
-# Bytes per process of fault-free accumulators the sparse kernel starts from (AlexNet after
-# conv1: 0.28 MB/image, 10,000 images fit; ResNet-20 after the stem: 0.74 MB, ~4,300 images);
-# convolutions past the budget take the GEMM path.
-ACC_BUDGET = 3 << 30
 # float32 sums of integers are exact below 2^24: the sparse kernel sums in float32 (faster)
 # when no partial sum can reach this
 FLOAT_SUM_LIMIT = 1 << 24
@@ -213,10 +213,10 @@ TAPS_IN_L2 = 1 << 20
 
 
 def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry: Entry | None,
-              out_box: Box) -> npt.NDArray[np.float32]:  # fmt: skip
+              out_box: Box, in_cl: bool = False) -> npt.NDArray[np.float32]:  # fmt: skip
     """Raw accumulators (O, n, box pixels) of a CONV_2D over ``out_box`` for images ``img``,
-    its input the fault-free tensor with ``entry`` laid over: im2col straight from the int8
-    tensor (zero-point padding), one exact GEMM."""
+    its input the fault-free tensor with ``entry`` (channels last with ``in_cl``) laid over:
+    im2col straight from the int8 tensor (zero-point padding), one exact GEMM."""
     o, c, kh, kw = nd.weight.shape
     t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
     zp = g.tensors[nd.inputs[0]].zero_point
@@ -224,79 +224,11 @@ def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry
     n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
     cols = np.empty((img.size * n_pix, c * kh * kw), np.float32)
     conv = np.array([kh, kw, nd.attr("stride", 1), t, left, zp], np.int64)
-    vals = _NO_VALUES if entry is None else np.ascontiguousarray(entry[1].transpose(0, 2, 3, 1))
+    vals = _NO_VALUES if entry is None else entry[1]
+    vals = vals if in_cl else np.ascontiguousarray(vals.transpose(0, 2, 3, 1))
     kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
                              _where(entry, out_box), conv, cols)  # fmt: skip
     return exact_matmul(conv_prep(g, nd, state).gemm, cols.T).reshape(o, img.size, n_pix)
-
-
-def _acc_fits(g: Graph, nd: Node, n: int, used: int) -> bool:
-    o, oh, ow = g.tensors[nd.output].shape
-    return used + 4 * n * o * oh * ow <= ACC_BUDGET
-
-
-def _batch_acc(g: Graph, nd: Node, x: I8) -> np.ndarray:
-    """Raw accumulators (O, n, OH * OW) of CONV_2D ``nd`` on its input ``x``, the graph
-    engine's own GEMM."""
-    return graph_kernels.conv2d_acc(
-        x, nd.weight, g.params[nd.name]["weight_matrix"], stride=nd.attr("stride", 1),
-        padding=tuple(nd.attr("padding", (0, 0, 0, 0))),
-        input_zero_point=g.tensors[nd.inputs[0]].zero_point,
-    )  # fmt: skip
-
-
-def _channels_last_acc(acc: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Channel-major accumulators (O, n, OH * OW) as (n, OH, OW, O)."""
-    _, oh, ow, o = shape
-    return acc.reshape(o, -1, oh, ow).transpose(1, 2, 3, 0)
-
-
-def golden_pass(g: Graph, x: I8, convs: frozenset[str],
-                batch: int = 256) -> tuple[dict[str, I8], dict[str, np.ndarray]]:  # fmt: skip
-    """Every tensor of the unprotected graph on ``x``, batch by batch, and the raw
-    accumulators (N, OH, OW, O) int32 of the CONV_2D nodes in ``convs`` (those a fault can
-    reach) within ``ACC_BUDGET``, from the same GEMM that gives their outputs."""
-    n = len(x)
-    values = {g.input: x, **{nd.output: np.empty((n, *g.tensors[nd.output].shape), np.int8)
-                             for nd in g.nodes}}  # fmt: skip
-    accs: dict[str, np.ndarray] = {}
-    for nd in g.nodes:
-        used = sum(a.nbytes for a in accs.values())
-        if nd.op == "CONV_2D" and nd.name in convs and _acc_fits(g, nd, n, used):
-            o, oh, ow = g.tensors[nd.output].shape
-            accs[nd.name] = np.empty((n, oh, ow, o), np.int32)
-    for s in range(0, n, batch):
-        e = min(s + batch, n)
-        for nd in g.nodes:
-            ins = [values[t][s:e] for t in nd.inputs]
-            if nd.name in accs:
-                p = g.params[nd.name]
-                acc = _batch_acc(g, nd, ins[0])
-                y = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
-                               g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
-                accs[nd.name][s:e] = _channels_last_acc(acc, accs[nd.name].shape)
-                values[nd.output][s:e] = y.reshape(e - s, *g.tensors[nd.output].shape)
-            else:
-                values[nd.output][s:e] = run_node(g, nd, ins)
-    return values, accs
-
-
-def golden_acc(g: Graph, nd: Node, state: GraphGolden) -> npt.NDArray[np.int32] | None:
-    """The fault-free raw accumulators (N, OH, OW, O) of CONV_2D ``nd``, made on first use;
-    None past ``ACC_BUDGET``."""
-    if nd.name in state._acc:
-        return state._acc[nd.name]
-    x = state.values[nd.inputs[0]]
-    used = sum(a.nbytes for a in state._acc.values() if a is not None)
-    if not _acc_fits(g, nd, len(x), used):
-        state._acc[nd.name] = None
-        return None
-    o, oh, ow = g.tensors[nd.output].shape
-    out = np.empty((len(x), oh, ow, o), np.int32)
-    for s in range(0, len(x), 256):
-        out[s : s + 256] = _channels_last_acc(_batch_acc(g, nd, x[s : s + 256]), out.shape)
-    state._acc[nd.name] = out
-    return out
 
 
 def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
@@ -321,24 +253,34 @@ def conv_prep(g: Graph, nd: Node, state: GraphGolden) -> ConvPrep:
 
 
 def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry: Entry,
-              out_box: Box) -> Entry | None:  # fmt: skip
+             out_box: Box, in_cl: bool = False, out_cl: bool = False) -> Entry | None:  # fmt: skip
     """The entry of a CONV_2D's outputs in ``out_box`` for images ``live[rows]``, its input
     the fault-free tensor with ``entry`` laid over: computed from the changed inputs alone
     (``sparse_conv_kernel``, on the fault-free accumulators) where that is cheaper, else by
-    one GEMM over the box."""
-    out, counts, bbox, _ = conv_box_values(g, nd, state, live, rows, entry, out_box)
-    if counts is None:
+    one GEMM over the box. ``in_cl`` / ``out_cl``: the entry read / made holds its values
+    channels last (rows, box, C), as a convolution reads them (``graph_campaign``)."""
+    out, counts, bbox, _ = conv_box_values(g, nd, state, live, rows, entry, out_box,
+                                           channels_last=out_cl, in_cl=in_cl)  # fmt: skip
+    if counts is not None:
+        return _entry_of(out, rows, out_box, counts, bbox, out_cl)
+    if not out_cl:
         return box_entry(out, state.values[nd.output], live, rows, out_box)
-    return _entry_of(out, rows, out_box, counts, bbox)
+    made = box_entry(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), state.values[nd.output],
+                     live, rows, out_box)  # fmt: skip
+    if made is None:
+        return None
+    r, v, b, c = made
+    return r, np.ascontiguousarray(v.transpose(0, 2, 3, 1)), b, c
 
 
 def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
                     entry: Entry, out_box: Box, keep_acc: bool = False,
-                    channels_last: bool = False) -> tuple:  # fmt: skip
+                    channels_last: bool = False, in_cl: bool = False) -> tuple:  # fmt: skip
     """``conv_box``'s outputs (rows, O, box), or (rows, box, O) with ``channels_last``, before
     the comparison, the comparison with the fault-free output (counts, bbox) where the sparse
     kernel made it (else None), and with ``keep_acc`` the raw accumulators (O, rows, box
-    pixels) (else None)."""
+    pixels) (else None). ``in_cl``: the entry's values are channels last (rows, box, C), and
+    its counts known."""
     p = g.params[nd.name]
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
@@ -347,6 +289,8 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
     where = _where(entry, out_box)
     counts = entry[3]
     if counts is None:
+        if in_cl:
+            raise ValueError(f"node {nd.name!r}: a channels-last entry comes with its counts")
         counts = np.empty((rows.size, 2), np.int64)
         kb.count_changes_kernel(state.values[nd.inputs[0]], img, slot, entry[1], where, counts)
     tap_cost = TAP_COST_BASE + TAP_COST_PER_CHANNEL * o
@@ -357,7 +301,7 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
     if fault_free_acc is not None:
         prep = conv_prep(g, nd, state)
         t, _, left, _ = nd.attr("padding", (0, 0, 0, 0))
-        conv = np.array([kh, kw, stride, t, left, channels_last], np.int64)
+        conv = np.array([kh, kw, stride, t, left, channels_last, in_cl], np.int64)
         exact32 = int(counts[:, 1].max()) * prep.max_weight < FLOAT_SUM_LIMIT
         w_t = prep.taps32 if exact32 else prep.taps_int
         delta = np.empty((y1 - y0 + 1, x1 - x0 + 1, o), w_t.dtype)
@@ -365,13 +309,14 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
         bx = (y1 - y0 + 1, x1 - x0 + 1)
         out = np.empty((rows.size, *bx, o) if channels_last else (rows.size, o, *bx), np.int8)
         out_counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
-        fault_free = (state.values[nd.inputs[0]], fault_free_acc, state.channels_last(nd.output))
+        src = state.channels_last(nd.inputs[0]) if in_cl else state.values[nd.inputs[0]]
+        fault_free = (src, fault_free_acc, state.channels_last(nd.output))
         kept = np.empty((rows.size, *delta.shape), np.int32) if keep_acc else kb.NO_ACC
         kb.sparse_conv_kernel(fault_free, img, slot, entry[1], where, conv, w_t, delta,
                               prep.rq, prep.q, (out, out_counts, bbox, kept))  # fmt: skip
         acc = kept.reshape(rows.size, n_pix, o).transpose(2, 0, 1) if keep_acc else None
         return out, out_counts, bbox, acc
-    acc = _conv_acc(g, nd, state, img, slot, entry, out_box)
+    acc = _conv_acc(g, nd, state, img, slot, entry, out_box, in_cl)
     out = requantize(acc, p["offset_bias"], p.get("multiplier"), p.get("shift"),
                      g.tensors[nd.output].zero_point, p["act_range"])  # fmt: skip
     out = out.reshape(rows.size, o, y1 - y0 + 1, x1 - x0 + 1)

@@ -35,14 +35,13 @@ from accelsim.faults.graph_boxes import (
     changed_entry,
     conv_box,
     conv_box_values,
-    golden_acc,
-    golden_pass,
     read_tensor,
     union_box,
     window_box,
     windowed_region,
 )
 from accelsim.faults.graph_fc import fc_delta, fc_prep
+from accelsim.faults.graph_golden import golden_acc, golden_pass
 from accelsim.faults.kernels_pool import POOLS, conv_pool_box, pool_box
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
@@ -238,6 +237,7 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
     flat = golden.reshape(len(golden), -1)
     shape = golden.shape[1:]
     changed: dict[str, Entry] = {}
+    cl: set[str] = set()  # tensors whose entries hold their values channels last
     if len(shape) == 3:
         c, y, x = (int(v) for v in np.unravel_index(index, shape))
         box0 = (y, y, x, x)
@@ -267,14 +267,20 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             if out_box is None:
                 continue
             pool_nd = _pool_after(pnet, j) if nd.op == "CONV_2D" and not guard else None
-            if pool_nd is not None:  # the pool alone reads this output: one pass for both
-                entry = conv_pool_box(g, nd, pool_nd, state, live, rows, entries[0], out_box)
+            if nd.op == "CONV_2D" and not guard:  # a pool alone reading it: one pass for both
+                made = nd.output if pool_nd is None else pool_nd.output
+                layout = (nd.inputs[0] in cl, _conv_reads(pnet, made))  # channels last or not
+                at = (state, live, rows, entries[0], out_box, *layout)
+                if pool_nd is None:
+                    entry = conv_box(g, nd, *at)
+                else:
+                    entry = conv_pool_box(g, nd, pool_nd, *at)
                 if entry is not None:
-                    changed[pool_nd.output] = entry
+                    changed[made] = entry
+                    cl.update([made] if layout[1] else [])
                 continue
-            if (nd.op == "CONV_2D" or nd.op in POOLS) and not guard:
-                box_of = conv_box if nd.op == "CONV_2D" else pool_box
-                entry = box_of(g, nd, state, live, rows, entries[0], out_box)
+            if nd.op in POOLS and not guard:
+                entry = pool_box(g, nd, state, live, rows, entries[0], out_box)
                 if entry is not None:
                     changed[nd.output] = entry
                 continue
@@ -325,17 +331,29 @@ def _merges(pnet: ProtectedNetwork, j: int) -> bool:
             and mode not in PLAIN_MERGES)  # fmt: skip
 
 
+def _sole_reader(pnet: ProtectedNetwork, tensor: str, ops: tuple[str, ...]) -> Node | None:
+    """The node of one of ``ops`` that alone reads ``tensor`` (not the graph output) and merges
+    no copies; else None."""
+    g = pnet.net
+    readers = g.consumers(tensor)
+    if tensor == g.output or len(readers) != 1 or readers[0].op not in ops:
+        return None
+    k = next(i for i, n in enumerate(g.nodes) if n is readers[0])
+    return None if _merges(pnet, k) else readers[0]
+
+
 def _pool_after(pnet: ProtectedNetwork, j: int) -> Node | None:
     """The MAX_POOL_2D or AVERAGE_POOL_2D that alone reads node ``j``'s output and merges no
     copies (``conv_pool_box`` then makes the pool's entry without the node's own); else
     None."""
-    g = pnet.net
-    out = g.nodes[j].output
-    readers = g.consumers(out)
-    if out == g.output or len(readers) != 1 or readers[0].op not in POOLS:
-        return None
-    k = next(i for i, n in enumerate(g.nodes) if n is readers[0])
-    return None if _merges(pnet, k) else readers[0]
+    return _sole_reader(pnet, pnet.net.nodes[j].output, POOLS)
+
+
+def _conv_reads(pnet: ProtectedNetwork, tensor: str) -> bool:
+    """Whether a CONV_2D that merges no copies alone reads ``tensor``: its entry is then made
+    channels last, as that convolution's sparse kernel scans its changed inputs (a pixel's
+    channels in one run) and its GEMM gathers them, without a transposed write and read."""
+    return _sole_reader(pnet, tensor, ("CONV_2D",)) is not None
 
 
 class _Lazy:

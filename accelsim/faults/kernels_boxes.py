@@ -226,6 +226,26 @@ def _tally(yo, g, hit, mv):
     return np.int32(hit + np.int32(d != 0)), np.int32(mv + np.int32(abs(d)))
 
 
+@njit(cache=True, inline="always")
+def _add_taps(delta, w_t, ty_row, tx_row, c, d):
+    """delta[r, k] += d * w_t[i, j, c] for every tap (i, j) of one changed input of channel c
+    (at the row / column whose taps are ty_row / tx_row) that feeds an output of the box."""
+    dd = delta.dtype.type(d)
+    n_out = w_t.shape[3]
+    for i in range(w_t.shape[0]):
+        r = ty_row[i]
+        if r < 0:
+            continue
+        for j in range(w_t.shape[1]):
+            k = tx_row[j]
+            if k < 0:
+                continue
+            row = delta[r, k]
+            wv = w_t[i, j, c]
+            for o in range(n_out):
+                row[o] += dd * delta.dtype.type(wv[o])
+
+
 # fastmath contraction only: a product and a sum fused into one FMA round once instead of
 # twice, which changes nothing while every value is an integer below 2^24 in magnitude (the
 # float32 sums' precondition; the int32 sums and the requantisation have no a * b + c in
@@ -244,8 +264,9 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
     requantisation or not, output zero point, clamp lo, clamp hi[, check]): with check
     nonzero, an output whose accumulator stays inside its fault-free code's thresholds keeps
     that code without a requantisation (``code_check.CODE_CHECK``; else the table may be
-    empty); ``conv`` = (kh, kw, stride, top, left, channels last); ``outs`` = (out (n, O, bh,
-    bw) int8, or (n, bh, bw, O) with channels last nonzero, counts (n, 2), bbox (4,)) as in
+    empty); ``conv`` = (kh, kw, stride, top, left, channels last[, input channels last]),
+    with the last nonzero golden (N, H, W, C) and vals (E, bh, bw, C); ``outs`` = (out (n, O,
+    bh, bw) int8, or (n, bh, bw, O) with channels last nonzero, counts (n, 2), bbox (4,)) as in
     ``compare_box_kernel``, and acc (n, bh, bw, O) int32, where the raw accumulators are kept
     unless it is empty (``NO_ACC``; a split recomputes its halves from them). w_t (kh, kw, C,
     O), int8 or delta's dtype (int8 when the wider copy would not stay in a core's L2); delta
@@ -258,10 +279,11 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
     by0, by1, bx0, bx1, oy0, oy1, ox0, ox1 = where
     kh, kw, stride, top, left = conv[0], conv[1], conv[2], conv[3], conv[4]
     channels_last = conv[5] != 0
+    in_cl = conv.size > 6 and conv[6] != 0
     bias, mult, lshift, rshift, scale, codes = rq
     fp32, zp, lo, hi = q[0], q[1], q[2], q[3]
     check = q.size > 4 and q[4] != 0
-    n_chan, n_out = golden.shape[1], w_t.shape[3]
+    n_chan, n_out = w_t.shape[2], w_t.shape[3]
     bh, bw = oy1 - oy0 + 1, ox1 - ox0 + 1
     ty = _taps(by0, by1, kh, top, stride, oy0, oy1)
     tx = _taps(bx0, bx1, kw, left, stride, ox0, ox1)
@@ -272,28 +294,24 @@ def sparse_conv_kernel(fault_free, img, slot, vals, where, conv, w_t, delta, rq,
         src = img[n]
         s = slot[n]
         delta[:] = 0
-        if s >= 0:
+        if s >= 0 and in_cl:  # vals (E, bh, bw, C), golden (N, H, W, C): a pixel's channels
+            for y in range(by0, by1 + 1):
+                for x in range(bx0, bx1 + 1):
+                    v_px = vals[s, y - by0, x - bx0]
+                    g_px = golden[src, y, x]
+                    for c in range(n_chan):
+                        d = np.int32(v_px[c]) - np.int32(g_px[c])
+                        if d != 0:
+                            _add_taps(delta, w_t, ty[y - by0], tx[x - bx0], c, d)
+        elif s >= 0:
             for c in range(n_chan):
                 for y in range(by0, by1 + 1):
                     v_row = vals[s, c, y - by0]
                     g_row = golden[src, c, y]
                     for x in range(bx0, bx1 + 1):
                         d = np.int32(v_row[x - bx0]) - np.int32(g_row[x])
-                        if d == 0:
-                            continue
-                        dd = delta.dtype.type(d)
-                        for i in range(kh):
-                            r = ty[y - by0, i]
-                            if r < 0:
-                                continue
-                            for j in range(kw):
-                                k = tx[x - bx0, j]
-                                if k < 0:
-                                    continue
-                                row = delta[r, k]
-                                wv = w_t[i, j, c]
-                                for o in range(n_out):
-                                    row[o] += dd * delta.dtype.type(wv[o])
+                        if d != 0:
+                            _add_taps(delta, w_t, ty[y - by0], tx[x - bx0], c, d)
         n_diff = 0
         moved = 0
         for py in range(bh):

@@ -142,7 +142,9 @@ def pool_cl_kernel(codes, golden_cl, golden_out, img, where, pool, out, counts, 
     map golden_cl[img[n]] (H, W, C) elsewhere; every window of the box pooled across the
     channels at once, and the comparison with the fault-free output golden_out (N, C, OH, OW)
     that ``compare_box_kernel`` makes. Windows, ``pool`` and ``out`` (n, C, obh, obw) as in
-    ``pool_box_kernel``."""
+    ``pool_box_kernel``; with a ninth ``pool`` value nonzero, out is (n, obh, obw, C) and
+    golden_out (N, OH, OW, C) (a convolution reads the pool next)."""
+    cl_out = pool.size > 8 and pool[8] != 0
     cy0, cy1, cx0, cx1, oy0, oy1, ox0, ox1 = where
     kh, kw, stride, top, left = pool[0], pool[1], pool[2], pool[3], pool[4]
     average, lo, hi = pool[5] != 0, pool[6], pool[7]
@@ -182,12 +184,21 @@ def pool_cl_kernel(codes, golden_cl, golden_out, img, where, pool, out, counts, 
                         a = np.int64(best[o])
                         best[o] = (a + half) // count if a > 0 else -((half - a) // count)
                 hit = 0
-                for o in range(n_chan):
-                    r = min(max(np.int64(best[o]), lo), hi)
-                    out[n, o, py, px] = r
-                    d = r - np.int64(golden_out[src, o, oy0 + py, ox0 + px])
-                    hit += d != 0
-                    moved += abs(d)
+                if cl_out:
+                    o_px, g_px = out[n, py, px], golden_out[src, oy0 + py, ox0 + px]
+                    for o in range(n_chan):
+                        r = min(max(np.int64(best[o]), lo), hi)
+                        o_px[o] = r
+                        d = r - np.int64(g_px[o])
+                        hit += d != 0
+                        moved += abs(d)
+                else:
+                    for o in range(n_chan):
+                        r = min(max(np.int64(best[o]), lo), hi)
+                        out[n, o, py, px] = r
+                        d = r - np.int64(golden_out[src, o, oy0 + py, ox0 + px])
+                        hit += d != 0
+                        moved += abs(d)
                 n_diff += hit
                 total[py, px] |= hit != 0
         counts[n, 0] = n_diff
@@ -201,19 +212,25 @@ def pool_cl_kernel(codes, golden_cl, golden_out, img, where, pool, out, counts, 
 
 
 def conv_pool_box(g: Graph, nd: Node, pool_nd: Node, state: GraphGolden, live: I64, rows: I64,
-                  entry: Entry, out_box: Box) -> Entry | None:  # fmt: skip
+                  entry: Entry, out_box: Box, in_cl: bool = False,
+                  out_cl: bool = False) -> Entry | None:  # fmt: skip
     """The entry of pool ``pool_nd``'s outputs for images ``live[rows]`` where CONV_2D ``nd``,
     its input's only producer, recomputes ``out_box`` (``conv_box_values``, channels last):
-    the convolution's own entry is never made (the pool is its output's only reader)."""
+    the convolution's own entry is never made (the pool is its output's only reader).
+    ``in_cl`` / ``out_cl`` as in ``conv_box``."""
     pool_box_ = window_box(g, pool_nd, out_box)
     if pool_box_ is None:
         return None
-    codes = conv_box_values(g, nd, state, live, rows, entry, out_box, channels_last=True)[0]
+    codes = conv_box_values(g, nd, state, live, rows, entry, out_box, channels_last=True,
+                            in_cl=in_cl)[0]  # fmt: skip
     y0, y1, x0, x1 = pool_box_
-    out = np.empty((rows.size, g.tensors[pool_nd.output].shape[0], y1 - y0 + 1, x1 - x0 + 1),
-                   np.int8)  # fmt: skip
+    n_chan, bx = g.tensors[pool_nd.output].shape[0], (y1 - y0 + 1, x1 - x0 + 1)
+    out = np.empty((rows.size, *bx, n_chan) if out_cl else (rows.size, n_chan, *bx), np.int8)
     counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
-    pool_cl_kernel(codes, state.channels_last(nd.output), state.values[pool_nd.output],
-                   live[rows], np.array([*out_box, *pool_box_], np.int64),
-                   _pool_record(g, pool_nd), out, counts, bbox)  # fmt: skip
-    return _entry_of(out, rows, pool_box_, counts, bbox)
+    golden_out = state.values[pool_nd.output]
+    golden_out = state.channels_last(pool_nd.output) if out_cl else golden_out
+    where = np.array([*out_box, *pool_box_], np.int64)
+    pool = np.array([*_pool_record(g, pool_nd), out_cl], np.int64)
+    pool_cl_kernel(codes, state.channels_last(nd.output), golden_out, live[rows], where, pool,
+                   out, counts, bbox)  # fmt: skip
+    return _entry_of(out, rows, pool_box_, counts, bbox, out_cl)

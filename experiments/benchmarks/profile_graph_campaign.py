@@ -75,12 +75,13 @@ def main() -> None:
     # its row in the table ("conv5+pool3") holds both
     fused: dict[str, str] = {}
     conv_pool_box = graph_campaign.conv_pool_box
-    timed_pair = timed(lambda g_, nd, state_, live, rows, entry, box, pool_nd: conv_pool_box(
-        g_, nd, pool_nd, state_, live, rows, entry, box), "conv")  # fmt: skip
+    timed_pair = timed(lambda g_, nd, state_, live, rows, entry, box, pool_nd, *layout:
+                       conv_pool_box(g_, nd, pool_nd, state_, live, rows, entry, box, *layout),
+                       "conv")  # fmt: skip
 
-    def timed_conv_pool(g_, nd, pool_nd, state_, live, rows, entry, box):
+    def timed_conv_pool(g_, nd, pool_nd, state_, live, rows, entry, box, *layout):
         fused[nd.name] = pool_nd.name
-        return timed_pair(g_, nd, state_, live, rows, entry, box, pool_nd)
+        return timed_pair(g_, nd, state_, live, rows, entry, box, pool_nd, *layout)
 
     graph_campaign.conv_pool_box = timed_conv_pool
     sparse_pairs = defaultdict(int)

@@ -292,13 +292,13 @@ def test_both_convolution_paths_equal_full_reinference(
     requantising every output or, with the code check, only those that leave their code's
     thresholds) or by a GEMM over the box; every path gives the full re-inference's logits,
     whichever check the host would choose."""
-    from accelsim.faults import graph_boxes
+    from accelsim.faults import graph_boxes, graph_golden
 
     monkeypatch.setattr(graph_boxes, "CODE_CHECK", code_check)
     monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
     monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
     monkeypatch.setattr(graph_boxes, "FLOAT_SUM_LIMIT", float_limit)
-    monkeypatch.setattr(graph_boxes, "ACC_BUDGET", budget)
+    monkeypatch.setattr(graph_golden, "ACC_BUDGET", budget)
     from accelsim.faults import kernels_boxes
 
     sparse_calls = []
@@ -351,3 +351,53 @@ def test_a_pool_after_its_convolution_equals_full_reinference(
     state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
     assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 200, seed=4)) > 20
     assert calls
+
+
+def stacked(rng, requantization: str = "tflm"):
+    """AlexNet in small: convolutions and a pool each read by the next convolution alone (their
+    entries travel channels last), the last read by a pool."""
+    b = Builder(rng, (2, 10, 10))
+    b.weighted("CONV_2D", "c0", "x", (3, 2, 1, 1), (3, 10, 10), activation="relu")
+    b.weighted("CONV_2D", "c1", "c0", (3, 3, 3, 3), (3, 10, 10), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.op("MAX_POOL_2D", "p1", ["c1"], (3, 5, 5), size=(2, 2), stride=2)
+    b.weighted("CONV_2D", "c2", "p1", (6, 3, 3, 3), (6, 5, 5), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.weighted("CONV_2D", "c3", "c2", (5, 6, 3, 3), (5, 3, 3), stride=2, padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.weighted("CONV_2D", "c4", "c3", (4, 5, 1, 1), (4, 3, 3), activation="relu")
+    b.weighted("CONV_2D", "c5", "c4", (4, 4, 3, 3), (4, 3, 3), padding=(1, 1, 1, 1),
+               activation="relu")  # fmt: skip
+    b.op("MAX_POOL_2D", "p2", ["c5"], (4, 2, 2), size=(2, 2), stride=1)
+    b.op("RESHAPE", "flat", ["p2"], (16,), shape=(16,), order="chw")
+    b.weighted("FULLY_CONNECTED", "fc", "flat", (5, 16), (5,))
+    return b.graph("fc", requantization)
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+@pytest.mark.parametrize("tap_cost", [0, 60, 10**9], ids=["sparse", "mixed", "gemm"])
+def test_channels_last_entries_between_convolutions_equal_full_reinference(
+    rng, monkeypatch, requantization: str, tap_cost: int
+) -> None:
+    """A convolution or a pool read by a convolution alone hands it its entry channels last
+    (``graph_campaign._conv_reads``); on the sparse path, the GEMM path and a mix of both
+    (a tap cost that sends the larger boxes to the GEMM), every fault gives the full
+    re-inference's logits, and the channels-last entries were made and read."""
+    from accelsim.faults import graph_boxes, graph_campaign
+
+    monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
+    layouts = []
+    for name in ("conv_box", "conv_pool_box"):
+        fn = getattr(graph_campaign, name)
+        monkeypatch.setattr(graph_campaign, name, lambda *a, fn=fn: layouts.append(
+            (a[1].name, *a[-2:])) or fn(*a))  # fmt: skip
+    g = stacked(rng, requantization)
+    x = rng.integers(-128, 128, size=(10, *g.tensors[g.input].shape)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
+    assert faults_equal_full_reinference(g, x, state, sample_graph_faults(g, 200, seed=5)) > 10
+    # (node, reads, makes) channels last: c1 makes p1 (c2 reads it; c1 itself reads the fault
+    # site c0 as it is), c2 to c4 read and make them, c5 reads them (a pool reads its output)
+    want = {("c1", False, True), ("c2", True, True), ("c3", True, True), ("c4", True, True),
+            ("c5", True, False)}  # fmt: skip
+    assert want <= set(layouts)  # (a fault in a node's own output reaches the next as it is)

@@ -171,14 +171,22 @@ def test_pool_of_channels_last_codes_equals_its_reference(seed: int, average: bo
     where = np.array([*box, *out_box], np.int64)
     out = np.empty((img.size, c, out_box[1] - oy0 + 1, out_box[3] - ox0 + 1), np.int8)
     counts, bbox = np.empty((img.size, 2), np.int64), np.empty(4, np.int64)
-    pool_cl_kernel(np.ascontiguousarray(vals.transpose(0, 2, 3, 1)),
-                   np.ascontiguousarray(golden.transpose(0, 2, 3, 1)), golden_out, img, where,
-                   pool, out, counts, bbox)  # fmt: skip
+    codes = np.ascontiguousarray(vals.transpose(0, 2, 3, 1))
+    golden_cl = np.ascontiguousarray(golden.transpose(0, 2, 3, 1))
+    pool_cl_kernel(codes, golden_cl, golden_out, img, where, pool, out, counts, bbox)
     want = ref.pool_box_ref(golden, golden_out, img, slot, vals, where, pool)
     np.testing.assert_array_equal(out, want[0])
     np.testing.assert_array_equal(counts, want[1])
     np.testing.assert_array_equal(bbox, want[2])
     assert counts[0, 0] == 0  # the unchanged row pools to the fault-free output
+    # written channels last (a convolution reads the pool next), compared with the fault-free
+    # output channels last
+    out_cl = np.empty(np.array(out.shape)[[0, 2, 3, 1]], np.int8)
+    pool_cl_kernel(codes, golden_cl, np.ascontiguousarray(golden_out.transpose(0, 2, 3, 1)),
+                   img, where, np.array([*pool, 1], np.int64), out_cl, counts, bbox)  # fmt: skip
+    np.testing.assert_array_equal(out_cl, want[0].transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(counts, want[1])
+    np.testing.assert_array_equal(bbox, want[2])
 
 
 def test_pool_box_by_hand() -> None:
@@ -286,6 +294,19 @@ def test_sparse_conv_equals_its_reference(seed, requantization, k, stride, pad, 
         )  # fmt: skip
         np.testing.assert_array_equal(out_cl, want.transpose(0, 2, 3, 1))
         np.testing.assert_array_equal(counts, want_counts)
+        # the input channels last too (a convolution's entry read by the next one)
+        golden_cl = np.ascontiguousarray(golden.transpose(0, 2, 3, 1))
+        kb.sparse_conv_kernel(
+            (golden_cl, *fault_free[1:]), img, slot,
+            np.ascontiguousarray(vals.transpose(0, 2, 3, 1)), where,
+            np.array([*conv[:5], 1, 1], np.int64),
+            np.ascontiguousarray(weight.transpose(2, 3, 1, 0), w_dtype),
+            np.empty((bh, bw, o), dtype), rq, q, (out_cl, counts, bbox, kept),
+        )  # fmt: skip
+        np.testing.assert_array_equal(out_cl, want.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(kept.reshape(img.size, -1, o).transpose(2, 0, 1), acc)
+        np.testing.assert_array_equal(counts, want_counts)
+        np.testing.assert_array_equal(bbox, want_bbox)
     assert want_counts[0, 0] == 0
 
 
