@@ -101,6 +101,8 @@ PRIVATE_BENCHMARKS = {
     "experiments/benchmarks/bench_kernels.py": {"accelsim.functional"},
     # times the graph campaign's own steps node by node (wraps them in place)
     "experiments/benchmarks/profile_graph_campaign.py": {"accelsim.faults"},
+    # the same for the chain engine's steps, layer by layer
+    "experiments/benchmarks/profile_chain_campaign.py": {"accelsim.faults"},
 }
 
 
