@@ -31,7 +31,7 @@ from accelsim.protection.graph_protected import (
 )
 from accelsim.protection.plan import EXTRA_COPIES, plan_from_neurons, plan_from_nvf, splittable
 from accelsim.protection.protected import ProtectedNetwork, profile_ranges
-from tests.unit.faults.test_graph_campaign import concat, inverted, residual, wide
+from tests.unit.faults.test_graph_campaign import concat, inverted, residual, stacked, wide
 
 MODES = tuple(m for m in ProtectionMode if m is not ProtectionMode.NONE)
 
@@ -65,12 +65,21 @@ def sampled_faults(net, plan, n, seed, kind=FaultKind.SINGLE_BIT):
     return fault_batch(sample_faults(pop, spec, rng=np.random.default_rng(seed)))
 
 
-@pytest.mark.parametrize("build", [residual, inverted, concat, wide])
+def stacked_plan(g, mode, rng):
+    """40 % of the neurons of ``stacked``'s c1 and c4 protected, the convolutions between
+    them not: channels-last entries travel from c2 to c3 beside nodes that merge copies."""
+    sizes = layer_sizes(g)
+    chosen = {i: rng.choice(sizes[i], int(sizes[i] * 0.4), replace=False)
+              for i, nd in enumerate(g.nodes) if nd.name in ("c1", "c4")}  # fmt: skip
+    return plan_from_neurons(g, mode, chosen)
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, wide, stacked])
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_protected_graph_faults_equal_full_reinference(build, mode, rng) -> None:
     g = converter_zero_points(build(rng))
     x = rng.integers(-128, 128, size=(12, *g.input_info.shape)).astype(np.int8)
-    plan = random_plan(g, mode, rng)
+    plan = (stacked_plan if build is stacked else random_plan)(g, mode, rng)
     assert plan.n_protected > 0
     ranges = graph_ranges(g, x[:6])
     faults = sampled_faults(g, plan, 120, seed=int(rng.integers(1000)))
