@@ -173,13 +173,16 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
     return out
 
 
-def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box) -> Entry | None:
-    """The entry of a node's recomputed output box ``out`` (one per row) against the
-    fault-free map: the rows that differ, their values in the box of what differs."""
+def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box,
+              channels_last: bool = False) -> Entry | None:  # fmt: skip
+    """The entry of a node's recomputed output box ``out`` (one per row; (rows, box, C) with
+    ``channels_last``) against the fault-free map: the rows that differ, their values in the
+    box of what differs, in ``out``'s layout."""
     counts = np.empty((rows.size, 2), np.int64)
     bbox = np.empty(4, np.int64)
-    kb.compare_box_kernel(out, fault_free, live[rows], _where(None, box), counts, bbox)
-    return _entry_of(out, rows, box, counts, bbox)
+    first = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if channels_last else out
+    kb.compare_box_kernel(first, fault_free, live[rows], _where(None, box), counts, bbox)
+    return _entry_of(out, rows, box, counts, bbox, channels_last)
 
 
 def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64,
@@ -261,16 +264,9 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
     channels last (rows, box, C), as a convolution reads them (``graph_campaign``)."""
     out, counts, bbox, _ = conv_box_values(g, nd, state, live, rows, entry, out_box,
                                            channels_last=out_cl, in_cl=in_cl)  # fmt: skip
-    if counts is not None:
-        return _entry_of(out, rows, out_box, counts, bbox, out_cl)
-    if not out_cl:
-        return box_entry(out, state.values[nd.output], live, rows, out_box)
-    made = box_entry(np.ascontiguousarray(out.transpose(0, 3, 1, 2)), state.values[nd.output],
-                     live, rows, out_box)  # fmt: skip
-    if made is None:
-        return None
-    r, v, b, c = made
-    return r, np.ascontiguousarray(v.transpose(0, 2, 3, 1)), b, c
+    if counts is None:  # the GEMM path: compared here
+        return box_entry(out, state.values[nd.output], live, rows, out_box, out_cl)
+    return _entry_of(out, rows, out_box, counts, bbox, out_cl)
 
 
 def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,

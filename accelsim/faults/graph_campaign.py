@@ -266,8 +266,8 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             out_box = window_box(g, nd, in_box)
             if out_box is None:
                 continue
-            pool_nd = _pool_after(pnet, j) if nd.op == "CONV_2D" and not guard else None
             if nd.op == "CONV_2D" and not guard:  # a pool alone reading it: one pass for both
+                pool_nd = _pool_after(pnet, j)
                 made = nd.output if pool_nd is None else pool_nd.output
                 layout = (nd.inputs[0] in cl, _conv_reads(pnet, made))  # channels last or not
                 at = (state, live, rows, entries[0], out_box, *layout)

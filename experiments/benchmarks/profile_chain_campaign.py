@@ -81,6 +81,7 @@ def main() -> None:
         return name + ("+pool" if pooled else "")
 
     stopped: dict[str, int] = defaultdict(int)
+    first_dense = next(i for i, r in enumerate(layers) if type(r).__name__ == "Dense")
 
     def entering(s, layer, ch, *r):
         out = r[-1]  # the changes after the layer: pairs without any stop there
@@ -89,7 +90,6 @@ def main() -> None:
         stopped[f"after layer {last}: output {kind}"] += int((out.counts == 0).sum())
         return ch.img.size, ch.pos.size
 
-    first_dense = next(i for i, r in enumerate(layers) if type(r).__name__ == "Dense")
     propagate.sparse_step = timed(
         lambda s, layer, ch, *r, **kw: "sparse " + layer_label(s, layer, ch, *r, **kw),
         propagate.sparse_step,
