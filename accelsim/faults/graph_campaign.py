@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind, ProtectionMode
+from accelsim.faults import kernels_add, kernels_fc
 from accelsim.faults import kernels_boxes as kb
-from accelsim.faults import kernels_fc
 from accelsim.faults.graph_boxes import (
     WINDOWED,
     Entry,
@@ -42,16 +42,17 @@ from accelsim.faults.graph_boxes import (
 )
 from accelsim.faults.graph_fc import fc_delta, fc_prep
 from accelsim.faults.graph_golden import golden_acc, golden_pass
+from accelsim.faults.graph_layout import channels_last_readers, merges, pool_after
+from accelsim.faults.kernels_add import add_box
 from accelsim.faults.kernels_pool import POOLS, conv_pool_box, pool_box
 from accelsim.faults.model import KIND_CODES, FaultBatch, apply_fault
 from accelsim.faults.sampling import leveugle_size
 from accelsim.faults.store import FaultRows
-from accelsim.functional.graph import Graph, Node, graph_forward, run_node
+from accelsim.functional.graph import Graph, graph_forward, run_node
 from accelsim.functional.graphio import graph_hash
 from accelsim.functional.models import n_neurons, neuron_layers
 from accelsim.functional.network import classify
 from accelsim.protection.graph_protected import (
-    PLAIN_MERGES,
     merge_fault_free,
     merge_node_copies,
     protected_graph_tensors,
@@ -113,7 +114,7 @@ class GraphCampaignInputs:
     def golden(self) -> GraphGolden:
         """The fault-free run, with the fault-free accumulators of every CONV_2D and
         FULLY_CONNECTED (within their budgets) that the sparse kernels start from, the
-        channels-last copies of the convolutions' tensors and the box kernels loaded: made
+        channels-last copies of the convolutions' and ADDs' tensors and the box kernels loaded: made
         here, once, so that forked workers share them."""
         changeable = changeable_tensors(self.graph)
         convs = frozenset(nd.name for nd in self.graph.nodes
@@ -130,9 +131,13 @@ class GraphCampaignInputs:
                 golden_acc(self.graph, nd, state)
                 state.channels_last(nd.inputs[0])  # what the convolutions' kernels read
                 state.channels_last(nd.output)
+            elif nd.op == "ADD" and any(t in changeable for t in nd.inputs):
+                for t in (*nd.inputs, nd.output):  # what add_box_kernel reads
+                    state.channels_last(t)
             elif nd.op == "FULLY_CONNECTED":
                 fc_prep(self.graph, nd, state)
         kb.warm()
+        kernels_add.warm()
         kernels_fc.warm()
         return state
 
@@ -258,7 +263,7 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
         rows = np.unique(np.concatenate(hits))
         # a protected node merges fault-free copies here (the fault is upstream): the plain
         # value under PLAIN_MERGES, else merge_fault_free on the plain output
-        guard = _merges(pnet, j)
+        guard = merges(pnet, j)
         in_box = union_box([e[2] for e in entries if e is not None])
         fault_free = state.values[nd.output]
         entry: Entry | None
@@ -267,9 +272,9 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             if out_box is None:
                 continue
             if nd.op == "CONV_2D" and not guard:  # a pool alone reading it: one pass for both
-                pool_nd = _pool_after(pnet, j)
+                pool_nd = pool_after(pnet, j)
                 made = nd.output if pool_nd is None else pool_nd.output
-                layout = (nd.inputs[0] in cl, _conv_reads(pnet, made))  # channels last or not
+                layout = (nd.inputs[0] in cl, channels_last_readers(pnet, made))  # fmt: skip
                 at = (state, live, rows, entries[0], out_box, *layout)
                 if pool_nd is None:
                     entry = conv_box(g, nd, *at)
@@ -297,6 +302,11 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
             if guard:
                 part = merge_fault_free(pnet, j, sub, part, out_box, x_in, acc=acc)
             entry = box_entry(part, fault_free, live, rows, out_box)
+        elif nd.op == "ADD" and in_box is not None:  # one pass: read, add, compare
+            out_cl = channels_last_readers(pnet, nd.output)
+            in_cl = (nd.inputs[0] in cl, nd.inputs[1] in cl)
+            entry = add_box(g, nd, state, live, rows, entries, in_box, in_cl, out_cl)
+            cl.update([nd.output] if out_cl and entry is not None else [])
         elif nd.op in ELEMENTWISE and in_box is not None:
             pairs = zip(nd.inputs, entries, strict=True)
             ins = [read_tensor(state, t, live, rows, e, in_box) for t, e in pairs]
@@ -321,39 +331,6 @@ def _propagate(pnet: ProtectedNetwork, state: GraphGolden, node: int, index: int
     if g.output in changed:
         r, v, _, _ = changed[g.output]
         logits[live[r]] = v
-
-
-def _merges(pnet: ProtectedNetwork, j: int) -> bool:
-    """Whether node ``j`` merges fault-free copies on its own path (``merge_fault_free``): a
-    protected node, unless its mode's merge of fault-free copies is the plain value."""
-    mode = pnet.plan.mode
-    return (mode is not ProtectionMode.NONE and pnet.plan.for_layer(j) is not None
-            and mode not in PLAIN_MERGES)  # fmt: skip
-
-
-def _sole_reader(pnet: ProtectedNetwork, tensor: str, ops: tuple[str, ...]) -> Node | None:
-    """The node of one of ``ops`` that alone reads ``tensor`` (not the graph output) and merges
-    no copies; else None."""
-    g = pnet.net
-    readers = g.consumers(tensor)
-    if tensor == g.output or len(readers) != 1 or readers[0].op not in ops:
-        return None
-    k = next(i for i, n in enumerate(g.nodes) if n is readers[0])
-    return None if _merges(pnet, k) else readers[0]
-
-
-def _pool_after(pnet: ProtectedNetwork, j: int) -> Node | None:
-    """The MAX_POOL_2D or AVERAGE_POOL_2D that alone reads node ``j``'s output and merges no
-    copies (``conv_pool_box`` then makes the pool's entry without the node's own); else
-    None."""
-    return _sole_reader(pnet, pnet.net.nodes[j].output, POOLS)
-
-
-def _conv_reads(pnet: ProtectedNetwork, tensor: str) -> bool:
-    """Whether a CONV_2D that merges no copies alone reads ``tensor``: its entry is then made
-    channels last, as that convolution's sparse kernel scans its changed inputs (a pixel's
-    channels in one run) and its GEMM gathers them, without a transposed write and read."""
-    return _sole_reader(pnet, tensor, ("CONV_2D",)) is not None
 
 
 class _Lazy:

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accelsim.functional import graph_ref
+from accelsim.functional.graph_kernels import lookup_add_ref
 
 I8 = npt.NDArray[np.int8]
 I32 = npt.NDArray[np.int32]
@@ -111,3 +112,19 @@ def pool_box_ref(golden: I8, golden_out: I8, img: I64, slot: I64, vals: I8, wher
     oy0, oy1, ox0, ox1 = (int(v) for v in where[4:])
     out = np.ascontiguousarray(pooled[:, :, oy0 : oy1 + 1, ox0 : ox1 + 1])
     return (out, *compare_box_ref(out, golden_out, img, where))
+
+
+def add_box_ref(goldens: tuple[I8, I8, I8], img: I64, ins: tuple, where: I64,
+                table: I8) -> tuple[I8, I64, I64]:  # fmt: skip
+    """``kernels_add.add_box_kernel`` channels first: each input read as ``read_overlay_ref``
+    reads its region, the table looked up (``graph_kernels.lookup_add_ref``), the result
+    compared as ``compare_box_ref`` compares it. Returns (out (n, C, rh, rw), counts, bbox);
+    goldens (N, C, H, W) and the entries' values (E, C, bh, bw)."""
+    golden_a, golden_b, golden_out = goldens
+    slot_a, vals_a, slot_b, vals_b = ins
+    region = where[8:12]
+    a = read_overlay_ref(golden_a, img, slot_a, vals_a, np.concatenate([where[0:4], region]))
+    b = read_overlay_ref(golden_b, img, slot_b, vals_b, np.concatenate([where[4:8], region]))
+    out = lookup_add_ref(a, b, table).astype(np.int8)
+    counts, bbox = compare_box_ref(out, golden_out, img, np.concatenate([region, region]))
+    return out, counts, bbox

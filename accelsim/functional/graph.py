@@ -228,6 +228,19 @@ def _run_node(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
     return ref.reshape(xs[0], tuple(node.attr("shape")), order=node.attr("order", "chw"))
 
 
+def add_node_table(g: Graph, node: Node, p: Mapping[str, Any] | None = None) -> I8:
+    """ADD ``node``'s ``graph_kernels.add_table``: its output for every pair of input codes,
+    in the graph's requantisation."""
+    p = g.params[node.name] if p is None else p
+    a, b = (g.tensors[t] for t in node.inputs)
+    out = g.tensors[node.output]
+    return graph_kernels.add_table(
+        g.requantization, (float(a.scale), float(b.scale), float(out.scale)),
+        (int(a.zero_point), int(b.zero_point), int(out.zero_point)),
+        (int(p["act_range"][0]), int(p["act_range"][1])),
+    )  # fmt: skip
+
+
 def _run_fast(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | None = None) -> I8:
     """``_run_node`` on the fast kernels where the op has one (bit-exact with the reference)."""
     p = g.params[node.name] if p is None else p
@@ -254,14 +267,7 @@ def _run_fast(g: Graph, node: Node, xs: Sequence[I8], p: Mapping[str, Any] | Non
             output_zero_point=zp_out, act_range=p["act_range"],
         )  # fmt: skip
     if node.op == "ADD":  # either requantisation: a table of the specification's results
-        a, b = (g.tensors[t] for t in node.inputs)
-        out = g.tensors[node.output]
-        table = graph_kernels.add_table(
-            g.requantization, (float(a.scale), float(b.scale), float(out.scale)),
-            (int(a.zero_point), int(b.zero_point), int(out.zero_point)),
-            (int(p["act_range"][0]), int(p["act_range"][1])),
-        )  # fmt: skip
-        return graph_kernels.lookup_add(xs[0], xs[1], table)
+        return graph_kernels.lookup_add(xs[0], xs[1], add_node_table(g, node, p))
     if node.op in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
         pool = (
             graph_kernels.max_pool2d if node.op == "MAX_POOL_2D" else graph_kernels.average_pool2d

@@ -380,7 +380,7 @@ def test_channels_last_entries_between_convolutions_equal_full_reinference(
     rng, monkeypatch, requantization: str, tap_cost: int
 ) -> None:
     """A convolution or a pool read by a convolution alone hands it its entry channels last
-    (``graph_campaign._conv_reads``); on the sparse path, the GEMM path and a mix of both
+    (``graph_layout.channels_last_readers``); on the sparse path, the GEMM path and a mix of both
     (a tap cost that sends the larger boxes to the GEMM), every fault gives the full
     re-inference's logits, and the channels-last entries were made and read."""
     from accelsim.faults import graph_boxes, graph_campaign
@@ -401,3 +401,54 @@ def test_channels_last_entries_between_convolutions_equal_full_reinference(
     want = {("c1", False, True), ("c2", True, True), ("c3", True, True), ("c4", True, True),
             ("c5", True, False)}  # fmt: skip
     assert want <= set(layouts)  # (a fault in a node's own output reaches the next as it is)
+
+
+def two_blocks(rng, requantization: str = "tflm"):
+    """Two residual blocks: ADDs whose output a convolution and the next ADD read (made
+    channels last), ADD inputs from convolutions (channels last) and from the fault site (as
+    it is), a strided convolution after, the last map averaged."""
+    b = Builder(rng, (2, 5, 5))
+    pad = (1, 1, 1, 1)
+    b.weighted("CONV_2D", "c0", "x", (3, 2, 3, 3), (3, 5, 5), padding=pad, activation="relu")
+    b.weighted("CONV_2D", "c1", "c0", (3, 3, 3, 3), (3, 5, 5), padding=pad, activation="relu")
+    b.weighted("CONV_2D", "c2", "c1", (3, 3, 3, 3), (3, 5, 5), padding=pad)
+    s = b.tensors["c0"].scale
+    b.op("ADD", "add1", ["c2", "c0"], (3, 5, 5), scale=s * 1.5, zp=-128, activation="relu")
+    b.weighted("CONV_2D", "c3", "add1", (3, 3, 3, 3), (3, 5, 5), padding=pad)
+    b.op("ADD", "add2", ["add1", "c3"], (3, 5, 5), scale=s * 2, zp=-20)
+    b.weighted("CONV_2D", "c4", "add2", (2, 3, 3, 3), (2, 3, 3), stride=2, padding=pad,
+               activation="relu")  # fmt: skip
+    b.op("MEAN", "gap", ["c4"], (2,), scale=b.tensors["c4"].scale / 2, zp=-100)
+    b.weighted("FULLY_CONNECTED", "fc", "gap", (4, 2), (4,))
+    return b.graph("fc", requantization)
+
+
+@pytest.mark.parametrize("requantization", ["tflm", "xnnpack"])
+@pytest.mark.parametrize("tap_cost", [0, 10**9], ids=["sparse", "gemm"])
+def test_channels_last_entries_through_adds_equal_full_reinference(
+    rng, monkeypatch, requantization: str, tap_cost: int
+) -> None:
+    """ADDs read and make channels-last entries where only convolutions and ADDs read the
+    tensor (``graph_layout.channels_last_readers``): every fault gives the full
+    re-inference's logits on the sparse and the GEMM path, in both requantisations, and the
+    ADDs took the layouts expected of them."""
+    from accelsim.faults import graph_boxes, graph_campaign
+
+    monkeypatch.setattr(graph_boxes, "TAP_COST_BASE", tap_cost)
+    monkeypatch.setattr(graph_boxes, "TAP_COST_PER_CHANNEL", 0)
+    layouts = []
+    fn = graph_campaign.add_box
+    monkeypatch.setattr(graph_campaign, "add_box",
+                        lambda *a: layouts.append((a[1].name, *a[-2:])) or fn(*a))  # fmt: skip
+    g = two_blocks(rng, requantization)
+    x = rng.integers(-128, 128, size=(10, *g.tensors[g.input].shape)).astype(np.int8)
+    state = GraphCampaignInputs(g, x, np.zeros(10, np.int64)).golden()
+    faults = graph_every_bit_flip(g)
+    assert faults_equal_full_reinference(g, x, state, faults) > len(faults) // 10
+    # (node, (inputs channels last), output channels last): a fault in c0 reaches add1 through
+    # c1 and c2 (channels last) and as it is (the fault site), then add2 through add1 and c3
+    # (both channels last); a fault in c2 or c3 reaches its ADD as it is, the other input
+    # unchanged; both ADDs make channels-last entries (a convolution and an ADD read them)
+    want = {("add1", (True, False), True), ("add2", (True, True), True),
+            ("add1", (False, False), True), ("add2", (False, False), True)}  # fmt: skip
+    assert want <= set(layouts)

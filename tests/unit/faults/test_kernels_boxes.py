@@ -357,3 +357,70 @@ def test_whole_row_boxes_equal_the_references(seed: int) -> None:
         want = ref.compare_box_ref(moved, golden, img, where)
         np.testing.assert_array_equal(counts, want[0])
         np.testing.assert_array_equal(bbox, want[1])
+
+
+def _cl(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_add_box_equals_its_reference(seed: int) -> None:
+    """The one-pass ADD (channels last) against reading both inputs, the table and the
+    comparison of the references (channels first): entry boxes inside, across and outside
+    the region, one input without an entry, images with and without values; the fault-free
+    output is the table of the fault-free inputs, as in a campaign."""
+    from accelsim.faults.kernels_add import add_box_kernel
+    from accelsim.functional.graph_kernels import add_table, lookup_add_ref
+
+    rng = np.random.default_rng(seed)
+    c, h, w = int(rng.integers(1, 6)), 7, 6
+    golden_a, img, slot_a, vals_a, box_a = _case(rng, c, h, w)
+    golden_b, _, slot_b, vals_b, box_b = _case(rng, c, h, w)
+    if seed % 4 == 0:  # b unchanged: no entry
+        slot_b, vals_b, box_b = np.full(img.size, -1, np.int64), vals_b[:1, :, :1, :1], (1, 0, 1, 0)
+    table = add_table("tflm" if seed % 2 else "xnnpack", (0.05, 0.08, 0.1), (-3, 7, -128),
+                      (-128, 127))  # fmt: skip
+    golden_out = lookup_add_ref(golden_a, golden_b, table).astype(np.int8)
+    ry0, rx0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+    region = (ry0, int(rng.integers(ry0, h)), rx0, int(rng.integers(rx0, w)))
+    where = np.array([*box_a, *box_b, *region], np.int64)
+    out = np.empty((img.size, region[1] - ry0 + 1, region[3] - rx0 + 1, c), np.int8)
+    counts, plane = np.empty((img.size, 2), np.int64), np.zeros(out.shape[1:3], np.uint8)
+    add_box_kernel((_cl(golden_a), _cl(golden_b), _cl(golden_out)), img,
+                   (slot_a, _cl(vals_a), slot_b, _cl(vals_b)), where, table,
+                   (out, counts, plane))  # fmt: skip
+    want, want_counts, want_bbox = ref.add_box_ref(
+        (golden_a, golden_b, golden_out), img, (slot_a, vals_a, slot_b, vals_b), where, table
+    )
+    np.testing.assert_array_equal(out, _cl(want))
+    np.testing.assert_array_equal(counts, want_counts)
+    ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if ys.size:
+        got = [ry0 + ys[0], ry0 + ys[-1], rx0 + xs[0], rx0 + xs[-1]]
+        np.testing.assert_array_equal(got, want_bbox)
+    else:
+        assert want_bbox[0] > want_bbox[1]
+    # by hand: an image with neither input's values is the fault-free output, unchanged
+    plain = np.flatnonzero((slot_a < 0) & (slot_b < 0))
+    for p in plain:
+        assert counts[p].tolist() == [0, 0]
+
+
+def test_add_box_by_hand() -> None:
+    """A 1x1 map of one channel, out = a + b clamped to int8 through a table made by hand: the
+    fault-free 3 + 4 = 7; a's entry holds 120, so 124 (one value moved by 117); b's entry lies
+    outside the region and is not read."""
+    from accelsim.faults.kernels_add import add_box_kernel
+
+    codes = np.arange(-128, 128)
+    table = np.clip(codes[:, None] + codes[None, :], -128, 127).astype(np.int8).reshape(-1)
+    one = lambda v: np.full((1, 1, 1, 1), v, np.int8)  # noqa: E731
+    out = np.empty((1, 1, 1, 1), np.int8)
+    counts, plane = np.empty((1, 2), np.int64), np.zeros((1, 1), np.uint8)
+    where = np.array([0, 0, 0, 0, 5, 5, 5, 5, 0, 0, 0, 0], np.int64)
+    add_box_kernel((one(3), one(4), one(7)), np.array([0]),
+                   (np.array([0]), one(120), np.array([0]), one(-100)), where, table,
+                   (out, counts, plane))  # fmt: skip
+    assert out.item() == 124
+    assert counts.tolist() == [[1, 117]]
+    assert plane.item() == 1
