@@ -26,7 +26,6 @@ import numpy.typing as npt
 
 from accelsim.config.workload import FaultKind, ProtectionMode
 from accelsim.faults import kernels_add, kernels_fc
-from accelsim.faults import kernels_boxes as kb
 from accelsim.faults.graph_boxes import (
     WINDOWED,
     Entry,
@@ -41,7 +40,7 @@ from accelsim.faults.graph_boxes import (
     windowed_region,
 )
 from accelsim.faults.graph_fc import fc_delta, fc_prep
-from accelsim.faults.graph_golden import golden_acc, golden_pass
+from accelsim.faults.graph_golden import golden_acc, golden_pass, warm_box_kernels
 from accelsim.faults.graph_layout import channels_last_readers, merges, pool_after
 from accelsim.faults.kernels_add import add_box
 from accelsim.faults.kernels_pool import POOLS, conv_pool_box, pool_box
@@ -136,7 +135,7 @@ class GraphCampaignInputs:
                     state.channels_last(t)
             elif nd.op == "FULLY_CONNECTED":
                 fc_prep(self.graph, nd, state)
-        kb.warm()
+        warm_box_kernels()
         kernels_add.warm()
         kernels_fc.warm()
         return state

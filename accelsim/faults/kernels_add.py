@@ -115,8 +115,8 @@ def add_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
 
 
 def warm() -> None:
-    """Load ``add_box_kernel`` from numba's cache in this process (as ``kernels_boxes.warm``
-    does the box kernels), so that forked workers share it."""
+    """Load ``add_box_kernel`` from numba's cache in this process (as
+    ``graph_golden.warm_box_kernels`` does the box kernels), so that forked workers share it."""
     one, i1 = np.zeros((1, 1, 1, 1), np.int8), np.zeros(1, np.int64)
     add_box_kernel((one, one, one), i1, (i1, one, i1, one), np.zeros(12, np.int64),
                    np.zeros(65536, np.int8), (one.copy(), np.zeros((1, 2), np.int64),

@@ -88,8 +88,9 @@ def sparse_fc_ref(x_new: I8, x_old: I8, weight_t: I8, acc0: I64, images: I64,
 
 
 def warm() -> None:
-    """Load ``sparse_fc_kernel`` from numba's cache in this process, as ``kernels_boxes.warm``
-    does for the box kernels, so that forked workers share the loaded code."""
+    """Load ``sparse_fc_kernel`` from numba's cache in this process, as
+    ``graph_golden.warm_box_kernels`` does for the box kernels, so that forked workers share the
+    loaded code."""
     x = np.zeros((1, 8), np.int8)
     i1 = np.zeros(1, np.int64)
     rq = (i1, i1, i1, i1, np.zeros(1, np.float32))
