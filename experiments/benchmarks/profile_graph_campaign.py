@@ -119,28 +119,22 @@ def main() -> None:
 
     graph_campaign.fc_delta = timed_other(graph_campaign.fc_delta, fc_label)
     graph_campaign.run_node = timed_other(graph_campaign.run_node, lambda nd, out: nd.op)
-    pool_box = graph_campaign.pool_box
 
-    def timed_pool(g_, nd, state_, live, rows, *rest):
-        t = time.perf_counter()
-        out = pool_box(g_, nd, state_, live, rows, *rest)
-        o = other[f"{nd.name} ({nd.op}, changed windows)"]
-        o[0] += rows.size
-        o[1] += time.perf_counter() - t
-        return out
+    def timed_box(fn, label):
+        def wrapper(g_, nd, state_, live, rows, *rest):
+            t = time.perf_counter()
+            out = fn(g_, nd, state_, live, rows, *rest)
+            o = other[f"{nd.name} ({label(nd)})"]
+            o[0] += rows.size
+            o[1] += time.perf_counter() - t
+            return out
 
-    graph_campaign.pool_box = timed_pool
-    add_box = graph_campaign.add_box
+        return wrapper
 
-    def timed_add(g_, nd, state_, live, rows, *rest):
-        t = time.perf_counter()
-        out = add_box(g_, nd, state_, live, rows, *rest)
-        o = other[f"{nd.name} (ADD, one pass)"]
-        o[0] += rows.size
-        o[1] += time.perf_counter() - t
-        return out
-
-    graph_campaign.add_box = timed_add
+    graph_campaign.pool_box = timed_box(
+        graph_campaign.pool_box, lambda nd: f"{nd.op}, changed windows"
+    )
+    graph_campaign.add_box = timed_box(graph_campaign.add_box, lambda nd: "ADD, one pass")
     start = time.perf_counter()
     inputs.evaluate(state, faults)
     total = time.perf_counter() - start
