@@ -1,6 +1,10 @@
 """How well does NVF predict real bit flips? (issue 3, item 3)
 
     python experiments/validate_nvf.py lenet5 --images 200 [--split train] [--seed 0]
+    python experiments/validate_nvf.py resnet20 --images 20 --neurons-per-layer 20
+
+Chains and graphs (ResNet-20, the MobileNet): on graphs the exact methods run on downstream
+re-runs of the graph, minutes per image over every neuron, so sample with --neurons-per-layer.
 
 Computes the ground truth ``exact-bits`` (the fraction of the 8 real bit flips of each neuron
 that change the class, averaged over the images) and every NVF variant (linear / exact x
@@ -28,10 +32,11 @@ from accelsim import (
     compute_nvf_variants,
     critical_set_agreement,
     files,
+    layer_sizes,
     load_dataset,
-    load_network,
+    load_model,
     mean_absolute_error_pp,
-    quantize_images,
+    quantize_inputs,
     spearman,
     top_k_overlap,
 )
@@ -132,13 +137,13 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    net = load_network(args.network)
+    net = load_model(args.network)
     data = load_dataset(net.dataset, args.split, data_dir=args.data_dir, n_images=args.images)
-    x = quantize_images(net, data.images)
+    x = quantize_inputs(net, data.images)
     rng = np.random.default_rng(args.seed)
     sample = None
     if args.neurons_per_layer:
-        sizes = {i: int(np.prod(net.layers[i].out_shape)) for i in net.neuron_layers}
+        sizes = layer_sizes(net)
         sample = {
             i: np.sort(rng.choice(n, min(n, args.neurons_per_layer), replace=False))
             for i, n in sizes.items()

@@ -1,11 +1,12 @@
-"""The NVF of a graph network: ``linear`` through the graph's slopes (``graph_slopes``) and
+"""The NVF of a graph network: ``linear`` through the graph's slopes (``graph_slopes``), the
+exact searches ``exact`` and ``exact-bits`` on downstream re-runs (``graph_exact``), and
 ``exhaustive`` through the campaign engine's graph fault source (``faults.graph_campaign``).
 
-Both give an ``NvfResult`` keyed by node index (``g.nodes``), like a chain's by layer index, so
+All give an ``NvfResult`` keyed by node index (``g.nodes``), like a chain's by layer index, so
 thresholds, plans and reports read either. The linear method is the chain's closed form
-(``vulnerability.critical_deltas_linear``) on the graph's logit slopes, with the same bit
-mappings and gradient check. The exact searches (``exact``, ``exact-bits``) are not built for
-graphs; ``exhaustive`` is their ground truth.
+(``vulnerability.critical_deltas_linear``) on the graph's logit slopes, the exact ones the
+chain's searches (``search``) on the graph's re-runs; bit mappings and the gradient check are
+the chain's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from accelsim.analysis.graph_exact import graph_critical_deltas_exact, graph_exact_bit_flips
 from accelsim.analysis.graph_slopes import graph_logit_slopes
 from accelsim.analysis.vulnerability import (
     NvfResult,
@@ -27,7 +29,6 @@ from accelsim.analysis.vulnerability import (
 from accelsim.config.workload import BitMapping as Mapping
 from accelsim.config.workload import FaultKind
 from accelsim.config.workload import NvfMethod as Method
-from accelsim.errors import ParameterError
 from accelsim.faults.model import KIND_CODES, FaultBatch
 from accelsim.functional.graph import Graph, run_graph
 from accelsim.functional.models import layer_name, layer_sizes, neuron_layers
@@ -35,6 +36,7 @@ from accelsim.functional.network import classify
 
 I8 = npt.NDArray[np.int8]
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 
 def graph_every_bit_flip(g: Graph) -> FaultBatch:
@@ -69,24 +71,24 @@ def graph_nvf_variants(
     *,
     method: Method = Method.LINEAR,
     variants: tuple[Variant, ...] = ((Mapping.LOG2, True),),
+    neurons: dict[int, I64] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[NvfResult, ...]:
-    """The linear NVF of every neuron of ``g`` over int8 inputs ``x``, one result per (bit
-    mapping, gradient check) variant from one computation of the slopes."""
+    """The NVF of every neuron of ``g`` over int8 inputs ``x``, one result per (bit mapping,
+    gradient check) variant from one computation of the critical deltas (one result for
+    exact-bits and exhaustive, which take no variants). ``neurons`` ({node: flat indices})
+    restricts the exact searches to a sample (the others get NVF 0)."""
     if method is Method.EXHAUSTIVE:
         return (graph_exhaustive_nvf(g, x, on_progress=on_progress),)
-    if method is not Method.LINEAR:
-        raise ParameterError(
-            "method",
-            f"{{parameter}}: graph networks ({g.name}) support NVF methods linear and "
-            f"exhaustive, got {method.value}",
-        )
+    if method is Method.EXACT_BITS:
+        variants = ((Mapping.LOG2, False),)
     sizes = layer_sizes(g)
     names = {i: layer_name(g, i) for i in sizes}
     wanted = neuron_layers(g)
     totals = [NvfTotals.zeros(sizes) for _ in variants]
     scale = float(g.tensors[g.output].scale)
     n_classes = int(g.tensors[g.output].shape[0])
+    need_slopes = method is Method.LINEAR or any(check for _, check in variants)
     batch = max(1, min(64, int(2e7 // max(sum(sizes.values()) * n_classes, 1))))
     for start in range(0, len(x), batch):
         xb = x[start : start + batch]
@@ -94,11 +96,21 @@ def graph_nvf_variants(
         values[g.input] = xb
         logits = values[g.output]
         golden = classify(logits)
-        slopes = graph_logit_slopes(g, values, wanted)
+        slopes = graph_logit_slopes(g, values, wanted) if need_slopes else {}
+        one = [{t: a[b : b + 1] for t, a in values.items()} for b in range(len(xb))]
         for i in wanted:
             out = values[g.nodes[i].output].reshape(len(xb), -1)
-            r_up, r_lo = critical_deltas_linear(slopes[i], logits, golden, out, scale)
-            skip = gradient_skip(slopes[i], golden)
+            sample = (neurons or {}).get(i)
+            if method is Method.EXACT_BITS:
+                flips = [graph_exact_bit_flips(g, single, i, sample).T for single in one]
+                totals[0].add(i, np.stack(flips), None)
+                continue
+            if method is Method.LINEAR:
+                r_up, r_lo = critical_deltas_linear(slopes[i], logits, golden, out, scale)
+            else:
+                pairs = [graph_critical_deltas_exact(g, single, i, sample) for single in one]
+                r_up, r_lo = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+            skip = gradient_skip(slopes[i], golden) if i in slopes else None
             for (mapping, check), total in zip(variants, totals, strict=True):
                 w = bit_weights(mapping, r_up, r_lo, out)
                 if check:
@@ -106,4 +118,6 @@ def graph_nvf_variants(
                 total.add(i, w, skip if check else None)
         if on_progress is not None:
             on_progress(len(xb))
+    if method is Method.EXACT_BITS:
+        return (totals[0].result(names, method, None, len(x)),)
     return tuple(t.result(names, method, v, len(x)) for t, v in zip(totals, variants, strict=True))

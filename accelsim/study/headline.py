@@ -47,7 +47,6 @@ from accelsim.functional.models import (
     model_hash,
     quantize_inputs,
 )
-from accelsim.functional.network import Network
 from accelsim.protection.plan import SPLITS, splittable
 from accelsim.report.html import HtmlFigure, HtmlTable, render_report, write_report
 from accelsim.report.plots import nvf_figure, save_figure
@@ -293,12 +292,6 @@ def _nvf_settings(spec: WorkloadSpec, o: StudyOptions, net: AnyNetwork,
     if o.nvf is NvfChoice.WORKLOAD:
         return {}, f"{own} (nvf=workload)"
     if o.nvf is NvfChoice.PAPER:
-        if not isinstance(net, Network):
-            raise ParameterError(
-                "nvf",
-                f"{{parameter}}: the paper's setting searches critical deltas exactly, which "
-                f"graph networks ({net.name}) do not support; use workload or exhaustive",
-            )
         paper = {"method": NvfMethod.EXACT, "mapping": BitMapping.PAPER, "gradient_check": True}
         return paper, "the paper's setting: exact search, Algorithm 1's bit mapping, gradient check"
     if o.nvf is NvfChoice.EXHAUSTIVE:

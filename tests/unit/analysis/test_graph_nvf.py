@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelsim import BitMapping, NvfMethod, compute_nvf, load_network
+from accelsim import BitMapping, NvfMethod, compute_nvf, compute_nvf_variants, load_network
+from accelsim.analysis.graph_exact import graph_change_logits, graph_critical_deltas_exact
 from accelsim.analysis.graph_nvf import graph_nvf_variants
 from accelsim.analysis.graph_slopes import graph_logit_slopes
-from accelsim.functional.graph import Graph, graph_from_network, run_graph
+from accelsim.analysis.search import NONE
+from accelsim.functional.graph import Graph, graph_forward, graph_from_network, run_graph, run_node
 from accelsim.functional.graph_check import WEIGHTED
 from accelsim.functional.models import neuron_layers
-from tests.unit.faults.test_graph_campaign import concat, inverted, residual, wide
+from accelsim.functional.network import classify
+from tests.unit.faults.test_graph_campaign import concat, inverted, residual, two_blocks, wide
 
 
 def _golden(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -185,8 +188,137 @@ def test_graph_linear_nvf_tracks_the_exhaustive_ground_truth() -> None:
         assert np.corrcoef(_ranks(truth), _ranks(linear))[0, 1] > 0.85
 
 
-def test_graph_nvf_refuses_the_exact_searches(rng) -> None:
-    from accelsim.errors import ParameterError
+def _brute_force_logits(g: Graph, x: np.ndarray, node: int, element: int) -> np.ndarray:
+    """Logits of one input for each of the 256 codes of one neuron: the whole graph re-run by
+    the numpy reference, the neuron's tensor overwritten where it is produced."""
+    values = {g.input: np.repeat(x, 256, axis=0)}
+    for i, nd in enumerate(g.nodes):
+        out = run_node(g, nd, [values[t] for t in nd.inputs], reference=True)
+        if i == node:
+            out = out.copy()
+            out.reshape(256, -1)[:, element] = np.arange(-128, 128)
+        values[nd.output] = out
+    return values[g.output]
 
-    with pytest.raises(ParameterError, match="linear and exhaustive"):
-        compute_nvf(residual(rng), np.zeros((1, 2, 5, 5), np.int8), method=NvfMethod.EXACT)
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, two_blocks])
+def test_graph_exact_search_equals_brute_force_where_monotone(build, rng) -> None:
+    """``exact`` bisects, so it assumes that the class, once changed by a delta, stays changed
+    for every larger one. Wherever the brute force (every code, whole re-runs) shows that, its
+    r_upper / r_lower equal the brute force's; where it does not, the bisection's answer still
+    changes the class and the step before it (toward the golden code) does not."""
+    g = build(rng)
+    x = rng.integers(-128, 128, size=(6, *g.input_info.shape)).astype(np.int8)
+    values = _golden(g, x)
+    checked = critical = 0
+    for node in neuron_layers(g):
+        size = int(np.prod(g.tensors[g.nodes[node].output].shape))
+        sample = np.sort(rng.choice(size, min(size, 16), replace=False))
+        for b in range(len(x)):
+            single = {t: a[b : b + 1] for t, a in values.items()}
+            up, lo = graph_critical_deltas_exact(g, single, node, sample)
+            v = single[g.nodes[node].output].reshape(-1).astype(np.int64)
+            golden = int(classify(single[g.output])[0])
+            assert np.all(np.delete(up, sample) == NONE)
+            for e in sample:
+                flips = classify(_brute_force_logits(g, x[b : b + 1], node, e)) != golden
+                codes = np.arange(-128, 128)
+                for r, order in ((up[e], codes[codes > v[e]]), (lo[e], codes[codes < v[e]][::-1])):
+                    f = flips[order + 128]
+                    first = int(np.argmax(f)) if f.any() else -1
+                    monotone = first < 0 or bool(f[first:].all())
+                    if r == NONE:
+                        # the extreme code keeps the class: under monotonicity, none flips
+                        assert not f[-1:].any()
+                        assert not monotone or first < 0
+                        continue
+                    critical += 1
+                    assert flips[v[e] + r + 128]
+                    step = v[e] + r - np.sign(r)
+                    assert step == v[e] or not flips[step + 128]
+                    if monotone:
+                        assert v[e] + r == order[first]
+                        checked += 1
+    assert critical > 12  # not vacuous
+    assert checked > 12
+
+
+def _close_calls(g: Graph, rng: np.random.Generator, n: int) -> np.ndarray:
+    """The n of 400 random inputs whose two largest logits are closest: single bit flips
+    change their class often enough for the comparison to mean something."""
+    x = rng.integers(-128, 128, size=(400, *g.input_info.shape)).astype(np.int8)
+    top = np.sort(graph_forward(g, x).astype(np.int64), axis=1)
+    return x[np.argsort(top[:, -1] - top[:, -2], kind="stable")[:n]]
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, two_blocks])
+def test_graph_change_logits_equal_whole_reinference(build) -> None:
+    """The downstream re-run behind both exact searches, for every code of every neuron (a
+    sample of 24 per node on the larger graphs) of inputs close to a class boundary, gives the
+    logits of the whole graph re-run by the numpy reference."""
+    rng = np.random.default_rng(0)
+    g = build(rng)
+    x = _close_calls(g, rng, 4)
+    values = _golden(g, x)
+    codes = np.arange(-128, 128)
+    moved = 0
+    for node in neuron_layers(g):
+        size = int(np.prod(g.tensors[g.nodes[node].output].shape))
+        sample = np.sort(rng.choice(size, min(size, 24), replace=False))
+        for b in range(len(x)):
+            single = {t: a[b : b + 1] for t, a in values.items()}
+            got = graph_change_logits(g, single, node, np.repeat(sample, 256),
+                                      np.tile(codes, sample.size))  # fmt: skip
+            want = [_brute_force_logits(g, x[b : b + 1], node, e) for e in sample]
+            np.testing.assert_array_equal(got, np.concatenate(want))
+            moved += int(np.sum(classify(got) != classify(single[g.output])[0]))
+    assert moved > 100  # many codes change the class
+
+
+@pytest.mark.parametrize("build", [residual, inverted, concat, two_blocks])
+def test_graph_exact_bits_equals_the_campaign_engines_exhaustive(build) -> None:
+    """Two independent computations of the ground truth: every bit flip searched per input on
+    downstream re-runs (``exact-bits``) and every bit flip as a fault of a campaign on the
+    campaign engine (``exhaustive``), bit map for bit map (seed 0: every graph has inputs
+    whose class some bit flip changes)."""
+    rng = np.random.default_rng(0)
+    g = build(rng)
+    x = _close_calls(g, rng, 8)
+    truth = compute_nvf(g, x, method=NvfMethod.EXACT_BITS)
+    fast = compute_nvf(g, x, method=NvfMethod.EXHAUSTIVE)
+    assert truth.method is NvfMethod.EXACT_BITS
+    assert truth.n_inputs == 8
+    for t, f in zip(truth.layers, fast.layers, strict=True):
+        assert t.layer == f.layer
+        np.testing.assert_array_equal(t.bit_map, f.bit_map)
+    assert truth.nvf.max() > 0
+    node = neuron_layers(g)[0]
+    sample = {node: np.array([0, 3, 5])}
+    (part,) = compute_nvf_variants(g, x, method=NvfMethod.EXACT_BITS, variants=(),
+                                   neurons=sample)  # fmt: skip
+    lay = next(lay for lay in part.layers if lay.layer == node)
+    np.testing.assert_array_equal(lay.bit_map[:, [0, 3, 5]], truth.layers[0].bit_map[:, [0, 3, 5]])
+    assert not np.delete(lay.nvf, [0, 3, 5]).any()
+    for other, full in zip(part.layers, truth.layers, strict=True):  # not sampled: all
+        if other.layer != node:
+            np.testing.assert_array_equal(other.bit_map, full.bit_map)
+
+
+def test_graph_exact_nvf_of_a_chain_equals_the_chain_exact_nvf() -> None:
+    """LeNet-5 as a graph: the graph's downstream re-runs and the chain's incremental search
+    (a separate implementation) give the same exact NVF, gradient check on and off."""
+    net = load_network("lenet5")
+    g = graph_from_network(net)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, size=(2, *net.input_shape)).astype(np.int8)
+    sample = {i: np.sort(rng.choice(net.layers[i].out_size, 24, replace=False))
+              for i in net.neuron_layers}  # fmt: skip
+    variants = ((BitMapping.LOG2, True), (BitMapping.VALUE, False))
+    for method in (NvfMethod.EXACT, NvfMethod.EXACT_BITS):
+        want = compute_nvf_variants(net, x, method=method, variants=variants, neurons=sample)
+        got = compute_nvf_variants(g, x, method=method, variants=variants, neurons=sample)
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert [lay.layer for lay in a.layers] == [lay.layer for lay in b.layers]
+            np.testing.assert_array_equal(a.nvf, b.nvf)
+        assert max(r.nvf.max() for r in got) > 0

@@ -22,7 +22,7 @@ from accelsim import (
     unprotected,
 )
 from accelsim.faults.model import apply_fault
-from tests.conftest import data_dir_or_fail
+from tests.conftest import REPO, data_dir_or_fail
 
 
 def test_run_on_resnet20_end_to_end(tmp_path) -> None:
@@ -80,12 +80,20 @@ def test_run_on_mobilenet_end_to_end(tmp_path) -> None:
     assert (tmp_path / "figures" / "fig4.png").is_file()
 
 
-def test_the_papers_nvf_setting_is_refused_on_graphs(tmp_path) -> None:
-    from accelsim import ParameterError, StudyOptions, prepare_study
+def test_the_papers_nvf_setting_is_taken_on_graphs(tmp_path) -> None:
+    """``nvf="paper"`` on a graph asks for the exact search (graphs have it since the exact
+    searches run on downstream re-runs; computing it on ResNet-20 takes minutes per image, so
+    only the choice is checked here, the search itself in tests/unit/analysis)."""
+    from accelsim import BitMapping, NvfMethod, StudyOptions, load_graph
+    from accelsim.study.headline import _nvf_settings
 
-    options = StudyOptions(nvf="paper", nvf_images=4, out_dir=tmp_path, data_dir=data_dir_or_fail())
-    with pytest.raises(ParameterError, match=r"graph networks \(resnet20\) do not support"):
-        prepare_study("pe16x16", "resnet20", options)
+    spec = load_workload(REPO / "workloads" / "resnet20.yaml")
+    options = StudyOptions(nvf="paper", nvf_images=4, out_dir=tmp_path)
+    g = load_graph("resnet20")
+    settings, why = _nvf_settings(spec, options, g, np.zeros((1, 3, 32, 32), np.int8))
+    assert settings == {"method": NvfMethod.EXACT, "mapping": BitMapping.PAPER,
+                        "gradient_check": True}  # fmt: skip
+    assert why.startswith("the paper's setting: exact search")
 
 
 def test_simulate_with_pe_faults_on_mobilenet(tmp_path) -> None:
