@@ -90,6 +90,8 @@ def graph_nvf_variants(
     n_classes = int(g.tensors[g.output].shape[0])
     need_slopes = method is Method.LINEAR or any(check for _, check in variants)
     batch = max(1, min(64, int(2e7 // max(sum(sizes.values()) * n_classes, 1))))
+    if method is not Method.LINEAR:  # minutes per input on deep graphs: progress after each
+        batch = 1
     for start in range(0, len(x), batch):
         xb = x[start : start + batch]
         values = run_graph(g, xb, keep=lambda t: True)

@@ -322,3 +322,13 @@ def test_graph_exact_nvf_of_a_chain_equals_the_chain_exact_nvf() -> None:
             assert [lay.layer for lay in a.layers] == [lay.layer for lay in b.layers]
             np.testing.assert_array_equal(a.nvf, b.nvf)
         assert max(r.nvf.max() for r in got) > 0
+
+
+@pytest.mark.parametrize("method", [NvfMethod.EXACT, NvfMethod.EXACT_BITS])
+def test_the_exact_searches_report_progress_after_every_input(method) -> None:
+    """They take minutes per input on ResNet-20, so progress comes input by input."""
+    g = residual(np.random.default_rng(0))
+    x = np.random.default_rng(1).integers(-128, 128, size=(5, *g.input_info.shape)).astype(np.int8)
+    calls: list[int] = []
+    compute_nvf(g, x, method=method, on_progress=calls.append)
+    assert calls == [1] * 5

@@ -69,6 +69,11 @@ def test_the_study_runs_on_an_imported_model_and_own_data(tmp_path, own_data, ca
     assert main(["analyze", workload, *args, "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["layers"]
     assert sum(d["neurons"] for d in layers) == load_graph(out / "lenet5_keras.yaml").n_neurons
+    exact = ["--output-dir", str(tmp_path / "e"), "--images", "2", "--method", "exact", "--json"]
+    assert main(["analyze", workload, *exact]) == 0  # the exact search on a graph, from the CLI
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "exact"
+    assert sum(d["neurons"] for d in doc["layers"]) == sum(d["neurons"] for d in layers)
     assert main(["inject", workload, "--faults", "20", "--test-images", "40", *args]) == 0
     assert main(["simulate", "pe8x8", workload, "--protection", "split", *args]) == 0
     capsys.readouterr()
