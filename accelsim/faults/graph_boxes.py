@@ -127,7 +127,7 @@ def _overlay(region: I8, origin: Box, values: I8, box: Box) -> None:
 Entry = tuple[I64, I8, Box | None, I64 | None]
 
 
-def _slots(rows: I64, entry: Entry | None) -> I64:
+def entry_slots(rows: I64, entry: Entry | None) -> I64:
     """For each of ``rows``, its row in ``entry``'s values, or -1."""
     slot = np.full(rows.size, -1, np.int64)
     if entry is not None:
@@ -139,7 +139,7 @@ _NO_VALUES = np.zeros((1, 1, 1, 1), np.int8)
 _NO_BOX = (1, 0, 1, 0)
 
 
-def _where(entry: Entry | None, box: Box) -> I64:
+def entry_where(entry: Entry | None, box: Box) -> I64:
     """The kernels' ``where`` record: the entry's box (empty without one), then ``box``."""
     return np.array([*(_NO_BOX if entry is None else entry[2]), *box], np.int64)
 
@@ -156,8 +156,8 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
         y0, y1, x0, x1 = region
         out = np.empty((rows.size, golden.shape[1], y1 - y0 + 1, x1 - x0 + 1), np.int8)
         vals = _NO_VALUES if entry is None else entry[1]
-        kb.read_overlay_kernel(golden, live[rows], _slots(rows, entry), vals,
-                               _where(entry, region), out)  # fmt: skip
+        kb.read_overlay_kernel(golden, live[rows], entry_slots(rows, entry), vals,
+                               entry_where(entry, region), out)  # fmt: skip
         return out
     out = golden[live[rows]]
     if entry is not None:
@@ -174,19 +174,19 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
 
 
 def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box,
-              channels_last: bool = False) -> Entry | None:  # fmt: skip
+             channels_last: bool = False) -> Entry | None:  # fmt: skip
     """The entry of a node's recomputed output box ``out`` (one per row; (rows, box, C) with
     ``channels_last``) against the fault-free map: the rows that differ, their values in the
     box of what differs, in ``out``'s layout."""
     counts = np.empty((rows.size, 2), np.int64)
     bbox = np.empty(4, np.int64)
     first = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if channels_last else out
-    kb.compare_box_kernel(first, fault_free, live[rows], _where(None, box), counts, bbox)
-    return _entry_of(out, rows, box, counts, bbox, channels_last)
+    kb.compare_box_kernel(first, fault_free, live[rows], entry_where(None, box), counts, bbox)
+    return entry_of(out, rows, box, counts, bbox, channels_last)
 
 
-def _entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64,
-              channels_last: bool = False) -> Entry | None:  # fmt: skip
+def entry_of(out: I8, rows: I64, box: Box, counts: I64, bbox: I64,
+             channels_last: bool = False) -> Entry | None:  # fmt: skip
     """The entry of ``out`` (rows, C, box), or (rows, box, C) with ``channels_last``, from
     the kernels' comparison (``compare_box_kernel``'s counts and bbox)."""
     keep = counts[:, 0] > 0
@@ -230,7 +230,7 @@ def _conv_acc(g: Graph, nd: Node, state: GraphGolden, img: I64, slot: I64, entry
     vals = _NO_VALUES if entry is None else entry[1]
     vals = vals if in_cl else np.ascontiguousarray(vals.transpose(0, 2, 3, 1))
     kb.gather_columns_kernel(state.channels_last(nd.inputs[0]), img, slot, vals,
-                             _where(entry, out_box), conv, cols)  # fmt: skip
+                             entry_where(entry, out_box), conv, cols)  # fmt: skip
     return exact_matmul(conv_prep(g, nd, state).gemm, cols.T).reshape(o, img.size, n_pix)
 
 
@@ -266,7 +266,7 @@ def conv_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
                                            channels_last=out_cl, in_cl=in_cl)  # fmt: skip
     if counts is None:  # the GEMM path: compared here
         return box_entry(out, state.values[nd.output], live, rows, out_box, out_cl)
-    return _entry_of(out, rows, out_box, counts, bbox, out_cl)
+    return entry_of(out, rows, out_box, counts, bbox, out_cl)
 
 
 def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
@@ -281,8 +281,8 @@ def conv_box_values(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64
     o, c, kh, kw = nd.weight.shape
     y0, y1, x0, x1 = out_box
     n_pix = (y1 - y0 + 1) * (x1 - x0 + 1)
-    img, slot = live[rows], _slots(rows, entry)
-    where = _where(entry, out_box)
+    img, slot = live[rows], entry_slots(rows, entry)
+    where = entry_where(entry, out_box)
     counts = entry[3]
     if counts is None:
         if in_cl:

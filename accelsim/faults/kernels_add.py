@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from accelsim.faults.graph_boxes import Box, Entry, GraphGolden, _entry_of, _slots, _where
+from accelsim.faults.graph_boxes import Box, Entry, GraphGolden, entry_of, entry_slots, entry_where
 from accelsim.functional.graph import Graph, Node, add_node_table
 
 I8 = npt.NDArray[np.int8]
@@ -96,13 +96,13 @@ def add_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
         else e[1] if cl else np.ascontiguousarray(e[1].transpose(0, 2, 3, 1))
         for e, cl in zip(entries, in_cl, strict=True)
     ]  # fmt: skip
-    where = np.concatenate([_where(entries[0], box)[:4], _where(entries[1], box)])
+    where = np.concatenate([entry_where(entries[0], box)[:4], entry_where(entries[1], box)])
     n_chan = state.values[nd.output].shape[1]
     out = np.empty((rows.size, box[1] - box[0] + 1, box[3] - box[2] + 1, n_chan), np.int8)
     counts = np.empty((rows.size, 2), np.int64)
     plane = np.zeros(out.shape[1:3], np.uint8)
     goldens = tuple(state.channels_last(t) for t in (*nd.inputs, nd.output))
-    ins = (_slots(rows, entries[0]), vals[0], _slots(rows, entries[1]), vals[1])
+    ins = (entry_slots(rows, entries[0]), vals[0], entry_slots(rows, entries[1]), vals[1])
     add_box_kernel(goldens, live[rows], ins, where, add_node_table(g, nd),
                    (out, counts, plane))  # fmt: skip
     ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
@@ -111,7 +111,7 @@ def add_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64,
     bbox = np.array([box[0] + ys[0], box[0] + ys[-1], box[2] + xs[0], box[2] + xs[-1]])
     if not out_cl:
         out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    return _entry_of(out, rows, box, counts, bbox, out_cl)
+    return entry_of(out, rows, box, counts, bbox, out_cl)
 
 
 def warm() -> None:

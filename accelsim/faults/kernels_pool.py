@@ -15,10 +15,10 @@ from accelsim.faults.graph_boxes import (
     Box,
     Entry,
     GraphGolden,
-    _entry_of,
-    _slots,
-    _where,
     conv_box_values,
+    entry_of,
+    entry_slots,
+    entry_where,
     window_box,
 )
 from accelsim.functional.graph import Graph, Node
@@ -130,9 +130,9 @@ def pool_box(g: Graph, nd: Node, state: GraphGolden, live: I64, rows: I64, entry
     out = np.empty((rows.size, n_chan, y1 - y0 + 1, x1 - x0 + 1), np.int8)
     counts, bbox = np.empty((rows.size, 2), np.int64), np.empty(4, np.int64)
     pool_box_kernel(state.values[nd.inputs[0]], state.values[nd.output], live[rows],
-                       _slots(rows, entry), entry[1], _where(entry, out_box), _pool_record(g, nd),
-                       out, counts, bbox)  # fmt: skip
-    return _entry_of(out, rows, out_box, counts, bbox)
+                    entry_slots(rows, entry), entry[1], entry_where(entry, out_box),
+                    _pool_record(g, nd), out, counts, bbox)  # fmt: skip
+    return entry_of(out, rows, out_box, counts, bbox)
 
 
 @njit(cache=True, nogil=True)
@@ -233,4 +233,4 @@ def conv_pool_box(g: Graph, nd: Node, pool_nd: Node, state: GraphGolden, live: I
     pool = np.array([*_pool_record(g, pool_nd), out_cl], np.int64)
     pool_cl_kernel(codes, state.channels_last(nd.output), golden_out, live[rows], where, pool,
                    out, counts, bbox)  # fmt: skip
-    return _entry_of(out, rows, pool_box_, counts, bbox, out_cl)
+    return entry_of(out, rows, pool_box_, counts, bbox, out_cl)
