@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from accelsim.analysis.search import bisect_critical_deltas, bit_flip_table
+from accelsim.analysis.search import Classes, bisect_critical_deltas, bit_flip_table
 from accelsim.functional.graph import Graph, run_node
 from accelsim.functional.network import classify
 
@@ -92,17 +92,23 @@ def _downstream(
     return rows, live[g.output]
 
 
-def graph_critical_deltas_exact(
-    g: Graph, golden: Mapping[str, I8], node: int, neurons: I64 | None = None
-) -> tuple[I64, I64]:
-    """r_upper / r_lower of node ``node``'s neurons for one input, by bisection over injected
-    deltas on the downstream re-run (the chain's ``critical_deltas_exact`` on a graph)."""
+def _searched(g: Graph, golden: Mapping[str, I8], node: int) -> tuple[I64, int, Classes]:
+    """What the searches of ``analysis.search`` take for node ``node`` of one input: the golden
+    codes, the golden class, and the classes under changes (``graph_change_classes``)."""
     v = golden[g.nodes[node].output].reshape(-1).astype(np.int64)
 
     def classes(index: I64, new: I64) -> I64:
         return graph_change_classes(g, golden, node, index, new)
 
-    return bisect_critical_deltas(v, int(classify(golden[g.output])[0]), classes, neurons)
+    return v, int(classify(golden[g.output])[0]), classes
+
+
+def graph_critical_deltas_exact(
+    g: Graph, golden: Mapping[str, I8], node: int, neurons: I64 | None = None
+) -> tuple[I64, I64]:
+    """r_upper / r_lower of node ``node``'s neurons for one input, by bisection over injected
+    deltas on the downstream re-run (the chain's ``critical_deltas_exact`` on a graph)."""
+    return bisect_critical_deltas(*_searched(g, golden, node), neurons)
 
 
 def graph_exact_bit_flips(
@@ -110,9 +116,4 @@ def graph_exact_bit_flips(
 ) -> F64:
     """(8, n): 1 where flipping bit b of neuron n of node ``node`` changes the class of one
     input (only ``neurons`` when given; the others stay 0)."""
-    v = golden[g.nodes[node].output].reshape(-1).astype(np.int64)
-
-    def classes(index: I64, new: I64) -> I64:
-        return graph_change_classes(g, golden, node, index, new)
-
-    return bit_flip_table(v, int(classify(golden[g.output])[0]), classes, neurons)
+    return bit_flip_table(*_searched(g, golden, node), neurons)

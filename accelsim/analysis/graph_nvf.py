@@ -77,7 +77,8 @@ def graph_nvf_variants(
     """The NVF of every neuron of ``g`` over int8 inputs ``x``, one result per (bit mapping,
     gradient check) variant from one computation of the critical deltas (one result for
     exact-bits and exhaustive, which take no variants). ``neurons`` ({node: flat indices})
-    restricts the exact searches to a sample (the others get NVF 0)."""
+    restricts the exact searches of the nodes it names to those neurons (their others get NVF
+    0); nodes it does not name are searched whole."""
     if method is Method.EXHAUSTIVE:
         return (graph_exhaustive_nvf(g, x, on_progress=on_progress),)
     if method is Method.EXACT_BITS:

@@ -174,7 +174,7 @@ def read_tensor(state: GraphGolden, t: str, live: I64, rows: I64, entry: Entry |
 
 
 def box_entry(out: I8, fault_free: I8, live: I64, rows: I64, box: Box,
-             channels_last: bool = False) -> Entry | None:  # fmt: skip
+              channels_last: bool = False) -> Entry | None:  # fmt: skip
     """The entry of a node's recomputed output box ``out`` (one per row; (rows, box, C) with
     ``channels_last``) against the fault-free map: the rows that differ, their values in the
     box of what differs, in ``out``'s layout."""
